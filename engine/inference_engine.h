@@ -1,0 +1,74 @@
+// The model engine as the server sees it: a loaded model that advances a batch of sequences by
+// one forward step. Knows nothing of gRPC; the server's scheduler owns batching, sampling and
+// streaming, the engine owns weights, the KV cache and the forward pass.
+#ifndef APEX4_ENGINE_INFERENCE_ENGINE_H_
+#define APEX4_ENGINE_INFERENCE_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/kernel_timer.h"
+#include "engine/tokenizer.h"
+
+namespace apex4 {
+
+// What is loaded, for logs, the model-info RPC and metrics.
+struct EngineInfo {
+  std::string name;              // e.g. "SmolLM2-135M-Instruct"
+  std::string architecture;      // "llama"
+  std::string format;            // "gguf", "safetensors", "apex4"
+  std::string quantization;      // "fp32", "w4a4-g128", "w4a4-mixed", ...
+  std::string backend;           // "cpu" or "cuda:<device>"
+  int32_t vocab_size = 0;
+  int32_t context_length = 0;    // longest sequence (prompt + completion) the engine accepts
+  int32_t num_layers = 0;
+  int32_t hidden_size = 0;
+};
+
+// One sequence's share of a forward step.
+struct SequenceStep {
+  int64_t sequence_id = 0;            // from StartSequence()
+  absl::Span<const int32_t> tokens;   // appended to the sequence this step (prompt chunk or 1 token)
+};
+
+struct KvCacheUsage {
+  int64_t blocks_in_use = 0;
+  int64_t blocks_total = 0;
+  int64_t bytes_in_use = 0;
+};
+
+// Thread-safety: info() and tokenizer() are immutable after creation and may be read from any
+// thread. StartSequence, EndSequence, Step and kv_usage must be called from one thread at a time
+// (the server's scheduler thread).
+class InferenceEngine {
+ public:
+  virtual ~InferenceEngine() = default;
+
+  virtual const EngineInfo& info() const = 0;
+  virtual const Tokenizer& tokenizer() const = 0;
+
+  // Reserves KV-cache space for a new sequence of at most `max_tokens` tokens.
+  // RESOURCE_EXHAUSTED when the cache cannot hold it now; INVALID_ARGUMENT past context_length.
+  virtual absl::StatusOr<int64_t> StartSequence(int32_t max_tokens) = 0;
+  // Frees the sequence's KV cache at once. Unknown ids are ignored.
+  virtual void EndSequence(int64_t sequence_id) = 0;
+
+  // Runs one forward pass over every entry of `batch` (each a distinct live sequence), appending
+  // its tokens to its KV cache, and writes the logits of each entry's last token to
+  // logits[i * vocab_size ...]. On error no sequence's cache is changed.
+  virtual absl::Status Step(absl::Span<const SequenceStep> batch, std::vector<float>* logits) = 0;
+
+  virtual KvCacheUsage kv_usage() const = 0;
+
+  // Where kernel timings go (may be null: not recorded). Not owned; must outlive the engine.
+  virtual void set_kernel_timer(KernelTimer* timer) = 0;
+};
+
+}  // namespace apex4
+
+#endif  // APEX4_ENGINE_INFERENCE_ENGINE_H_
