@@ -63,6 +63,14 @@ class InferenceEngine {
   // logits[i * vocab_size ...]. On error no sequence's cache is changed.
   virtual absl::Status Step(absl::Span<const SequenceStep> batch, std::vector<float>* logits) = 0;
 
+  // Evaluation's path (perplexity, log-likelihood scoring): like Step for one sequence, but writes
+  // the logits of every appended token, logits[i * vocab_size ...] for step.tokens[i].
+  // Engines that only compute last-token logits keep this default.
+  virtual absl::Status StepAllLogits(const SequenceStep& step, std::vector<float>* logits) {
+    return absl::UnimplementedError(info().backend +
+                                    " engine does not return all-position logits");
+  }
+
   virtual KvCacheUsage kv_usage() const = 0;
 
   // Where kernel timings go (may be null: not recorded). Not owned; must outlive the engine.
