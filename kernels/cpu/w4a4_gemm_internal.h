@@ -1,0 +1,85 @@
+// Shared by the W4A4 GEMM driver (w4a4_gemm.cc) and its per-ISA microkernels
+// (w4a4_gemm_avx2.cc, w4a4_gemm_avx512.cc). Not part of the public API.
+//
+// NOTES: the integer core multiplies *biased* weight nibbles u = qw + 8 (0..15, what XOR 0x8
+// makes of a two's-complement nibble) by signed int8 activations, because both maddubs (AVX2)
+// and dpbusd (VNNI) need one unsigned operand. Σ u·qx = Σ qw·qx + 8·Σ qx, so each 128-block's
+// accumulator starts at the block's correction -8·Σ qx, computed once per activation row. The
+// int32 block sums are exact; scales are applied per block in float.
+#ifndef APEX4_KERNELS_CPU_W4A4_GEMM_INTERNAL_H_
+#define APEX4_KERNELS_CPU_W4A4_GEMM_INTERNAL_H_
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace apex4 {
+namespace w4a4_internal {
+
+inline constexpr int kBlockK = 128;  // one scale block; every group size is a multiple
+inline constexpr int kBlockBytes = kBlockK / 2;
+inline constexpr int kTileCols = 4;  // weight rows per microkernel tile
+
+// One GEMM call as the microkernels see it. Activations are unpacked to int8 with each
+// 128-block laid out as its 64 even-k values then its 64 odd-k values: the order in which the
+// low and high nibbles of 64 packed weight bytes come out of a mask and a shift.
+struct GemmProblem {
+  const int8_t* x_values;        // [m][blocks][128]
+  const int32_t* x_corrections;  // [m][blocks]: -8 · Σ qx over the block
+  const float* x_scales;         // [m][blocks]
+  int64_t m = 0;
+  const uint8_t* w_packed;  // [n][blocks * 64], canonical layout
+  const float* w_scales;
+  int64_t w_scale_row_stride = 0;    // scales per weight row
+  int64_t w_scale_block_stride = 0;  // 1 for group-128, 0 for per-channel
+  int64_t n = 0;
+  int64_t blocks = 0;
+  float* y = nullptr;             // [m][n]; or, when null,
+  int32_t* block_sums = nullptr;  // [m][n][blocks], exact Σ qx·qw per block (for tests)
+};
+
+// Rows [n_begin, n_end) of the output for all M; n_begin is a multiple of kTileCols.
+void GemmRangeAvx2(const GemmProblem& p, int64_t n_begin, int64_t n_end);
+void GemmRangeAvx512Vnni(const GemmProblem& p, int64_t n_begin, int64_t n_end);
+
+// Walks the output in tiles of up to Kernel::kMaxRows activation rows × kTileCols weight rows,
+// weight tile outermost so that its bytes stay in L1 while every activation row passes.
+// Kernel::Tile<MR, NR, kBlockSums>(p, m0, n0) computes one tile.
+template <typename Kernel, int MR, bool kBlockSums>
+void RunTile(int64_t rows, int64_t cols, const GemmProblem& p, int64_t m0, int64_t n0) {
+  if constexpr (MR > 1) {
+    if (rows < MR) return RunTile<Kernel, MR - 1, kBlockSums>(rows, cols, p, m0, n0);
+  }
+  if (cols == kTileCols) return Kernel::template Tile<MR, kTileCols, kBlockSums>(p, m0, n0);
+  for (int64_t j = 0; j < cols; ++j) Kernel::template Tile<MR, 1, kBlockSums>(p, m0, n0 + j);
+}
+
+template <typename Kernel>
+void RunTiles(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += kTileCols) {
+    const int64_t cols = std::min<int64_t>(kTileCols, n_end - n0);
+    for (int64_t m0 = 0; m0 < p.m; m0 += Kernel::kMaxRows) {
+      const int64_t rows = std::min<int64_t>(Kernel::kMaxRows, p.m - m0);
+      if (p.block_sums != nullptr) {
+        RunTile<Kernel, Kernel::kMaxRows, true>(rows, cols, p, m0, n0);
+      } else {
+        RunTile<Kernel, Kernel::kMaxRows, false>(rows, cols, p, m0, n0);
+      }
+    }
+  }
+}
+
+// 32 packed bytes -> their low and high nibbles as u = q + 8 in 0..15, one per byte.
+__attribute__((target("avx2"))) inline void UnpackBiasedNibblesAvx2(__m256i packed, __m256i* low,
+                                                                    __m256i* high) {
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  const __m256i biased = _mm256_xor_si256(packed, _mm256_set1_epi8(static_cast<char>(0x88)));
+  *low = _mm256_and_si256(biased, mask);
+  *high = _mm256_and_si256(_mm256_srli_epi16(biased, 4), mask);
+}
+
+}  // namespace w4a4_internal
+}  // namespace apex4
+
+#endif  // APEX4_KERNELS_CPU_W4A4_GEMM_INTERNAL_H_
