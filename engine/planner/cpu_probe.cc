@@ -15,6 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "kernels/cpu/cpu_isa.h"
+#include "kernels/cpu/w4a4_gemm.h"
+#include "kernels/w4a4_format.h"
 
 namespace apex4 {
 namespace {
@@ -172,17 +175,72 @@ uint64_t StableHash(const std::string& text) {
   return h;
 }
 
-bool HasVnni() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
+// Random packed INT4 operand (never zeros) with positive scales.
+struct RandomOperand {
+  std::vector<uint8_t> packed;
+  std::vector<float> scales;
+  W4A4Operand view;
+
+  RandomOperand(int64_t rows, int64_t k, int group_size, uint32_t seed) {
+    packed.resize(rows * PackedRowBytes(k));
+    scales.resize(rows * (k / group_size));
+    uint32_t state = seed;
+    for (uint8_t& b : packed) b = static_cast<uint8_t>((state = state * 1664525u + 1013904223u) >> 24);
+    for (float& s : scales) s = 0.01f + ((state = state * 1664525u + 1013904223u) >> 8) * 1e-9f;
+    view = {packed.data(), scales.data(), rows, k, group_size};
+  }
+};
+
+// Median of `repeats` timed calls after one warm-up call.
+double MedianSeconds(const std::function<void()>& call, int repeats) {
+  call();
+  std::vector<double> times;
+  for (int r = 0; r < repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    call();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(times.begin(), times.begin() + repeats / 2, times.end());
+  return times[repeats / 2];
 }
 
 }  // namespace
+
+std::vector<KernelTiming> TimeCpuW4A4Kernels(const std::vector<GemmShape>& shapes,
+                                             const std::vector<int64_t>& m_buckets,
+                                             ThreadPool* pool) {
+  std::vector<CpuIsa> isas = {CpuIsa::kAvx2, CpuIsa::kAvx512Vnni};
+  std::vector<KernelTiming> timings;
+  for (const GemmShape& shape : shapes) {
+    for (const char* granularity : {"per_channel", "g128"}) {
+      const bool g128 = std::string(granularity) == "g128";
+      const int group = g128 ? kGroupSize128 : static_cast<int>(shape.k);
+      const RandomOperand w(shape.n, shape.k, group, 7);
+      for (int64_t m : m_buckets) {
+        const RandomOperand x(m, shape.k, group, 11);
+        std::vector<float> y(m * shape.n);
+        for (CpuIsa isa : isas) {
+          if (!CpuSupports(isa)) continue;
+          const W4A4GemmOptions options{isa, pool};
+          // Aim for ~20 ms per measurement: fewer repeats for larger problems.
+          const double work = double(m) * shape.n * shape.k;
+          const int repeats = std::clamp(static_cast<int>(2e8 / std::max(work, 1.0)), 3, 50);
+          const double seconds = MedianSeconds(
+              [&] { (void)W4A4Gemm(x.view, w.view, y.data(), options); }, repeats);
+          timings.push_back({absl::StrCat("cpu_", CpuIsaName(isa), "_w4a4"), granularity, m,
+                             shape.n, shape.k, seconds});
+        }
+      }
+    }
+  }
+  return timings;
+}
 
 DeviceIdentity CpuIdentity() {
   DeviceIdentity id;
   id.backend = "cpu";
   id.name = CpuModelName();
-  id.driver = HasVnni() ? "avx512vnni" : __builtin_cpu_supports("avx2") ? "avx2" : "scalar";
+  id.driver = CpuIsaName(BestCpuIsa());
   const unsigned cores = std::thread::hardware_concurrency();
   id.uuid = absl::StrFormat("cpu-%016x", StableHash(absl::StrCat(id.name, "/", cores, "/", id.driver)));
   return id;
@@ -193,7 +251,8 @@ DeviceThroughput MeasureCpuThroughput(int threads, double seconds_each) {
   DeviceThroughput t;
   const bool avx512 = __builtin_cpu_supports("avx512f");
   t.fp32_fma_flops = RatePerSecond(avx512 ? Fp32FmaAvx512 : Fp32FmaAvx2, threads, seconds_each);
-  t.matrix_int8_ops = RatePerSecond(HasVnni() ? Int8DotVnni : Int8DotAvx2, threads, seconds_each);
+  const bool vnni = BestCpuIsa() == CpuIsa::kAvx512Vnni;
+  t.matrix_int8_ops = RatePerSecond(vnni ? Int8DotVnni : Int8DotAvx2, threads, seconds_each);
   t.int_to_float_ops = RatePerSecond(IntToFloatAvx2, threads, seconds_each);
   t.memory_bytes_per_s = ReadBandwidth(threads, seconds_each * 2);
   return t;

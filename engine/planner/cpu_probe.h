@@ -4,7 +4,11 @@
 #ifndef APEX4_ENGINE_PLANNER_CPU_PROBE_H_
 #define APEX4_ENGINE_PLANNER_CPU_PROBE_H_
 
+#include <cstdint>
+#include <vector>
+
 #include "engine/planner/node_profile.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace apex4 {
 
@@ -13,6 +17,18 @@ DeviceIdentity CpuIdentity();
 
 // Peak rates over `threads` threads (0: all cores). Each measurement runs about `seconds_each`.
 DeviceThroughput MeasureCpuThroughput(int threads, double seconds_each = 0.1);
+
+// One linear layer's GEMM: Y[m, n] = X[m, k] W[n, k]^T, k a multiple of 128.
+struct GemmShape {
+  int64_t n = 0, k = 0;
+};
+
+// Times the CPU W4A4 kernels this machine supports (AVX2, AVX-512 VNNI), per-channel and
+// group-128, on random operands of each shape and M bucket: the timings the planner prefers over
+// its cost model. About 20 ms per (shape, M, ISA, granularity).
+std::vector<KernelTiming> TimeCpuW4A4Kernels(const std::vector<GemmShape>& shapes,
+                                             const std::vector<int64_t>& m_buckets,
+                                             ThreadPool* pool);
 
 }  // namespace apex4
 

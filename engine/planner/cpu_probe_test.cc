@@ -25,5 +25,19 @@ TEST(CpuProbe, MeasuresPlausibleRates) {
   EXPECT_LT(t.memory_bytes_per_s, 1e12);
 }
 
+TEST(CpuProbe, TimesEachSupportedKernelPerGranularityAndBucket) {
+  ThreadPool pool(1);
+  const auto timings = TimeCpuW4A4Kernels({{256, 640}}, {1, 8}, &pool);
+  // AVX2 at least (CI machines have it), both granularities, both buckets.
+  ASSERT_GE(timings.size(), 4u);
+  for (const KernelTiming& t : timings) {
+    EXPECT_EQ(t.n, 256);
+    EXPECT_EQ(t.k, 640);
+    EXPECT_GT(t.seconds, 0);
+    EXPECT_LT(t.seconds, 0.1) << t.kernel;  // 164k multiply-adds, even scalar, is far below this
+  }
+  EXPECT_EQ(timings[0].kernel.rfind("cpu_", 0), 0u);
+}
+
 }  // namespace
 }  // namespace apex4

@@ -1,0 +1,226 @@
+#include "tools/probe/cuda_throughput.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <string>
+
+namespace apex4 {
+namespace {
+
+#define PROBE_CUDA_CHECK(stmt)                                                         \
+  do {                                                                                 \
+    const cudaError_t err_ = (stmt);                                                   \
+    if (err_ != cudaSuccess) {                                                         \
+      *error = std::string(#stmt) + " failed at " __FILE__ ":" + std::to_string(__LINE__) + \
+               ": " + cudaGetErrorString(err_);                                        \
+      return false;                                                                    \
+    }                                                                                  \
+  } while (0)
+
+// NOTES: every loop keeps kChains independent accumulators so that the units' issue rate, not
+// one instruction's latency, bounds it; results are written only when a runtime-false condition
+// holds so that the compiler keeps the work.
+constexpr int kChains = 4;
+constexpr int kThreads = 256;
+
+__global__ void MmaInt8Loop(int iterations, int* sink) {
+#if __CUDA_ARCH__ >= 800
+  unsigned a[4] = {threadIdx.x, threadIdx.x ^ 1u, threadIdx.x * 3u, 7u};
+  unsigned b[2] = {threadIdx.x + 5u, 9u};
+  int acc[kChains][4] = {};
+  for (int i = 0; i < iterations; ++i) {
+#pragma unroll
+    for (int c = 0; c < kChains; ++c) {
+      asm volatile(
+          "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+          "{%8,%9}, {%0,%1,%2,%3};\n"
+          : "+r"(acc[c][0]), "+r"(acc[c][1]), "+r"(acc[c][2]), "+r"(acc[c][3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+  }
+  int total = 0;
+  for (int c = 0; c < kChains; ++c) total += acc[c][0] + acc[c][1] + acc[c][2] + acc[c][3];
+  if (total == 0x7fffffff) sink[0] = total;
+#endif
+}
+
+__global__ void MmaInt4Loop(int iterations, int* sink) {
+#if __CUDA_ARCH__ >= 800
+  unsigned a[4] = {threadIdx.x, threadIdx.x ^ 1u, threadIdx.x * 3u, 7u};
+  unsigned b[2] = {threadIdx.x + 5u, 9u};
+  int acc[kChains][4] = {};
+  for (int i = 0; i < iterations; ++i) {
+#pragma unroll
+    for (int c = 0; c < kChains; ++c) {
+      asm volatile(
+          "mma.sync.aligned.m16n8k64.row.col.s32.s4.s4.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+          "{%8,%9}, {%0,%1,%2,%3};\n"
+          : "+r"(acc[c][0]), "+r"(acc[c][1]), "+r"(acc[c][2]), "+r"(acc[c][3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+  }
+  int total = 0;
+  for (int c = 0; c < kChains; ++c) total += acc[c][0] + acc[c][1] + acc[c][2] + acc[c][3];
+  if (total == 0x7fffffff) sink[0] = total;
+#endif
+}
+
+__global__ void MmaFp16Loop(int iterations, int* sink) {
+#if __CUDA_ARCH__ >= 800
+  unsigned a[4] = {0x3c003c00u, 0x3c003c00u, 0x3c003c00u, 0x3c003c00u};  // halves of 1.0
+  unsigned b[2] = {0x00010001u, 0x00010001u};                            // tiny denormals
+  float acc[kChains][4] = {};
+  for (int i = 0; i < iterations; ++i) {
+#pragma unroll
+    for (int c = 0; c < kChains; ++c) {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+          "{%8,%9}, {%0,%1,%2,%3};\n"
+          : "+f"(acc[c][0]), "+f"(acc[c][1]), "+f"(acc[c][2]), "+f"(acc[c][3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+  }
+  float total = 0;
+  for (int c = 0; c < kChains; ++c) total += acc[c][0] + acc[c][1] + acc[c][2] + acc[c][3];
+  if (total == -1.0f) sink[0] = 1;
+#endif
+}
+
+__global__ void FfmaLoop(int iterations, int* sink) {
+  float acc[8];
+#pragma unroll
+  for (int c = 0; c < 8; ++c) acc[c] = threadIdx.x * 0.001f + c;
+  const float a = 0.9999f, b = 0.0001f;
+  for (int i = 0; i < iterations; ++i) {
+#pragma unroll
+    for (int c = 0; c < 8; ++c) acc[c] = fmaf(acc[c], a, b);
+  }
+  float total = 0;
+  for (int c = 0; c < 8; ++c) total += acc[c];
+  if (total == -1.0f) sink[0] = 1;
+}
+
+__global__ void IntToFloatLoop(int iterations, int* sink) {
+  int v[8];
+  float acc = 0;
+#pragma unroll
+  for (int c = 0; c < 8; ++c) v[c] = threadIdx.x + c;
+  for (int i = 0; i < iterations; ++i) {
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {
+      float f;
+      asm volatile("cvt.rn.f32.s32 %0, %1;" : "=f"(f) : "r"(v[c]));
+      v[c] ^= __float_as_int(f);  // keeps each conversion's input dependent and live
+    }
+  }
+  for (int c = 0; c < 8; ++c) acc += v[c];
+  if (acc == -1.0f) sink[0] = 1;
+}
+
+__global__ void CopyKernel(const int4* __restrict__ src, int4* __restrict__ dst, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x) {
+    dst[i] = src[i];
+  }
+}
+
+// Times `launch` (one launch per call) with events; median-free but warmed: the second of two
+// timed runs counts.
+template <typename Launch>
+bool TimeLaunch(Launch launch, float* ms, std::string* error) {
+  cudaEvent_t start, stop;
+  PROBE_CUDA_CHECK(cudaEventCreate(&start));
+  PROBE_CUDA_CHECK(cudaEventCreate(&stop));
+  launch();  // warm-up: module load and clocks
+  PROBE_CUDA_CHECK(cudaGetLastError());
+  PROBE_CUDA_CHECK(cudaEventRecord(start));
+  launch();
+  PROBE_CUDA_CHECK(cudaEventRecord(stop));
+  PROBE_CUDA_CHECK(cudaEventSynchronize(stop));
+  PROBE_CUDA_CHECK(cudaGetLastError());
+  PROBE_CUDA_CHECK(cudaEventElapsedTime(ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return true;
+}
+
+// Rate of a loop kernel: ops per thread-iteration × threads × iterations / time.
+bool LoopRate(void (*kernel)(int, int*), int blocks, int iterations, double ops_per_warp_iter,
+              double ops_per_thread_iter, int* sink, double* rate, std::string* error) {
+  float ms = 0;
+  if (!TimeLaunch([&] { kernel<<<blocks, kThreads>>>(iterations, sink); }, &ms, error)) {
+    return false;
+  }
+  const double warps = blocks * (kThreads / 32.0), threads = blocks * double(kThreads);
+  const double ops = iterations * (ops_per_warp_iter * warps + ops_per_thread_iter * threads);
+  *rate = ops / (ms * 1e-3);
+  return true;
+}
+
+}  // namespace
+
+bool QueryCudaDevice(int device, CudaDeviceFacts* facts, std::string* error) {
+  int count = 0;
+  PROBE_CUDA_CHECK(cudaGetDeviceCount(&count));
+  if (device < 0 || device >= count) {
+    *error = "no CUDA device " + std::to_string(device) + " (found " + std::to_string(count) + ")";
+    return false;
+  }
+  cudaDeviceProp prop;
+  PROBE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  int driver = 0, clock_khz = 0;
+  PROBE_CUDA_CHECK(cudaDriverGetVersion(&driver));
+  PROBE_CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, device));
+  char uuid[64];
+  const unsigned char* u = reinterpret_cast<const unsigned char*>(prop.uuid.bytes);
+  std::snprintf(uuid, sizeof(uuid),
+                "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
+                u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+                u[14], u[15]);
+  facts->name = prop.name;
+  facts->uuid = uuid;
+  facts->driver = std::to_string(driver);
+  facts->compute_capability = prop.major * 10 + prop.minor;
+  facts->sm_count = prop.multiProcessorCount;
+  facts->clock_mhz = clock_khz / 1000;
+  return true;
+}
+
+bool MeasureCudaThroughput(int device, CudaThroughput* out, std::string* error) {
+  CudaDeviceFacts facts;
+  if (!QueryCudaDevice(device, &facts, error)) return false;
+  PROBE_CUDA_CHECK(cudaSetDevice(device));
+  int* sink = nullptr;
+  PROBE_CUDA_CHECK(cudaMalloc(&sink, sizeof(int)));
+  const int blocks = facts.sm_count * 8;
+  bool ok = true;
+  if (facts.compute_capability >= 80) {
+    // Ops per mma per warp: 2·M·N·K.
+    ok = ok && LoopRate(MmaInt8Loop, blocks, 4096, kChains * 2.0 * 16 * 8 * 32, 0, sink,
+                        &out->mma_int8_ops, error);
+    ok = ok && LoopRate(MmaInt4Loop, blocks, facts.compute_capability >= 90 ? 256 : 4096,
+                        kChains * 2.0 * 16 * 8 * 64, 0, sink, &out->mma_int4_ops, error);
+    ok = ok && LoopRate(MmaFp16Loop, blocks, 4096, kChains * 2.0 * 16 * 8 * 16, 0, sink,
+                        &out->mma_fp16_ops, error);
+  }
+  ok = ok && LoopRate(FfmaLoop, blocks, 8192, 0, 8 * 2.0, sink, &out->ffma_flops, error);
+  ok = ok && LoopRate(IntToFloatLoop, blocks, 4096, 0, 8.0, sink, &out->i2f_ops, error);
+  if (ok) {
+    const size_t bytes = size_t{1} << 30;
+    int4 *src = nullptr, *dst = nullptr;
+    PROBE_CUDA_CHECK(cudaMalloc(&src, bytes));
+    PROBE_CUDA_CHECK(cudaMalloc(&dst, bytes));
+    PROBE_CUDA_CHECK(cudaMemset(src, 1, bytes));
+    float ms = 0;
+    ok = TimeLaunch([&] { CopyKernel<<<facts.sm_count * 16, 512>>>(src, dst, bytes / 16); },
+                    &ms, error);
+    out->copy_bytes_per_s = 2.0 * bytes / (ms * 1e-3);
+    cudaFree(src);
+    cudaFree(dst);
+  }
+  cudaFree(sink);
+  return ok;
+}
+
+}  // namespace apex4
