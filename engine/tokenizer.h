@@ -58,9 +58,10 @@ class Tokenizer {
   Tokenizer& operator=(Tokenizer&&) noexcept;
   ~Tokenizer();
 
-  // Token ids for `text`. With `parse_special`, control and user-defined tokens written in the
-  // text (e.g. "<|im_start|>") become their single ids; without it they are ordinary text.
-  // `add_bos` prepends BOS where the model has one.
+  // Token ids for `text`, which must be valid UTF-8 (INVALID_ARGUMENT otherwise). User-defined
+  // tokens written in the text always become their single ids; control tokens (e.g.
+  // "<|im_start|>") only with `parse_special`, else they are ordinary text. `add_bos` prepends
+  // BOS only if the model asks for it (TokenizerSpec::add_bos), as llama.cpp's add_special does.
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_bos,
                                               bool parse_special) const;
 
