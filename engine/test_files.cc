@@ -1,0 +1,39 @@
+#include "engine/test_files.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+namespace apex4 {
+namespace {
+
+std::string EnvOrEmpty(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? value : "";
+}
+
+// A runfiles directory of an external repository, or the empty string outside `bazel test`.
+std::string RunfilesDir(const std::string& repository) {
+  const std::string srcdir = EnvOrEmpty("TEST_SRCDIR");
+  return srcdir.empty() ? "" : srcdir + "/" + repository;
+}
+
+}  // namespace
+
+std::string DefaultModelPath() {
+  if (std::string path = EnvOrEmpty("APEX4_MODEL"); !path.empty()) return path;
+  for (const std::string& dir : {RunfilesDir("default_model"), std::string("models")}) {
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+      if (entry.path().extension() == ".gguf") return entry.path().string();
+    }
+  }
+  return "";
+}
+
+std::string SharedDataPath(const std::string& name) {
+  if (std::string dir = EnvOrEmpty("APEX4_DATA_DIR"); !dir.empty()) return dir + "/" + name;
+  const std::string runfiles = RunfilesDir("shared_data");
+  return (runfiles.empty() ? std::string("../shared/data") : runfiles) + "/" + name;
+}
+
+}  // namespace apex4
