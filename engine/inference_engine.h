@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/kernel_timer.h"
+#include "engine/planner/planner.h"
 #include "engine/tokenizer.h"
 
 namespace apex4 {
@@ -72,6 +73,12 @@ class InferenceEngine {
   }
 
   virtual KvCacheUsage kv_usage() const = 0;
+
+  // The 4-bit linear layers whose granularity the node's planner may choose (empty for a
+  // full-precision model), and applying its choice. ApplyPlan runs before serving starts; layers
+  // the plan does not name keep the checkpoint's default.
+  virtual std::vector<LayerToPlan> PlannableLayers() const { return {}; }
+  virtual absl::Status ApplyPlan(const ExecutionPlan& plan) { return absl::OkStatus(); }
 
   // Where kernel timings go (may be null: not recorded). Not owned; must outlive the engine.
   virtual void set_kernel_timer(KernelTimer* timer) = 0;
