@@ -15,6 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/w4a4_gemm.h"
 #include "kernels/w4a4_format.h"
@@ -256,6 +258,21 @@ DeviceThroughput MeasureCpuThroughput(int threads, double seconds_each) {
   t.int_to_float_ops = RatePerSecond(IntToFloatAvx2, threads, seconds_each);
   t.memory_bytes_per_s = ReadBandwidth(threads, seconds_each * 2);
   return t;
+}
+
+NodeProfile ProbeCpuNode(const std::vector<GemmShape>& shapes,
+                         const std::vector<int64_t>& m_buckets, int threads) {
+  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  const auto start = std::chrono::steady_clock::now();
+  NodeProfile profile;
+  profile.created_utc = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
+  profile.device = CpuIdentity();
+  profile.throughput = MeasureCpuThroughput(threads);
+  ThreadPool pool(threads);
+  profile.timings = TimeCpuW4A4Kernels(shapes, m_buckets, &pool);
+  profile.probe_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return profile;
 }
 
 }  // namespace apex4

@@ -30,6 +30,11 @@ std::vector<KernelTiming> TimeCpuW4A4Kernels(const std::vector<GemmShape>& shape
                                              const std::vector<int64_t>& m_buckets,
                                              ThreadPool* pool);
 
+// The whole CPU probe: identity, rates over `threads` threads (0: all cores) and kernel timings
+// on `shapes`. Bounded: about 0.6 s plus 20 ms per timing.
+NodeProfile ProbeCpuNode(const std::vector<GemmShape>& shapes,
+                         const std::vector<int64_t>& m_buckets, int threads);
+
 }  // namespace apex4
 
 #endif  // APEX4_ENGINE_PLANNER_CPU_PROBE_H_

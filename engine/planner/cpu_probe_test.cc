@@ -39,5 +39,15 @@ TEST(CpuProbe, TimesEachSupportedKernelPerGranularityAndBucket) {
   EXPECT_EQ(timings[0].kernel.rfind("cpu_", 0), 0u);
 }
 
+TEST(CpuProbe, WholeProbeYieldsAValidProfile) {
+  const NodeProfile p = ProbeCpuNode({{128, 256}}, {1}, /*threads=*/1);
+  auto reparsed = NodeProfileFromJson(NodeProfileToJson(p));
+  ASSERT_TRUE(reparsed.ok()) << reparsed.status();
+  EXPECT_GT(p.rho(), 1.0);  // int8 dot products outrun FP32 FMAs on every x86 SIMD unit
+  EXPECT_GT(p.probe_seconds, 0.1);
+  EXPECT_LT(p.probe_seconds, 30.0);
+  EXPECT_FALSE(p.timings.empty());
+}
+
 }  // namespace
 }  // namespace apex4
