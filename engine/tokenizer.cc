@@ -61,11 +61,13 @@ struct MergeRule {
   int32_t result;
 };
 
-// Names of end-of-turn tokens that end a generation when they are control tokens, as in
-// llama.cpp's llama-vocab.
+// Tokens that end a generation by their text, whatever the model's metadata says, as llama.cpp's
+// llama-vocab decides: end-of-turn markers and the fill-in-the-middle pad/repo/file separators.
 constexpr const char* kEndOfGenerationNames[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-    "<EOT>", "_<EOT>", "<|end_of_text|>"};
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>",
+    "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>",
+    "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "<|fim_repo|>", "<|repo_name|>",
+    "<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>"};
 
 // A stretch of the input: either text still to pre-tokenize or an already matched special token.
 struct Fragment {
@@ -151,7 +153,7 @@ std::vector<Fragment> Tokenizer::Impl::SplitSpecialTokens(std::string_view text,
                                                           bool parse_special) const {
   std::vector<Fragment> fragments = {{text}};
   for (const auto& [token_text, id] : special_tokens) {
-    if (!parse_special && spec.token_types[id] == TokenType::kControl) continue;
+    if (!parse_special && spec.token_types[id] != TokenType::kUserDefined) continue;
     std::vector<Fragment> split;
     for (const Fragment& fragment : fragments) {
       if (fragment.special_id != kNoToken) {
@@ -209,7 +211,9 @@ absl::StatusOr<Tokenizer> Tokenizer::Create(TokenizerSpec spec) {
     const TokenType type = token_types[id];
     const bool byte_level = type == TokenType::kNormal || type == TokenType::kUndefined;
     impl->piece_bytes[id] = byte_level ? BytesOfEntry(entry, codepoint_to_byte) : entry;
-    if ((type == TokenType::kControl || type == TokenType::kUserDefined) && !entry.empty()) {
+    const bool matched_whole = type == TokenType::kControl ||
+                               type == TokenType::kUserDefined || type == TokenType::kUnknown;
+    if (matched_whole && !entry.empty()) {
       impl->special_tokens.emplace_back(entry, id);
     }
   }
@@ -251,9 +255,7 @@ absl::StatusOr<Tokenizer> Tokenizer::Create(TokenizerSpec spec) {
   }
   for (const char* name : kEndOfGenerationNames) {
     const auto it = id_of_entry.find(name);
-    if (it != id_of_entry.end() && token_types[it->second] == TokenType::kControl) {
-      impl->end_of_generation.insert(it->second);
-    }
+    if (it != id_of_entry.end()) impl->end_of_generation.insert(it->second);
   }
   return Tokenizer(std::move(impl));
 }

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Reference tokenizations for engine/tokenizer_test, from independent implementations.
+
+Writes into OUT_DIR:
+  reference.json         lines of real text and edge cases with the token ids llama.cpp
+                         (llama-cpp-python) gives for them, and Hugging Face tokenizers' ids;
+                         llama.cpp's bytes of every token and its end-of-generation ids
+  tokenizer.json         the GGUF's vocabulary, merges, pre-tokenizer and added tokens as a
+                         Hugging Face tokenizer, serialized by the tokenizers library itself
+  tokenizer_config.json  bos/eos tokens and the chat template, as transformers writes them
+
+Usage: tokenizer_reference.py MODEL.gguf DATA_DIR OUT_DIR
+"""
+import ctypes
+import json
+import os
+import sys
+
+import gguf
+import llama_cpp
+from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, decoders
+
+# Text that exercises the pre-tokenizer and the special-token matcher beyond what prose does.
+EDGE_CASES = [
+    "", " ", "\n", "   ", "\t", "\r\n", " \n \n", "Hello world", " leading space", "trailing space ",
+    "  two leading spaces", "a  b   c    d     e", "tabs\tand\nnewlines\n\n\nmore\n",
+    "   \n  \t  \n", "it's I'm we'll they've she'd you're don't", "IT'S CAPS'LL 'S 'll",
+    "'s at the start", "ends with '", "quote'", "numbers 1234567 3.14159 1,000,000 and 2024-11-27",
+    "superscripts ²³ fractions ½¾ arabic-indic ٣٤٥ roman ⅷⅻ", "mixed123abc456def",
+    "naïve café Ünïcödé façade coöperate", "日本語のテキストです。", "中文分词测试，标点！",
+    "한국어 텍스트", "Ελληνικά κείμενα", "русский текст, ёжик", "עברית", "العربية ١٢٣",
+    "emoji 😀👍🏽 family 👨‍👩‍👧 flags 🇫🇷", "combining e\u0301 a\u0308 n\u0303",
+    "nbsp\u00a0here em\u2003space ideographic\u3000space", "zero\u200bwidth\u200djoiner",
+    "control \x01\x02 del \x7f bell \x07", "separators \x1c\x1d\x1e\x1f end",
+    "line\u2028separator\u2029paragraph\u0085next", "<|im_start|>user\nHi there<|im_end|>\n",
+    "text<|endoftext|>more text", "<|im_start|><|im_end|><|endoftext|>", "partial <|im_start",
+    "<|im_start|>assistant\n", "<repo_name>x<file_sep>y<filename>z", "< |im_start| >",
+    "def f(x):\n    return x ** 2  # square\n\n\nclass A:\n\tpass\n",
+    "https://example.com/path?query=1&b=two#frag", "email@example.com $100 @user #tag 50%",
+    "!!!???...---***", "((([[[{{{}}}]]])))", "a" * 600, "ab" * 300, " " * 40 + "x",
+    "\n" * 12 + "y", "über" * 50, "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝕞𝕒𝕥𝕙 𝟙𝟚𝟛", "\U0010fffd private \ue000 use",
+]
+
+
+def sample_lines(path, every, count):
+    """Every `every`-th non-blank line, `count` of them, plus three multi-line chunks."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    nonblank = [line for line in lines if line.strip()]
+    picked = nonblank[::every][:count]
+    for start in (100, 2000, 5000):
+        picked.append("\n".join(lines[start:start + 25]))
+    return picked
+
+
+def write_hf_tokenizer(model_path, out_dir):
+    reader = gguf.GGUFReader(model_path)
+    tokens = reader.fields["tokenizer.ggml.tokens"].contents()
+    types = reader.fields["tokenizer.ggml.token_type"].contents()
+    merges = reader.fields["tokenizer.ggml.merges"].contents()
+    pre = reader.fields["tokenizer.ggml.pre"].contents()
+    assert pre == "smollm", pre  # the Digits + ByteLevel sequence below is what smollm means
+    vocab = {token: i for i, token in enumerate(tokens)}
+    bpe = models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges])
+    tokenizer = Tokenizer(bpe)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tokenizer.decoder = decoders.ByteLevel()
+    control = gguf.TokenType.CONTROL
+    tokenizer.add_special_tokens(
+        [AddedToken(tokens[i], special=True, normalized=False)
+         for i in range(len(tokens)) if types[i] == control])
+    tokenizer.save(os.path.join(out_dir, "tokenizer.json"))
+    config = {
+        "bos_token": tokens[reader.fields["tokenizer.ggml.bos_token_id"].contents()],
+        "eos_token": tokens[reader.fields["tokenizer.ggml.eos_token_id"].contents()],
+        "add_bos_token": bool(reader.fields["tokenizer.ggml.add_bos_token"].contents()),
+        "chat_template": reader.fields["tokenizer.chat_template"].contents(),
+        "tokenizer_class": "GPT2Tokenizer",
+    }
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, ensure_ascii=False, indent=1)
+    return tokenizer
+
+
+def token_piece(vocab, token, special):
+    """llama.cpp's bytes of one token (Llama.detokenize cuts pieces at 32 bytes)."""
+    buffer = ctypes.create_string_buffer(1024)
+    length = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, special)
+    assert 0 <= length <= len(buffer), (token, length)
+    return buffer.raw[:length]
+
+
+def main():
+    model_path, data_dir, out_dir = sys.argv[1:4]
+    hf = write_hf_tokenizer(model_path, out_dir)
+    llama = llama_cpp.Llama(model_path, vocab_only=True, verbose=False)
+    texts = EDGE_CASES + sample_lines(os.path.join(data_dir, "wikitext2_valid_tokens.txt"), 23, 250) \
+        + sample_lines(os.path.join(data_dir, "moby_dick.txt"), 29, 250)
+    vocab = llama_cpp.llama_model_get_vocab(llama.model)
+    n_vocab = llama.n_vocab()
+    pieces = [token_piece(vocab, i, False) for i in range(n_vocab)]
+    special_pieces = [token_piece(vocab, i, True) for i in range(n_vocab)]
+    cases = []
+    for text in texts:
+        for add_bos in (False, True):
+            for special in (False, True):
+                ids = llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+                # Hugging Face always matches special tokens and never adds BOS for this model.
+                hf_ids = hf.encode(text, add_special_tokens=False).ids \
+                    if special and not add_bos else None
+                # What llama.cpp decodes the ids to; it differs from the text where the
+                # vocabulary lacks a byte's token (SmolLM2 has none for 0x1D).
+                decoded = b"".join((special_pieces if special else pieces)[i] for i in ids)
+                cases.append({"text": text, "add_bos": add_bos, "special": special,
+                              "llama_cpp_ids": ids, "hf_ids": hf_ids,
+                              "llama_cpp_decoded_hex": decoded.hex()})
+    reference = {
+        "model": os.path.basename(model_path),
+        "llama_cpp_version": llama_cpp.__version__,
+        "n_vocab": n_vocab,
+        "bos_id": llama.token_bos(),
+        "eos_id": llama.token_eos(),
+        "end_of_generation_ids": [i for i in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, i)],
+        # Bytes of every token, without and with special tokens rendered.
+        "pieces_hex": [piece.hex() for piece in pieces],
+        "special_pieces_hex": [piece.hex() for piece in special_pieces],
+        "cases": cases,
+    }
+    with open(os.path.join(out_dir, "reference.json"), "w", encoding="utf-8") as f:
+        json.dump(reference, f, ensure_ascii=False)
+
+
+if __name__ == "__main__":
+    main()
