@@ -1,0 +1,41 @@
+#include "kernels/cuda/quant/w4a4_quantize_activations.h"
+
+#include "kernels/cuda/quant/w4a4_quantize_activations.cuh"
+
+namespace apex4::cuda {
+namespace {
+
+template <typename T>
+CudaStatus Launch(const quant::QuantizeParams& params, int64_t rows, cudaStream_t stream) {
+  auto* kernel = &quant::w4a4_quantize_activations_kernel<T>;
+  const int smem = params.per_token ? params.k * static_cast<int>(sizeof(float)) : 0;
+  APEX4_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  kernel<<<static_cast<unsigned>(rows), quant::kThreads, smem, stream>>>(params);
+  APEX4_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return OkCudaStatus();
+}
+
+}  // namespace
+
+CudaStatus LaunchW4A4QuantizeActivations(const W4A4QuantizeArgs& args, cudaStream_t stream) {
+  APEX4_CUDA_CHECK_ARG(args.x && args.packed && args.scales);
+  APEX4_CUDA_CHECK_ARG(args.rows > 0 && args.rows < (int64_t{1} << 31));
+  // Per-token rows are cached in shared memory: k ≤ 32768 fits every shipped architecture's
+  // opt-in limit except sm_86/89 (≤ 99 KB, k ≤ 24576), which the launch then reports.
+  APEX4_CUDA_CHECK_ARG(args.k > 0 && args.k % 128 == 0 && args.k <= 32768);
+  APEX4_CUDA_CHECK_ARG(args.clip_ratio > 0.0f && args.clip_ratio <= 1.0f);
+  const quant::QuantizeParams params{args.x,
+                                     args.rmsnorm_weight,
+                                     args.rmsnorm_eps,
+                                     args.hadamard,
+                                     args.granularity == Granularity::kPerChannel,
+                                     args.clip_ratio,
+                                     static_cast<int>(args.k),
+                                     args.packed,
+                                     args.scales};
+  return args.type == ActivationType::kBFloat16 ? Launch<__nv_bfloat16>(params, args.rows, stream)
+                                                : Launch<float>(params, args.rows, stream);
+}
+
+}  // namespace apex4::cuda

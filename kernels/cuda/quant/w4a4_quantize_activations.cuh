@@ -1,0 +1,180 @@
+// Fused activation quantizer: RMSNorm (optional) → 128-wide Walsh-Hadamard rotation (optional)
+// → symmetric INT4 per token or per group-128 → canonical packing, one pass over each row.
+//
+// One CTA per token row. A half-warp owns one 128-wide block (8 elements per lane), so the
+// Hadamard butterflies are 3 in-register stages and 4 shuffles, and a group-128 absmax is a
+// 16-lane reduction. Per-token rows keep the transformed values in shared memory until the
+// row's absmax is known. The quantization step is QuantizeInt4Reference's float32 arithmetic
+// with explicit rounding intrinsics, so results match it bit for bit.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+namespace apex4::cuda::quant {
+
+inline constexpr int kThreads = 256;
+inline constexpr int kBlocksPerPass = kThreads / 16;  // 128-wide blocks in flight per CTA
+inline constexpr float kInvSqrt128 = 0.08838834764831845f;
+
+struct QuantizeParams {
+  const void* x;
+  const float* rmsnorm_weight;  // null: no RMSNorm
+  float rmsnorm_eps;
+  bool hadamard;
+  bool per_token;
+  float clip_ratio;
+  int k;
+  uint8_t* packed;
+  float* scales;
+};
+
+template <typename T>
+__device__ __forceinline__ void Load8(const T* src, float (&v)[8]);
+template <>
+__device__ __forceinline__ void Load8<float>(const float* src, float (&v)[8]) {
+  const float4 a = *reinterpret_cast<const float4*>(src), b = *reinterpret_cast<const float4*>(src + 4);
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+template <>
+__device__ __forceinline__ void Load8<__nv_bfloat16>(const __nv_bfloat16* src, float (&v)[8]) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(src);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    v[2 * i] = f.x, v[2 * i + 1] = f.y;
+  }
+}
+
+// Sylvester H128 / sqrt(128) on the 128 values held 8 per lane by 16 consecutive lanes.
+__device__ __forceinline__ void Hadamard128(float (&v)[8]) {
+#pragma unroll
+  for (int h = 1; h < 8; h *= 2) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (j & h) continue;
+      const float a = v[j], b = v[j + h];
+      v[j] = a + b;
+      v[j + h] = a - b;
+    }
+  }
+#pragma unroll
+  for (int m = 1; m < 16; m *= 2) {
+    const bool upper = threadIdx.x & m;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float other = __shfl_xor_sync(0xFFFFFFFFu, v[j], m);
+      v[j] = upper ? other - v[j] : v[j] + other;
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 8; ++j) v[j] *= kInvSqrt128;
+}
+
+__device__ __forceinline__ float HalfWarpMax(float v) {
+#pragma unroll
+  for (int m = 8; m >= 1; m /= 2) v = fmaxf(v, __shfl_xor_sync(0xFFFFFFFFu, v, m));
+  return v;
+}
+
+template <typename Op>
+__device__ float BlockReduce(float v, float* scratch, Op op) {
+#pragma unroll
+  for (int m = 16; m >= 1; m /= 2) v = op(v, __shfl_xor_sync(0xFFFFFFFFu, v, m));
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
+  __syncthreads();
+  v = scratch[0];
+  for (int w = 1; w < kThreads / 32; ++w) v = op(v, scratch[w]);
+  return v;
+}
+
+// QuantizeInt4Reference's rule: scale = clipped / 7, q = clamp(rint(x · (7 / clipped)), -7, 7).
+struct Int4Quantizer {
+  float inv_scale, scale;
+  __device__ explicit Int4Quantizer(float absmax, float clip_ratio) {
+    const float clipped = __fmul_rn(clip_ratio, absmax);
+    inv_scale = clipped > 0.0f ? __fdiv_rn(7.0f, clipped) : 0.0f;
+    scale = __fdiv_rn(clipped, 7.0f);
+  }
+  __device__ uint32_t Pack8(const float (&v)[8]) const {
+    uint32_t word = 0;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float q = fminf(fmaxf(rintf(__fmul_rn(v[j], inv_scale)), -7.0f), 7.0f);
+      word |= (static_cast<uint32_t>(static_cast<int>(q)) & 0xFu) << (4 * j);
+    }
+    return word;
+  }
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) w4a4_quantize_activations_kernel(const QuantizeParams p) {
+  extern __shared__ float row_cache[];  // per-token rows only: k floats
+  __shared__ float scratch[kThreads / 32];
+  const int64_t row = blockIdx.x;
+  const T* x = static_cast<const T*>(p.x) + row * p.k;
+  const int half_warp = threadIdx.x / 16, sub = threadIdx.x % 16;
+  const int blocks = p.k / 128;
+
+  float rstd = 1.0f;
+  if (p.rmsnorm_weight != nullptr) {
+    float sum = 0.0f;
+    for (int i = threadIdx.x * 8; i < p.k; i += kThreads * 8) {
+      float v[8];
+      Load8(x + i, v);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) sum = fmaf(v[j], v[j], sum);
+    }
+    sum = BlockReduce(sum, scratch, [](float a, float b) { return a + b; });
+    rstd = rsqrtf(sum / p.k + p.rmsnorm_eps);
+  }
+
+  float absmax = 0.0f;
+  for (int b0 = 0; b0 < blocks; b0 += kBlocksPerPass) {
+    // NOTES: all lanes take part in every pass so the Hadamard shuffles stay warp-uniform.
+    const int b = b0 + half_warp;
+    const int i = (b < blocks ? b : 0) * 128 + sub * 8;
+    float v[8];
+    Load8(x + i, v);
+    if (p.rmsnorm_weight != nullptr) {
+      const float4 g0 = *reinterpret_cast<const float4*>(p.rmsnorm_weight + i);
+      const float4 g1 = *reinterpret_cast<const float4*>(p.rmsnorm_weight + i + 4);
+      const float g[8] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = v[j] * rstd * g[j];
+    }
+    if (p.hadamard) Hadamard128(v);
+    float local = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) local = fmaxf(local, fabsf(v[j]));
+    if (p.per_token) {
+      if (b < blocks) {
+        absmax = fmaxf(absmax, local);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) row_cache[i + j] = v[j];
+      }
+      continue;
+    }
+    const Int4Quantizer quantizer(HalfWarpMax(local), p.clip_ratio);
+    if (b < blocks) {
+      reinterpret_cast<uint32_t*>(p.packed + row * (p.k / 2) + i / 2)[0] = quantizer.Pack8(v);
+      if (sub == 0) p.scales[row * blocks + b] = quantizer.scale;
+    }
+  }
+  if (!p.per_token) return;
+
+  const Int4Quantizer quantizer(BlockReduce(absmax, scratch, [](float a, float b) { return fmaxf(a, b); }),
+                                p.clip_ratio);
+  for (int i = threadIdx.x * 8; i < p.k; i += kThreads * 8) {
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) v[j] = row_cache[i + j];
+    reinterpret_cast<uint32_t*>(p.packed + row * (p.k / 2) + i / 2)[0] = quantizer.Pack8(v);
+  }
+  if (threadIdx.x == 0) p.scales[row] = quantizer.scale;
+}
+
+}  // namespace apex4::cuda::quant

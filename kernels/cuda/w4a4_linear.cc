@@ -1,0 +1,48 @@
+#include "kernels/cuda/w4a4_linear.h"
+
+#include <algorithm>
+
+#include "kernels/cuda/quant/w4a4_quantize_activations.h"
+#include "kernels/cuda/sm80/sm80_w4a4_gemm.h"
+#include "kernels/cuda/sm90/sm90_w4a4_gemm.h"
+#include "kernels/cuda/sm90/sm90_w4a4_prepack.h"
+
+namespace apex4::cuda {
+
+CudaStatus SelectW4A4Backend(int device, W4A4Backend* backend) {
+  APEX4_CUDA_CHECK_ARG(backend != nullptr);
+  int major = 0, minor = 0;
+  APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  APEX4_CUDA_CHECK_ARG(major >= 8);  // INT4 or INT8 tensor cores
+  *backend = (major == 9 && minor == 0) ? W4A4Backend::kSm90 : W4A4Backend::kPortable;
+  return OkCudaStatus();
+}
+
+CudaStatus PrepackW4A4Weights(W4A4Backend backend, const W4A4Operand& w, uint8_t* packed,
+                              float* scales) {
+  if (backend == W4A4Backend::kSm90) return PrepackSm90W4A4Weights(w, packed, scales);
+  APEX4_CUDA_CHECK_ARG(w.packed != nullptr && w.scales != nullptr && packed && scales);
+  APEX4_CUDA_CHECK_ARG(w.rows > 0 && w.k > 0 && w.k % 128 == 0);
+  APEX4_CUDA_CHECK_ARG(w.group_size == w.k || w.group_size == 128);
+  std::copy(w.packed, w.packed + w.rows * PackedRowBytes(w.k), packed);
+  std::copy(w.scales, w.scales + w.rows * w.groups(), scales);
+  return OkCudaStatus();
+}
+
+size_t W4A4GemmWorkspaceBytes(W4A4Backend backend, int64_t m, int64_t n, int64_t k,
+                              Granularity granularity, int num_sms) {
+  if (backend != W4A4Backend::kSm90 || m <= 0 || n <= 0 || k <= 0 || num_sms <= 0) return 0;
+  return Sm90W4A4GemmWorkspaceBytes(m, n, k, granularity, num_sms);
+}
+
+CudaStatus W4A4Gemm(W4A4Backend backend, const W4A4GemmArgs& args, cudaStream_t stream) {
+  return backend == W4A4Backend::kSm90 ? LaunchSm90W4A4Gemm(args, stream)
+                                       : LaunchSm80W4A4Gemm(args, stream);
+}
+
+CudaStatus QuantizeW4A4Activations(const W4A4QuantizeArgs& args, cudaStream_t stream) {
+  return LaunchW4A4QuantizeActivations(args, stream);
+}
+
+}  // namespace apex4::cuda

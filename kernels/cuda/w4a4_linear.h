@@ -1,0 +1,82 @@
+// Host API of apex4's CUDA W4A4 linear layers: what a GPU engine calls. Raw device pointers and a
+// cudaStream_t in, CudaStatus out; no Abseil, gRPC or model knowledge.
+//
+//   Y[m, n] = Σ_g sx[m, g] · sw[n, g] · Σ_{k ∈ g} qx[m, k] · qw[n, k]     (bf16 out)
+//
+// Operands follow kernels/w4a4_format.h. Both operands share one granularity: per-channel
+// weights with per-token activations, or group-128 on both ("mixed" is a per-layer choice).
+// Thread safety: every function is reentrant; calls on one stream run in order.
+#ifndef APEX4_KERNELS_CUDA_W4A4_LINEAR_H_
+#define APEX4_KERNELS_CUDA_W4A4_LINEAR_H_
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cuda/cuda_status.h"
+#include "kernels/w4a4_format.h"
+
+namespace apex4::cuda {
+
+// Which GEMM implementation runs; weights are prepacked for one backend.
+enum class W4A4Backend : int32_t {
+  kSm90 = 0,      // Hopper: INT8 wgmma on unpacked nibbles (sm_90a)
+  kPortable = 1,  // INT4 tensor cores, mma.sync m16n8k64 (sm_80/86/89; runs, slowly, on sm_90)
+};
+
+// The fastest backend built for `device`.
+CudaStatus SelectW4A4Backend(int device, W4A4Backend* backend);
+
+// Rewrites canonical weights (host memory) into the backend's layout, also in host memory.
+// Output sizes equal the canonical ones: w.rows * w.k / 2 bytes and w.rows * w.groups() floats.
+// Needs w.rows % 128 == 0, w.k % 128 == 0 and group_size ∈ {k, 128}.
+CudaStatus PrepackW4A4Weights(W4A4Backend backend, const W4A4Operand& w, uint8_t* packed,
+                              float* scales);
+
+struct W4A4GemmArgs {
+  const uint8_t* x = nullptr;         // device: m × k/2 bytes, canonical packed activations
+  const float* x_scales = nullptr;    // device: m × (k / group) floats
+  const uint8_t* w = nullptr;         // device: n × k/2 bytes, prepacked for the backend
+  const float* w_scales = nullptr;    // device: n × (k / group) floats, prepacked
+  __nv_bfloat16* y = nullptr;         // device: m × n, row-major
+  int64_t m = 0;
+  int64_t n = 0;                      // multiple of 128
+  int64_t k = 0;                      // multiple of 128
+  Granularity granularity = Granularity::kPerChannel;
+  // Split-K scratch: at least W4A4GemmWorkspaceBytes(...) bytes, zeroed once after allocation
+  // (the kernels leave it zeroed again). May be null when that size is 0.
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+};
+
+// Scratch the GEMM needs for this shape on a device with `num_sms` multiprocessors.
+size_t W4A4GemmWorkspaceBytes(W4A4Backend backend, int64_t m, int64_t n, int64_t k,
+                              Granularity granularity, int num_sms);
+
+CudaStatus W4A4Gemm(W4A4Backend backend, const W4A4GemmArgs& args, cudaStream_t stream);
+
+enum class ActivationType : int32_t { kFloat32 = 0, kBFloat16 = 1 };
+
+// One pass per token: optional RMSNorm, optional 128-wide Walsh-Hadamard rotation, symmetric
+// INT4 quantization (bit for bit QuantizeInt4Reference on the transformed values) and packing.
+struct W4A4QuantizeArgs {
+  const void* x = nullptr;                  // device: rows × k of `type`
+  ActivationType type = ActivationType::kFloat32;
+  int64_t rows = 0;
+  int64_t k = 0;                            // multiple of 128
+  const float* rmsnorm_weight = nullptr;    // device: k floats; null skips RMSNorm
+  float rmsnorm_eps = 1e-6f;
+  bool hadamard = false;                    // x[blk] ← H128 · x[blk] / sqrt(128) per 128 block
+  Granularity granularity = Granularity::kPerChannel;  // per token or group-128
+  float clip_ratio = 1.0f;                  // in (0, 1]
+  uint8_t* packed = nullptr;                // device: rows × k/2 bytes
+  float* scales = nullptr;                  // device: rows × (k / group) floats
+};
+
+CudaStatus QuantizeW4A4Activations(const W4A4QuantizeArgs& args, cudaStream_t stream);
+
+}  // namespace apex4::cuda
+
+#endif  // APEX4_KERNELS_CUDA_W4A4_LINEAR_H_

@@ -1,0 +1,371 @@
+// GPU tests of the W4A4 linear-layer kernels against the CPU scalar reference
+// (kernels/cpu/w4a4_reference.h), on fresh random data each run (the seed is printed).
+// Without a CUDA device the program prints "no CUDA device: skipped" and exits 0, so CI (no GPU)
+// compiles and runs it.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/w4a4_reference.h"
+#include "kernels/cuda/w4a4_linear.h"
+
+namespace apex4::cuda {
+namespace {
+
+int g_failures = 0;
+
+#define EXPECT_TRUE_MSG(cond, ...)                        \
+  do {                                                    \
+    if (!(cond)) {                                        \
+      ++g_failures;                                       \
+      std::printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
+      std::printf(__VA_ARGS__);                           \
+      std::printf("\n");                                  \
+    }                                                     \
+  } while (0)
+
+#define ASSERT_CUDA_OK(expr)                                                                  \
+  do {                                                                                        \
+    const CudaStatus s_ = (expr);                                                             \
+    if (!s_.ok()) {                                                                           \
+      std::printf("FATAL %s (%s at %s:%d)\n", cudaGetErrorString(s_.code), s_.statement,      \
+                  s_.file, s_.line);                                                          \
+      std::exit(1);                                                                           \
+    }                                                                                         \
+  } while (0)
+#define ASSERT_CUDA(call) ASSERT_CUDA_OK(([&] { APEX4_CUDA_RETURN_IF_ERROR(call); return OkCudaStatus(); })())
+
+template <typename T>
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t count) : count_(count) {
+    ASSERT_CUDA(cudaMalloc(&ptr_, std::max<size_t>(count, 1) * sizeof(T)));
+  }
+  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) {
+    ASSERT_CUDA(cudaMemcpy(ptr_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  ~DeviceBuffer() { cudaFree(ptr_); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  T* get() const { return ptr_; }
+  std::vector<T> ToHost() const {
+    std::vector<T> host(count_);
+    ASSERT_CUDA(cudaMemcpy(host.data(), ptr_, count_ * sizeof(T), cudaMemcpyDeviceToHost));
+    return host;
+  }
+
+ private:
+  T* ptr_ = nullptr;
+  size_t count_;
+};
+
+float Bf16ToFloat(__nv_bfloat16 v) {
+  uint16_t bits;
+  std::memcpy(&bits, &v, 2);
+  const uint32_t wide = uint32_t{bits} << 16;
+  float f;
+  std::memcpy(&f, &wide, 4);
+  return f;
+}
+__nv_bfloat16 FloatToBf16Truncate(float f) {  // test inputs only: any bf16 value will do
+  uint32_t wide;
+  std::memcpy(&wide, &f, 4);
+  __nv_bfloat16_raw raw;
+  raw.x = static_cast<uint16_t>(wide >> 16);
+  return __nv_bfloat16(raw);
+}
+
+// A random canonical operand: `rows` × k nibbles in [-8, 7], scales in [0.5, 2) / 64.
+// With `sparse_rows`, each row has only four nonzero elements and all scales are 1, so every
+// GEMM result is an integer of magnitude ≤ 256, exact in bf16: the exact-integer check.
+struct HostOperand {
+  std::vector<uint8_t> packed;
+  std::vector<float> scales;
+  W4A4Operand view;
+};
+HostOperand RandomOperand(std::mt19937& rng, int64_t rows, int64_t k, int group_size, bool sparse_rows) {
+  HostOperand op;
+  op.packed.assign(rows * k / 2, 0);
+  op.scales.assign(rows * (k / group_size), 1.0f);
+  std::uniform_int_distribution<int> nibble(-8, 7);
+  std::uniform_real_distribution<float> scale(0.5f / 64, 2.0f / 64);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (sparse_rows) {
+      std::uniform_int_distribution<int64_t> position(0, k - 1);
+      for (int i = 0; i < 4; ++i) {
+        const int64_t kk = position(rng);
+        uint8_t& byte = op.packed[r * k / 2 + kk / 2];
+        const int v = nibble(rng);
+        byte = (kk & 1) ? PackInt4Pair(UnpackInt4(byte, false), v) : PackInt4Pair(v, UnpackInt4(byte, true));
+      }
+    } else {
+      for (int64_t b = 0; b < k / 2; ++b) op.packed[r * k / 2 + b] = PackInt4Pair(nibble(rng), nibble(rng));
+      for (int64_t g = 0; g < k / group_size; ++g) op.scales[r * (k / group_size) + g] = scale(rng);
+    }
+  }
+  op.view = W4A4Operand{op.packed.data(), op.scales.data(), rows, k, group_size};
+  return op;
+}
+
+// Runs the GEMM twice on poisoned outputs (the second run checks that split-K counters were
+// left zeroed and that results are deterministic) and returns Y as floats.
+std::vector<float> RunGemm(W4A4Backend backend, const HostOperand& x, const HostOperand& w,
+                           Granularity granularity, int num_sms) {
+  const int64_t m = x.view.rows, n = w.view.rows, k = x.view.k;
+  std::vector<uint8_t> w_packed(w.packed.size());
+  std::vector<float> w_scales(w.scales.size());
+  ASSERT_CUDA_OK(PrepackW4A4Weights(backend, w.view, w_packed.data(), w_scales.data()));
+  DeviceBuffer<uint8_t> dx(x.packed), dw(w_packed);
+  DeviceBuffer<float> dsx(x.scales), dsw(w_scales);
+  DeviceBuffer<__nv_bfloat16> dy(m * n);
+  const size_t ws_bytes = W4A4GemmWorkspaceBytes(backend, m, n, k, granularity, num_sms);
+  DeviceBuffer<uint8_t> workspace(ws_bytes);
+  ASSERT_CUDA(cudaMemset(workspace.get(), 0, ws_bytes));
+  W4A4GemmArgs args;
+  args.x = dx.get();
+  args.x_scales = dsx.get();
+  args.w = dw.get();
+  args.w_scales = dsw.get();
+  args.y = dy.get();
+  args.m = m;
+  args.n = n;
+  args.k = k;
+  args.granularity = granularity;
+  args.workspace = workspace.get();
+  args.workspace_bytes = ws_bytes;
+  std::vector<__nv_bfloat16> first;
+  for (int run = 0; run < 2; ++run) {
+    ASSERT_CUDA(cudaMemset(dy.get(), 0xFF, m * n * sizeof(__nv_bfloat16)));  // NaN poison
+    ASSERT_CUDA_OK(W4A4Gemm(backend, args, nullptr));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    std::vector<__nv_bfloat16> y = dy.ToHost();
+    if (run == 0) {
+      first = y;
+    } else {
+      EXPECT_TRUE_MSG(std::memcmp(first.data(), y.data(), y.size() * 2) == 0,
+                      "second run differs (m=%lld n=%lld k=%lld)", (long long)m, (long long)n, (long long)k);
+    }
+  }
+  std::vector<float> out(first.size());
+  for (size_t i = 0; i < first.size(); ++i) out[i] = Bf16ToFloat(first[i]);
+  return out;
+}
+
+// Rows [r0, r0 + rows) of an operand.
+W4A4Operand RowSlice(const HostOperand& op, int64_t r0, int64_t rows) {
+  W4A4Operand part = op.view;
+  part.packed += r0 * op.view.k / 2;
+  part.scales += r0 * op.view.groups();
+  part.rows = rows;
+  return part;
+}
+
+// The CPU reference is scalar: check the first and the last (M-tail) block of rows in full.
+std::vector<int64_t> CheckedRowStarts(int64_t m, int64_t block) {
+  return m > block ? std::vector<int64_t>{0, m - block} : std::vector<int64_t>{0};
+}
+
+void TestGemm(W4A4Backend backend, const char* name, int64_t m, int64_t n, int64_t k,
+              Granularity granularity, int num_sms, std::mt19937& rng) {
+  const int group = GroupSizeFor(granularity, k);
+  // Exact integers: sparse activations, unit scales.
+  {
+    const HostOperand x = RandomOperand(rng, m, k, group, /*sparse_rows=*/true);
+    HostOperand w = RandomOperand(rng, n, k, group, false);
+    std::fill(w.scales.begin(), w.scales.end(), 1.0f);
+    const std::vector<float> y = RunGemm(backend, x, w, granularity, num_sms);
+    const int64_t block = std::min<int64_t>(m, 64);
+    int64_t bad = 0;
+    for (int64_t r0 : CheckedRowStarts(m, block)) {
+      std::vector<int32_t> exact(block * n);
+      if (!W4A4GemmInt32Reference(RowSlice(x, r0, block), w.view, static_cast<int>(k), exact.data()).ok()) {
+        std::exit(1);
+      }
+      for (int64_t i = 0; i < block * n; ++i) bad += y[r0 * n + i] != static_cast<float>(exact[i]);
+    }
+    EXPECT_TRUE_MSG(bad == 0, "%s exact m=%lld n=%lld k=%lld %s: %lld of the checked rows' results wrong", name,
+                    (long long)m, (long long)n, (long long)k,
+                    granularity == Granularity::kGroup128 ? "g128" : "per-channel", (long long)bad);
+  }
+  // Dense random data and scales, within bf16 rounding of the double-accumulated reference.
+  const HostOperand x = RandomOperand(rng, m, k, group, false);
+  const HostOperand w = RandomOperand(rng, n, k, group, false);
+  const std::vector<float> y = RunGemm(backend, x, w, granularity, num_sms);
+  double err2 = 0, ref2 = 0, worst = 0;
+  int64_t non_finite = 0;
+  const int64_t block = std::min<int64_t>(m, 64);
+  for (int64_t r0 : CheckedRowStarts(m, block)) {
+    std::vector<float> ref(block * n);
+    if (!W4A4GemmReference(RowSlice(x, r0, block), w.view, ref.data()).ok()) std::exit(1);
+    for (int64_t i = 0; i < block * n; ++i) {
+      const float got = y[r0 * n + i];
+      non_finite += !std::isfinite(got);
+      const double d = got - ref[i];
+      err2 += d * d;
+      ref2 += double(ref[i]) * ref[i];
+      worst = std::max(worst, std::fabs(d) / (std::fabs(ref[i]) + 1e-3));
+    }
+  }
+  for (float v : y) non_finite += !std::isfinite(v);
+  const double rel = std::sqrt(err2 / std::max(ref2, 1e-30));
+  const bool ok = non_finite == 0 && rel < 4e-3 && worst < 1e-2;
+  EXPECT_TRUE_MSG(ok, "%s dense m=%lld n=%lld k=%lld %s: rel %.2e worst %.2e non-finite %lld", name,
+                  (long long)m, (long long)n, (long long)k,
+                  granularity == Granularity::kGroup128 ? "g128" : "per-channel", rel, worst,
+                  (long long)non_finite);
+  std::printf("%-8s m=%-5lld n=%-5lld k=%-5lld %-11s rel %.2e  worst %.2e  %s\n", name, (long long)m,
+              (long long)n, (long long)k, granularity == Granularity::kGroup128 ? "g128" : "per-channel",
+              rel, worst, ok ? "ok" : "FAIL");
+}
+
+// CPU model of the optional transforms: RMSNorm in double, Sylvester H128 / sqrt(128).
+std::vector<float> TransformReference(const std::vector<float>& x, int64_t rows, int64_t k,
+                                      const std::vector<float>* gamma, float eps, bool hadamard) {
+  std::vector<float> out(x.size());
+  std::vector<double> v(k);
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int64_t i = 0; i < k; ++i) ss += double(x[r * k + i]) * x[r * k + i];
+    const double rstd = gamma ? 1.0 / std::sqrt(ss / k + eps) : 1.0;
+    for (int64_t i = 0; i < k; ++i) v[i] = x[r * k + i] * rstd * (gamma ? (*gamma)[i] : 1.0);
+    if (hadamard) {
+      for (int64_t b = 0; b < k; b += 128) {
+        for (int h = 1; h < 128; h *= 2) {
+          for (int i = 0; i < 128; ++i) {
+            if (i & h) continue;
+            const double a = v[b + i], c = v[b + i + h];
+            v[b + i] = a + c;
+            v[b + i + h] = a - c;
+          }
+        }
+        for (int i = 0; i < 128; ++i) v[b + i] /= std::sqrt(128.0);
+      }
+    }
+    for (int64_t i = 0; i < k; ++i) out[r * k + i] = static_cast<float>(v[i]);
+  }
+  return out;
+}
+
+void TestQuantize(ActivationType type, Granularity granularity, bool rmsnorm, bool hadamard,
+                  int64_t rows, int64_t k, float clip, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(rows * k), gamma(k);
+  for (float& v : x) v = normal(rng) * (1.0f + 4.0f * (normal(rng) > 2.0f));  // some outliers
+  for (float& v : gamma) v = 0.5f + std::fabs(normal(rng));
+  for (int i = 0; i < 8; ++i) x[i] = 0.0f;  // row 0 starts with a zero group when k == 128·…
+  std::vector<__nv_bfloat16> xb(x.size());
+  if (type == ActivationType::kBFloat16) {
+    for (size_t i = 0; i < x.size(); ++i) {
+      xb[i] = FloatToBf16Truncate(x[i]);
+      x[i] = Bf16ToFloat(xb[i]);
+    }
+  }
+  const int group = GroupSizeFor(granularity, k);
+  DeviceBuffer<float> dxf(x), dgamma(gamma);
+  DeviceBuffer<__nv_bfloat16> dxb(xb);
+  DeviceBuffer<uint8_t> dpacked(rows * k / 2);
+  DeviceBuffer<float> dscales(rows * (k / group));
+  ASSERT_CUDA(cudaMemset(dpacked.get(), 0xAA, rows * k / 2));
+  ASSERT_CUDA(cudaMemset(dscales.get(), 0xFF, rows * (k / group) * 4));
+  W4A4QuantizeArgs args;
+  args.x = type == ActivationType::kBFloat16 ? static_cast<const void*>(dxb.get()) : dxf.get();
+  args.type = type;
+  args.rows = rows;
+  args.k = k;
+  args.rmsnorm_weight = rmsnorm ? dgamma.get() : nullptr;
+  args.hadamard = hadamard;
+  args.granularity = granularity;
+  args.clip_ratio = clip;
+  args.packed = dpacked.get();
+  args.scales = dscales.get();
+  ASSERT_CUDA_OK(QuantizeW4A4Activations(args, nullptr));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  const std::vector<uint8_t> packed = dpacked.ToHost();
+  const std::vector<float> scales = dscales.ToHost();
+
+  const bool transformed = rmsnorm || hadamard;
+  const std::vector<float> xt =
+      transformed ? TransformReference(x, rows, k, rmsnorm ? &gamma : nullptr, 1e-6f, hadamard) : x;
+  std::vector<uint8_t> ref_packed(rows * k / 2);
+  std::vector<float> ref_scales(rows * (k / group));
+  if (!QuantizeInt4Reference(xt.data(), rows, k, group, clip, ref_packed.data(), ref_scales.data()).ok()) {
+    std::exit(1);
+  }
+  int64_t diff_elems = 0, big_diff = 0;
+  for (int64_t i = 0; i < rows * k; ++i) {
+    const int d = UnpackInt4(packed[i / 2], i & 1) - UnpackInt4(ref_packed[i / 2], i & 1);
+    diff_elems += d != 0;
+    big_diff += std::abs(d) > 1;
+  }
+  double worst_scale = 0;
+  for (size_t i = 0; i < scales.size(); ++i) {
+    worst_scale = std::max(worst_scale, std::fabs(double(scales[i]) - ref_scales[i]) / (ref_scales[i] + 1e-30));
+  }
+  // Without transforms the kernel must match bit for bit; with them, float32 on the GPU against
+  // double on the CPU may flip a rounding tie-break now and then.
+  const bool ok = transformed ? (big_diff == 0 && diff_elems <= rows * k / 1000 && worst_scale < 1e-5)
+                              : (diff_elems == 0 && worst_scale == 0);
+  EXPECT_TRUE_MSG(ok, "quantize %s %s norm=%d hadamard=%d: %lld elements differ (%lld by >1), scale err %.2e",
+                  type == ActivationType::kBFloat16 ? "bf16" : "f32",
+                  granularity == Granularity::kGroup128 ? "g128" : "per-token", rmsnorm, hadamard,
+                  (long long)diff_elems, (long long)big_diff, worst_scale);
+  std::printf("quantize %-4s %-9s norm=%d hadamard=%d rows=%lld k=%lld: %lld differ, scale err %.1e  %s\n",
+              type == ActivationType::kBFloat16 ? "bf16" : "f32",
+              granularity == Granularity::kGroup128 ? "g128" : "per-token", rmsnorm, hadamard,
+              (long long)rows, (long long)k, (long long)diff_elems, worst_scale, ok ? "ok" : "FAIL");
+}
+
+int Main() {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("no CUDA device: skipped\n");
+    return 0;
+  }
+  cudaDeviceProp prop;
+  ASSERT_CUDA(cudaGetDeviceProperties(&prop, 0));
+  const uint32_t seed = std::random_device{}();
+  std::printf("device: %s (sm_%d%d, %d SMs), seed %u\n", prop.name, prop.major, prop.minor,
+              prop.multiProcessorCount, seed);
+  std::mt19937 rng(seed);
+
+  for (ActivationType type : {ActivationType::kFloat32, ActivationType::kBFloat16}) {
+    for (Granularity g : {Granularity::kPerChannel, Granularity::kGroup128}) {
+      for (int variant = 0; variant < 4; ++variant) {
+        TestQuantize(type, g, variant & 1, variant & 2, 37, 4096, 1.0f, rng);
+      }
+    }
+  }
+  TestQuantize(ActivationType::kFloat32, Granularity::kPerChannel, false, false, 5, 28672, 0.9f, rng);
+  TestQuantize(ActivationType::kFloat32, Granularity::kGroup128, true, true, 3, 11008, 0.85f, rng);
+
+  W4A4Backend best;
+  ASSERT_CUDA_OK(SelectW4A4Backend(0, &best));
+  struct Shape { int64_t m, n, k; };
+  // Decode (split-K), small batches, M tails, and large M with 256-token tiles.
+  const Shape shapes[] = {{1, 256, 1024},  {13, 384, 2048}, {16, 128, 4096}, {50, 256, 1024},
+                          {77, 512, 2048}, {300, 1024, 1024}, {1000, 2048, 512}, {2100, 4096, 256}};
+  for (W4A4Backend backend : {best, W4A4Backend::kPortable}) {
+    const char* name = backend == W4A4Backend::kSm90 ? "sm90" : "portable";
+    for (const Shape& s : shapes) {
+      for (Granularity g : {Granularity::kPerChannel, Granularity::kGroup128}) {
+        TestGemm(backend, name, s.m, s.n, s.k, g, prop.multiProcessorCount, rng);
+      }
+    }
+    if (backend == W4A4Backend::kPortable) break;
+  }
+  std::printf(g_failures == 0 ? "ALL TESTS PASSED\n" : "%d CHECKS FAILED\n", g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace apex4::cuda
+
+int main() { return apex4::cuda::Main(); }
