@@ -1,0 +1,103 @@
+// Checks rendered prompts against the real Jinja templates rendered by jinja2 through
+// llama-cpp-python (engine/testdata/chat_template_reference.py, run when the suite starts).
+#include "engine/chat_template.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "engine/gguf_reader.h"
+#include "engine/test_files.h"
+#include "engine/tokenizer_loader.h"
+#include "gtest/gtest.h"
+
+namespace apex4 {
+namespace {
+
+using nlohmann::json;
+
+json LoadReference() {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string out = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/chat_reference.json");
+  const std::string command = absl::StrCat("python3 engine/testdata/chat_template_reference.py '",
+                                           DefaultModelPath(), "' '", out, "'");
+  if (std::system(command.c_str()) != 0) {
+    ADD_FAILURE() << command << " failed (needs llama-cpp-python and gguf)";
+    return json();
+  }
+  std::ifstream file(out);
+  return json::parse(file);
+}
+
+TEST(ChatTemplateTest, RendersLikeJinjaForTheModelTemplateAndLlama3) {
+  const json reference = LoadReference();
+  ASSERT_TRUE(reference.is_object());
+  auto gguf = GgufReader::Open(DefaultModelPath());
+  ASSERT_TRUE(gguf.ok()) << gguf.status();
+  auto tokenizer = TokenizerFromGguf(**gguf);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  // The reference rendered the same template the tokenizer carries.
+  ASSERT_EQ(reference["templates"]["gguf"]["source"].get<std::string>(),
+            tokenizer->chat_template());
+
+  int compared = 0;
+  for (const auto& [name, entry] : reference["templates"].items()) {
+    auto chat_template = ChatTemplate::FromJinja(entry["source"].get<std::string>(),
+                                                 entry["bos_token"].get<std::string>());
+    ASSERT_TRUE(chat_template.ok()) << name << ": " << chat_template.status();
+    for (const json& c : reference["cases"]) {
+      if (c["template"] != name) continue;
+      std::vector<ChatMessage> messages;
+      for (const json& m : c["messages"]) messages.push_back({m["role"], m["content"]});
+      const auto prompt = chat_template->Render(messages, c["add_generation_prompt"]);
+      ASSERT_TRUE(prompt.ok()) << prompt.status();
+      EXPECT_EQ(*prompt, c["prompt"].get<std::string>()) << name << " " << c["messages"].dump();
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 44);
+}
+
+TEST(ChatTemplateTest, RecognisesFormatsAndDefaultSystemPrompt) {
+  auto gguf = GgufReader::Open(DefaultModelPath());
+  ASSERT_TRUE(gguf.ok()) << gguf.status();
+  auto tokenizer = TokenizerFromGguf(**gguf);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  auto smollm = ChatTemplate::FromJinja(tokenizer->chat_template(), "<|im_start|>");
+  ASSERT_TRUE(smollm.ok()) << smollm.status();
+  EXPECT_EQ(smollm->format(), ChatFormat::kChatMl);
+  EXPECT_EQ(smollm->default_system_prompt(),
+            "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+
+  // A ChatML template that takes the system turn only from the messages has no default.
+  auto plain = ChatTemplate::FromJinja(
+      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+      "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}",
+      "");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->default_system_prompt(), "");
+}
+
+TEST(ChatTemplateTest, RefusesUnknownTemplatesAndBadChats) {
+  const std::string llama2 =
+      "{% for message in messages %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + "
+      "message['content'] + ' [/INST]' }}{% endif %}{% endfor %}";
+  const auto unknown = ChatTemplate::FromJinja(llama2, "<s>");
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(unknown.status().message().find("[INST]"), std::string::npos);
+  EXPECT_EQ(ChatTemplate::FromJinja("", "").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  auto chatml = ChatTemplate::FromJinja("<|im_start|>{{ x }}<|im_end|>", "");
+  ASSERT_TRUE(chatml.ok());
+  EXPECT_EQ(chatml->Render({}, true).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(chatml->Render({{"", "hi"}}, true).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace apex4
