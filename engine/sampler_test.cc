@@ -1,0 +1,148 @@
+// Checks sampling against distributions numpy computes from the default model's real logits
+// (engine/testdata/sampler_reference.py, run through llama-cpp-python when the suite starts).
+#include "engine/sampler.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "engine/test_files.h"
+#include "gtest/gtest.h"
+
+namespace apex4 {
+namespace {
+
+using nlohmann::json;
+
+class SamplerTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    const std::string out = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/sampler_reference.json");
+    const std::string command = absl::StrCat("python3 engine/testdata/sampler_reference.py '",
+                                             DefaultModelPath(), "' '", out, "'");
+    ASSERT_EQ(std::system(command.c_str()), 0) << command << " failed (needs llama-cpp-python)";
+    std::ifstream file(out);
+    reference_ = new json(json::parse(file));
+    logits_ = new std::vector<float>((*reference_)["logits"].get<std::vector<float>>());
+  }
+
+  static const json& reference() { return *reference_; }
+  static const std::vector<float>& logits() { return *logits_; }
+
+  static Sampler MakeSampler(float temperature, int32_t top_k, float top_p, uint64_t seed) {
+    auto sampler = Sampler::Create({temperature, top_k, top_p, seed});
+    EXPECT_TRUE(sampler.ok()) << sampler.status();
+    return std::move(*sampler);
+  }
+
+ private:
+  static json* reference_;
+  static std::vector<float>* logits_;
+};
+
+json* SamplerTest::reference_ = nullptr;
+std::vector<float>* SamplerTest::logits_ = nullptr;
+
+TEST_F(SamplerTest, GreedyAndTopOneAreTheArgmax) {
+  const int32_t argmax = reference()["argmax"];
+  Sampler greedy = MakeSampler(0.0f, 0, 1.0f, 0);
+  EXPECT_EQ(*greedy.Sample(logits()), argmax);
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    Sampler top_one = MakeSampler(1.5f, 1, 1.0f, seed);
+    ASSERT_EQ(*top_one.Sample(logits()), argmax) << "seed " << seed;
+  }
+  // A nucleus smaller than the most likely token's probability is that token alone.
+  Sampler tiny_nucleus = MakeSampler(1.0f, 0, 1e-6f, 7);
+  EXPECT_EQ(*tiny_nucleus.Sample(logits()), argmax);
+}
+
+TEST_F(SamplerTest, FrequenciesMatchTheExpectedDistribution) {
+  const std::vector<int32_t> slice_ids = reference()["slice_ids"];
+  std::vector<float> slice;
+  for (int32_t id : slice_ids) slice.push_back(logits()[id]);
+  constexpr int kDraws = 100000;
+  for (const json& setting : reference()["settings"]) {
+    const std::vector<double> expected = setting["expected"];
+    Sampler sampler = MakeSampler(setting["temperature"], setting["top_k"], setting["top_p"], 42);
+    std::vector<int> counts(slice.size());
+    for (int draw = 0; draw < kDraws; ++draw) ++counts[*sampler.Sample(slice)];
+    for (size_t i = 0; i < slice.size(); ++i) {
+      const double frequency = static_cast<double>(counts[i]) / kDraws;
+      if (expected[i] == 0.0) {
+        ASSERT_EQ(counts[i], 0) << setting.dump() << " drew excluded token " << slice_ids[i];
+        continue;
+      }
+      // Five standard deviations of a binomial frequency: a fixed seed cannot flake, and a
+      // wrong distribution (e.g. temperature applied twice) is off by far more.
+      const double tolerance = 5.0 * std::sqrt(expected[i] * (1.0 - expected[i]) / kDraws) + 1e-4;
+      EXPECT_NEAR(frequency, expected[i], tolerance) << setting.dump() << " token " << slice_ids[i];
+    }
+  }
+}
+
+TEST_F(SamplerTest, SameSeedSameTokensWhateverElseIsSampled) {
+  const auto run = [&](uint64_t seed, bool interleave) {
+    Sampler sampler = MakeSampler(1.0f, 50, 0.95f, seed);
+    Sampler other = MakeSampler(1.0f, 0, 1.0f, seed + 1);
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < 64; ++i) {
+      if (interleave) other.Sample(logits()).IgnoreError();
+      tokens.push_back(*sampler.Sample(logits()));
+    }
+    return tokens;
+  };
+  EXPECT_EQ(run(1234, false), run(1234, true));
+  EXPECT_NE(run(1234, false), run(4321, false));
+}
+
+TEST_F(SamplerTest, FullVocabularyTopPDrawsOnlyFromTheNucleus) {
+  const std::vector<int32_t> nucleus = reference()["full_vocabulary_nucleus"];
+  ASSERT_GT(nucleus.size(), 10u);
+  std::vector<int> counts(logits().size());
+  Sampler sampler = MakeSampler(1.0f, 0, 0.8f, 99);
+  constexpr int kDraws = 5000;
+  for (int draw = 0; draw < kDraws; ++draw) ++counts[*sampler.Sample(logits())];
+  int in_nucleus = 0;
+  for (int32_t id : nucleus) in_nucleus += counts[id];
+  EXPECT_EQ(in_nucleus, kDraws);
+}
+
+TEST(SamplerConfigTest, RefusesBadParameters) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const SamplerConfig& config : std::vector<SamplerConfig>{
+           {-0.5f, 0, 1.0f, 0}, {nan, 0, 1.0f, 0}, {inf, 0, 1.0f, 0}, {1.0f, -1, 1.0f, 0},
+           {1.0f, 0, 0.0f, 0}, {1.0f, 0, 1.5f, 0}, {1.0f, 0, -0.1f, 0}, {1.0f, 0, nan, 0}}) {
+    const absl::Status status = ValidateSamplerConfig(config);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument)
+        << config.temperature << " " << config.top_k << " " << config.top_p;
+    EXPECT_FALSE(Sampler::Create(config).ok());
+  }
+  EXPECT_TRUE(ValidateSamplerConfig({0.0f, 0, 1.0f, 0}).ok());
+  EXPECT_TRUE(ValidateSamplerConfig({2.0f, 100, 0.5f, 0}).ok());
+}
+
+TEST(SamplerLogitsTest, HandlesNonFiniteLogits) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  auto sampler = Sampler::Create({1.0f, 0, 1.0f, 3});
+  ASSERT_TRUE(sampler.ok());
+  EXPECT_EQ(sampler->Sample({}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sampler->Sample({nan, -inf, nan}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*sampler->Sample({0.0f, inf, 5.0f}), 1);
+  for (int i = 0; i < 100; ++i) {
+    const int32_t id = *sampler->Sample({nan, 0.0f, -inf, 0.0f, nan});
+    ASSERT_TRUE(id == 1 || id == 3) << id;
+  }
+}
+
+}  // namespace
+}  // namespace apex4
