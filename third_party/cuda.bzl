@@ -8,6 +8,16 @@ CUDA_GENCODE = [
     "-gencode=arch=compute_89,code=sm_89",
 ]
 
+def _gencode_words(gencode):
+    """Shell words for nvcc: the target's gencode flags, narrowed to the compute capabilities in
+    APEX4_CUDA_ARCHS (space-separated, e.g. "90a" or "80 89") when that is set with
+    --action_env, as deploy/docker's CUDA_ARCHS build argument does. A target none of whose
+    architectures is asked for keeps its own list, so that it still compiles."""
+    flags = " ".join(gencode)
+    return ("$$(sel=; for g in " + flags + "; do " +
+            'case " $${APEX4_CUDA_ARCHS:-} " in *" $${g##*code=sm_} "*) sel="$$sel $$g";; esac; ' +
+            'done; echo "$${sel:-' + flags + '}")')
+
 def cuda_library(name, srcs, hdrs = [], deps = [], gencode = CUDA_GENCODE, copts = [], **kwargs):
     """Compiles srcs (.cu) with nvcc into lib<name>_cu.a and wraps it in a cc_library.
 
@@ -28,7 +38,7 @@ def cuda_library(name, srcs, hdrs = [], deps = [], gencode = CUDA_GENCODE, copts
         cmd = " ".join([
             "/usr/local/cuda/bin/nvcc -std=c++17 -O3 -lineinfo -Xcompiler -fPIC",
             "-I. -I$(GENDIR) -Xptxas -warn-spills",
-        ] + gencode + copts + [
+        ] + [_gencode_words(gencode)] + copts + [
             "-lib -o $@",
         ] + ["$(location %s)" % s for s in srcs]),
     )
