@@ -1,9 +1,9 @@
 #include "kernels/cpu/thread_pool.h"
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <chrono>
+
+#include <immintrin.h>
 
 namespace apex4 {
 namespace {
@@ -17,17 +17,34 @@ constexpr int64_t kChunksPerThread = 4;
 
 }  // namespace
 
+// One ParallelFor call. Shared with the workers, so that one waking late finds its job with no
+// chunk left instead of the state of the next call.
+struct ThreadPool::Job {
+  const std::function<void(int64_t, int64_t)>* fn;  // valid while a chunk is unfinished
+  int64_t n, chunk, chunks;
+  std::atomic<int64_t> next_chunk{0};
+  std::atomic<int64_t> done_chunks{0};
+
+  void RunChunks() {
+    for (int64_t c = next_chunk.fetch_add(1, std::memory_order_relaxed); c < chunks;
+         c = next_chunk.fetch_add(1, std::memory_order_relaxed)) {
+      (*fn)(c * chunk, std::min(n, (c + 1) * chunk));
+      done_chunks.fetch_add(1, std::memory_order_release);
+    }
+  }
+};
+
 ThreadPool::ThreadPool(int num_threads) {
   for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard<std::mutex> lock(wake_mu_);
-    stop_.store(true, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(job_mu_);
+    stop_ = true;
     generation_.fetch_add(1, std::memory_order_release);
   }
-  wake_cv_.notify_all();
+  job_cv_.notify_all();
   for (std::thread& t : workers_) t.join();
 }
 
@@ -41,48 +58,42 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
     return;
   }
   std::lock_guard<std::mutex> call_lock(call_mu_);
-  const int64_t chunks = std::min<int64_t>(grains, kChunksPerThread * num_threads());
-  fn_ = &fn;
-  n_ = n;
-  chunk_ = (grains + chunks - 1) / chunks * grain;
-  next_begin_.store(0, std::memory_order_relaxed);
-  busy_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  auto job = std::make_shared<Job>();
+  job->fn = &fn;
+  job->n = n;
+  job->chunks = std::min<int64_t>(grains, kChunksPerThread * num_threads());
+  job->chunk = (grains + job->chunks - 1) / job->chunks * grain;
+  job->chunks = (n + job->chunk - 1) / job->chunk;
   {
-    // Under the lock so that a worker deciding to sleep cannot miss this job.
-    std::lock_guard<std::mutex> lock(wake_mu_);
+    std::lock_guard<std::mutex> lock(job_mu_);
+    job_ = job;
     generation_.fetch_add(1, std::memory_order_release);
   }
-  wake_cv_.notify_all();
-  RunChunks();
-  while (busy_workers_.load(std::memory_order_acquire) != 0) _mm_pause();
-  fn_ = nullptr;
-}
-
-void ThreadPool::RunChunks() {
-  for (;;) {
-    const int64_t begin = next_begin_.fetch_add(chunk_, std::memory_order_relaxed);
-    if (begin >= n_) return;
-    (*fn_)(begin, std::min(begin + chunk_, n_));
-  }
+  job_cv_.notify_all();
+  job->RunChunks();
+  // Only chunks a worker has claimed can still be running.
+  while (job->done_chunks.load(std::memory_order_acquire) != job->chunks) _mm_pause();
 }
 
 void ThreadPool::WorkerLoop() {
   uint64_t seen = 0;
   for (;;) {
-    uint64_t generation = generation_.load(std::memory_order_acquire);
     const auto spin_until = std::chrono::steady_clock::now() + kSpinBeforeSleep;
-    for (int i = 0; generation == seen; ++i) {
+    for (int i = 0; generation_.load(std::memory_order_acquire) == seen; ++i) {
       _mm_pause();
       if (i % 64 == 63 && std::chrono::steady_clock::now() > spin_until) {
-        std::unique_lock<std::mutex> lock(wake_mu_);
-        wake_cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        std::unique_lock<std::mutex> lock(job_mu_);
+        job_cv_.wait(lock, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
       }
-      generation = generation_.load(std::memory_order_acquire);
     }
-    seen = generation;
-    if (stop_.load(std::memory_order_relaxed)) return;
-    RunChunks();
-    busy_workers_.fetch_sub(1, std::memory_order_release);
+    std::shared_ptr<Job> job;
+    {
+      std::lock_guard<std::mutex> lock(job_mu_);
+      if (stop_) return;
+      job = job_;
+      seen = generation_.load(std::memory_order_relaxed);
+    }
+    job->RunChunks();
   }
 }
 

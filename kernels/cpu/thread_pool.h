@@ -1,7 +1,8 @@
 // A small fork-join pool for the CPU kernels: ParallelFor splits a range over the pool's worker
 // threads and the calling thread, and returns when all of it is done. Decode-time GEMMs last
-// tens of microseconds, so idle workers spin briefly before sleeping: a futex wake-up per call
-// would cost as much as the work.
+// microseconds, so idle workers spin briefly before sleeping (a futex wake-up per call would
+// cost as much as the work), and the caller never waits for a worker that has not started: on a
+// busy machine a descheduled worker simply takes no chunk.
 #ifndef APEX4_KERNELS_CPU_THREAD_POOL_H_
 #define APEX4_KERNELS_CPU_THREAD_POOL_H_
 
@@ -9,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -33,23 +35,18 @@ class ThreadPool {
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
+  struct Job;
+
   void WorkerLoop();
-  void RunChunks();
 
   std::vector<std::thread> workers_;
   std::mutex call_mu_;  // one ParallelFor at a time
 
-  // The current job; written by the caller before generation_ is bumped (release).
-  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
-  int64_t n_ = 0;
-  int64_t chunk_ = 0;
-  std::atomic<int64_t> next_begin_{0};
-  std::atomic<int> busy_workers_{0};
-
-  std::mutex wake_mu_;
-  std::condition_variable wake_cv_;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<bool> stop_{false};
+  std::mutex job_mu_;
+  std::condition_variable job_cv_;
+  std::shared_ptr<Job> job_;  // the latest job; guarded by job_mu_
+  std::atomic<uint64_t> generation_{0};  // bumped under job_mu_ with each new job_
+  bool stop_ = false;                    // guarded by job_mu_
 };
 
 }  // namespace apex4
