@@ -51,7 +51,8 @@ std::string ChatMlDefaultSystemPrompt(std::string_view source) {
     const std::string_view text = *literal;
     if (text.size() > opening.size() + closing.size() &&
         text.substr(text.size() - closing.size()) == closing) {
-      return std::string(text.substr(opening.size(), text.size() - opening.size() - closing.size()));
+      return std::string(
+          text.substr(opening.size(), text.size() - opening.size() - closing.size()));
     }
   }
   return "";
@@ -97,9 +98,10 @@ absl::StatusOr<ChatTemplate> ChatTemplate::FromJinja(std::string_view jinja_sour
     return ChatTemplate(ChatFormat::kLlama3, "", std::move(bos_text));
   }
   constexpr size_t kQuoted = 160;
-  return absl::UnimplementedError(absl::StrCat(
-      "chat template not recognised (supported: ChatML, Llama-3); it starts \"",
-      std::string(jinja_source.substr(0, kQuoted)), jinja_source.size() > kQuoted ? "...\"" : "\""));
+  return absl::UnimplementedError(
+      absl::StrCat("chat template not recognised (supported: ChatML, Llama-3); it starts \"",
+                   std::string(jinja_source.substr(0, kQuoted)),
+                   jinja_source.size() > kQuoted ? "...\"" : "\""));
 }
 
 const char* ChatTemplate::format_name() const {

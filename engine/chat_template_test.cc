@@ -4,10 +4,9 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "engine/gguf_reader.h"
@@ -89,14 +88,12 @@ TEST(ChatTemplateTest, RefusesUnknownTemplatesAndBadChats) {
   const auto unknown = ChatTemplate::FromJinja(llama2, "<s>");
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kUnimplemented);
   EXPECT_NE(unknown.status().message().find("[INST]"), std::string::npos);
-  EXPECT_EQ(ChatTemplate::FromJinja("", "").status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ChatTemplate::FromJinja("", "").status().code(), absl::StatusCode::kFailedPrecondition);
 
   auto chatml = ChatTemplate::FromJinja("<|im_start|>{{ x }}<|im_end|>", "");
   ASSERT_TRUE(chatml.ok());
   EXPECT_EQ(chatml->Render({}, true).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(chatml->Render({{"", "hi"}}, true).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(chatml->Render({{"", "hi"}}, true).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

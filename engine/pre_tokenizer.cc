@@ -110,9 +110,9 @@ absl::StatusOr<PreTokenizerKind> PreTokenizerFromName(std::string_view name) {
        {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva"}) {
     if (name == single_digits) return PreTokenizerKind::kGpt2SingleDigits;
   }
-  return absl::UnimplementedError(
-      absl::StrCat("pre-tokenizer \"", std::string(name), "\" is not supported (supported: gpt2, smollm and "
-                   "the names llama.cpp treats alike)"));
+  return absl::UnimplementedError(absl::StrCat("pre-tokenizer \"", std::string(name),
+                                               "\" is not supported (supported: gpt2, smollm and "
+                                               "the names llama.cpp treats alike)"));
 }
 
 std::vector<std::string_view> PreTokenize(PreTokenizerKind kind, std::string_view text) {

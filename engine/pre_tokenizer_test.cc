@@ -28,7 +28,8 @@ TEST(PreTokenizerTest, Gpt2Expression) {
   const auto kind = PreTokenizerKind::kGpt2;
   EXPECT_EQ(Words(kind, ""), Expected{});
   EXPECT_EQ(Words(kind, "Hello world"), (Expected{"Hello", " world"}));
-  EXPECT_EQ(Words(kind, "it's we'll they've"), (Expected{"it", "'s", " we", "'ll", " they", "'ve"}));
+  EXPECT_EQ(Words(kind, "it's we'll they've"),
+            (Expected{"it", "'s", " we", "'ll", " they", "'ve"}));
   // Contractions are case-sensitive: "'LL" is punctuation, then letters.
   EXPECT_EQ(Words(kind, "I'LL"), (Expected{"I", "'", "LL"}));
   EXPECT_EQ(Words(kind, "abc123 456"), (Expected{"abc", "123", " 456"}));
@@ -41,7 +42,8 @@ TEST(PreTokenizerTest, Gpt2Expression) {
   EXPECT_EQ(Words(kind, "  ...!"), (Expected{" ", " ...!"}));
   EXPECT_EQ(Words(kind, "\xC2\xA1Hola!"), (Expected{"\xC2\xA1", "Hola", "!"}));  // ¡Hola!
   EXPECT_EQ(Words(kind, "hello\xC2\xA0world"), (Expected{"hello", "\xC2\xA0", "world"}));  // NBSP
-  EXPECT_EQ(Words(kind, "\xE6\x97\xA5\xE6\x9C\xAC go"), (Expected{"\xE6\x97\xA5\xE6\x9C\xAC", " go"}));
+  EXPECT_EQ(Words(kind, "\xE6\x97\xA5\xE6\x9C\xAC go"),
+            (Expected{"\xE6\x97\xA5\xE6\x9C\xAC", " go"}));
 }
 
 TEST(PreTokenizerTest, SingleDigitsComeFirst) {

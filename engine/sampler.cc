@@ -54,7 +54,8 @@ absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
   const double inverse_temperature = 1.0 / config_.temperature;
   for (size_t i = 0; i < logits.size(); ++i) {
     if (!(logits[i] > -std::numeric_limits<float>::infinity())) continue;  // -inf and NaN
-    const double weight = std::exp((static_cast<double>(logits[i]) - best_logit) * inverse_temperature);
+    const double weight =
+        std::exp((static_cast<double>(logits[i]) - best_logit) * inverse_temperature);
     if (weight > 0.0) candidates_.push_back({weight, static_cast<int32_t>(i)});
   }
   const auto more_likely = [](const Candidate& a, const Candidate& b) {

@@ -6,10 +6,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "engine/test_files.h"
@@ -117,9 +116,14 @@ TEST_F(SamplerTest, FullVocabularyTopPDrawsOnlyFromTheNucleus) {
 TEST(SamplerConfigTest, RefusesBadParameters) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
-  for (const SamplerConfig& config : std::vector<SamplerConfig>{
-           {-0.5f, 0, 1.0f, 0}, {nan, 0, 1.0f, 0}, {inf, 0, 1.0f, 0}, {1.0f, -1, 1.0f, 0},
-           {1.0f, 0, 0.0f, 0}, {1.0f, 0, 1.5f, 0}, {1.0f, 0, -0.1f, 0}, {1.0f, 0, nan, 0}}) {
+  for (const SamplerConfig& config : std::vector<SamplerConfig>{{-0.5f, 0, 1.0f, 0},
+                                                                {nan, 0, 1.0f, 0},
+                                                                {inf, 0, 1.0f, 0},
+                                                                {1.0f, -1, 1.0f, 0},
+                                                                {1.0f, 0, 0.0f, 0},
+                                                                {1.0f, 0, 1.5f, 0},
+                                                                {1.0f, 0, -0.1f, 0},
+                                                                {1.0f, 0, nan, 0}}) {
     const absl::Status status = ValidateSamplerConfig(config);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument)
         << config.temperature << " " << config.top_k << " " << config.top_p;
@@ -135,8 +139,7 @@ TEST(SamplerLogitsTest, HandlesNonFiniteLogits) {
   auto sampler = Sampler::Create({1.0f, 0, 1.0f, 3});
   ASSERT_TRUE(sampler.ok());
   EXPECT_EQ(sampler->Sample({}).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(sampler->Sample({nan, -inf, nan}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sampler->Sample({nan, -inf, nan}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(*sampler->Sample({0.0f, inf, 5.0f}), 1);
   for (int i = 0; i < 100; ++i) {
     const int32_t id = *sampler->Sample({nan, 0.0f, -inf, 0.0f, nan});

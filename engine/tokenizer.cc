@@ -64,10 +64,11 @@ struct MergeRule {
 // Tokens that end a generation by their text, whatever the model's metadata says, as llama.cpp's
 // llama-vocab decides: end-of-turn markers and the fill-in-the-middle pad/repo/file separators.
 constexpr const char* kEndOfGenerationNames[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>",
-    "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>",
-    "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "<|fim_repo|>", "<|repo_name|>",
-    "<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>"};
+    "<|eot_id|>",      "<|im_end|>",         "<|end|>",       "<|return|>", "<|call|>",
+    "<end_of_turn>",   "<|endoftext|>",      "<|eom_id|>",    "<EOT>",      "_<EOT>",
+    "<|end_of_text|>", "<end_of_utterance>", "<|fim_pad|>",   "<fim-pad>",  "<fim_pad>",
+    "<PAD>",           "<|fim_repo|>",       "<|repo_name|>", "<fim-repo>", "<REPO>",
+    "<reponame>",      "<|file_sep|>"};
 
 // A stretch of the input: either text still to pre-tokenize or an already matched special token.
 struct Fragment {
@@ -187,8 +188,7 @@ absl::StatusOr<Tokenizer> Tokenizer::Create(TokenizerSpec spec) {
                                  {"padding", spec.padding_id}}) {
     if (id != kNoToken && (id < 0 || id >= vocab_size)) {
       return absl::InvalidArgumentError(absl::StrCat("tokenizer ", name, " id ", id,
-                                                     " is outside the vocabulary of ",
-                                                     vocab_size));
+                                                     " is outside the vocabulary of ", vocab_size));
     }
   }
   auto impl = std::make_unique<Impl>();
@@ -211,8 +211,8 @@ absl::StatusOr<Tokenizer> Tokenizer::Create(TokenizerSpec spec) {
     const TokenType type = token_types[id];
     const bool byte_level = type == TokenType::kNormal || type == TokenType::kUndefined;
     impl->piece_bytes[id] = byte_level ? BytesOfEntry(entry, codepoint_to_byte) : entry;
-    const bool matched_whole = type == TokenType::kControl ||
-                               type == TokenType::kUserDefined || type == TokenType::kUnknown;
+    const bool matched_whole = type == TokenType::kControl || type == TokenType::kUserDefined ||
+                               type == TokenType::kUnknown;
     if (matched_whole && !entry.empty()) {
       impl->special_tokens.emplace_back(entry, id);
     }
@@ -294,12 +294,10 @@ absl::StatusOr<std::string> Tokenizer::TokenPiece(int32_t id, bool render_specia
     case TokenType::kNormal:
     case TokenType::kUndefined:
     case TokenType::kUserDefined:
-    case TokenType::kByte:
-      return impl_->piece_bytes[id];
+    case TokenType::kByte: return impl_->piece_bytes[id];
     case TokenType::kControl:
     case TokenType::kUnknown:
-    case TokenType::kUnused:
-      break;
+    case TokenType::kUnused: break;
   }
   return render_special ? impl_->piece_bytes[id] : std::string();
 }

@@ -21,8 +21,8 @@ enum class TokenType : int32_t {
   kUndefined = 0,
   kNormal = 1,
   kUnknown = 2,
-  kControl = 3,       // <|im_start|>, <|endoftext|>: matched only when parse_special
-  kUserDefined = 4,   // added tokens matched in any text
+  kControl = 3,      // <|im_start|>, <|endoftext|>: matched only when parse_special
+  kUserDefined = 4,  // added tokens matched in any text
   kUnused = 5,
   kByte = 6,
 };

@@ -2,11 +2,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -50,8 +49,7 @@ std::string Excerpt(const json& value) {
 
 bool IsByteLevelWithRegex(const json& pre_tokenizer) {
   return pre_tokenizer.value("type", "") == "ByteLevel" &&
-         !pre_tokenizer.value("add_prefix_space", false) &&
-         pre_tokenizer.value("use_regex", true);
+         !pre_tokenizer.value("add_prefix_space", false) && pre_tokenizer.value("use_regex", true);
 }
 
 // The llama.cpp pre-tokenizer name equivalent to tokenizer.json's "pre_tokenizer".
@@ -75,7 +73,8 @@ absl::StatusOr<int32_t> ConfigTokenId(const json& config, const char* key,
                                       const TokenizerSpec& spec) {
   if (!config.contains(key) || config[key].is_null()) return kNoToken;
   const json& value = config[key];
-  const std::string text = value.is_object() ? value.value("content", "") : value.get<std::string>();
+  const std::string text =
+      value.is_object() ? value.value("content", "") : value.get<std::string>();
   for (size_t id = 0; id < spec.tokens.size(); ++id) {
     if (spec.tokens[id] == text) return static_cast<int32_t>(id);
   }
@@ -97,9 +96,8 @@ std::string ConfigChatTemplate(const json& config) {
 
 absl::Status ReadModel(const json& model, TokenizerSpec* spec) {
   if (model.value("type", "") != "BPE") {
-    return absl::UnimplementedError(
-        absl::StrCat("tokenizer.json model type \"", model.value("type", ""),
-                     "\" is not supported (only BPE)"));
+    return absl::UnimplementedError(absl::StrCat(
+        "tokenizer.json model type \"", model.value("type", ""), "\" is not supported (only BPE)"));
   }
   if (model.value("byte_fallback", false) || model.value("ignore_merges", false) ||
       !model.value("continuing_subword_prefix", json()).is_null() ||

@@ -4,11 +4,10 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -40,8 +39,8 @@ class TokenizerTest : public testing::Test {
     const std::string data_file = SharedDataPath("moby_dick.txt");
     const std::string data_dir = data_file.substr(0, data_file.rfind('/'));
     const std::string command =
-        absl::StrCat("python3 engine/testdata/tokenizer_reference.py '", DefaultModelPath(),
-                     "' '", data_dir, "' '", *reference_dir_, "'");
+        absl::StrCat("python3 engine/testdata/tokenizer_reference.py '", DefaultModelPath(), "' '",
+                     data_dir, "' '", *reference_dir_, "'");
     ASSERT_EQ(std::system(command.c_str()), 0)
         << command << " failed (needs llama-cpp-python, gguf and tokenizers: "
         << "python3 -m pip install -r tools/requirements.txt)";
@@ -54,7 +53,8 @@ class TokenizerTest : public testing::Test {
       added.add_bos = c["add_bos"];
       added.special = c["special"];
       added.llama_cpp_ids = c["llama_cpp_ids"].get<std::vector<int32_t>>();
-      added.llama_cpp_decoded = absl::HexStringToBytes(c["llama_cpp_decoded_hex"].get<std::string>());
+      added.llama_cpp_decoded =
+          absl::HexStringToBytes(c["llama_cpp_decoded_hex"].get<std::string>());
       if (!c["hf_ids"].is_null()) added.hf_ids = c["hf_ids"].get<std::vector<int32_t>>();
     }
 
@@ -83,8 +83,8 @@ std::vector<Case>* TokenizerTest::cases_ = nullptr;
 Tokenizer* TokenizerTest::tokenizer_ = nullptr;
 
 std::string Describe(const Case& c) {
-  return absl::StrCat("text \"", absl::CHexEscape(c.text.substr(0, 120)), "\" add_bos=",
-                      c.add_bos, " special=", c.special);
+  return absl::StrCat("text \"", absl::CHexEscape(c.text.substr(0, 120)), "\" add_bos=", c.add_bos,
+                      " special=", c.special);
 }
 
 TEST_F(TokenizerTest, IdsMatchLlamaCppOnRealTextAndEdgeCases) {

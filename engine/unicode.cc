@@ -126,9 +126,9 @@ std::string SanitizeUtf8(std::string_view text) {
 
 uint8_t CodepointClasses(uint32_t codepoint) {
   const auto* end = std::end(kCodepointRanges);
-  const auto* range = std::lower_bound(
-      std::begin(kCodepointRanges), end, codepoint,
-      [](const CodepointRange& r, uint32_t value) { return r.last < value; });
+  const auto* range =
+      std::lower_bound(std::begin(kCodepointRanges), end, codepoint,
+                       [](const CodepointRange& r, uint32_t value) { return r.last < value; });
   return range != end && range->first <= codepoint ? range->classes : 0;
 }
 

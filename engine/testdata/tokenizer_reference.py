@@ -22,7 +22,8 @@ from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, decoders
 
 # Text that exercises the pre-tokenizer and the special-token matcher beyond what prose does.
 EDGE_CASES = [
-    "", " ", "\n", "   ", "\t", "\r\n", " \n \n", "Hello world", " leading space", "trailing space ",
+    "", " ", "\n", "   ", "\t", "\r\n", " \n \n", "Hello world", " leading space",
+    "trailing space ",
     "  two leading spaces", "a  b   c    d     e", "tabs\tand\nnewlines\n\n\nmore\n",
     "   \n  \t  \n", "it's I'm we'll they've she'd you're don't", "IT'S CAPS'LL 'S 'll",
     "'s at the start", "ends with '", "quote'", "numbers 1234567 3.14159 1,000,000 and 2024-11-27",
@@ -97,8 +98,9 @@ def main():
     model_path, data_dir, out_dir = sys.argv[1:4]
     hf = write_hf_tokenizer(model_path, out_dir)
     llama = llama_cpp.Llama(model_path, vocab_only=True, verbose=False)
-    texts = EDGE_CASES + sample_lines(os.path.join(data_dir, "wikitext2_valid_tokens.txt"), 23, 250) \
-        + sample_lines(os.path.join(data_dir, "moby_dick.txt"), 29, 250)
+    texts = (EDGE_CASES
+             + sample_lines(os.path.join(data_dir, "wikitext2_valid_tokens.txt"), 23, 250)
+             + sample_lines(os.path.join(data_dir, "moby_dick.txt"), 29, 250))
     vocab = llama_cpp.llama_model_get_vocab(llama.model)
     n_vocab = llama.n_vocab()
     pieces = [token_piece(vocab, i, False) for i in range(n_vocab)]
@@ -123,7 +125,8 @@ def main():
         "n_vocab": n_vocab,
         "bos_id": llama.token_bos(),
         "eos_id": llama.token_eos(),
-        "end_of_generation_ids": [i for i in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, i)],
+        "end_of_generation_ids": [i for i in range(n_vocab)
+                                  if llama_cpp.llama_vocab_is_eog(vocab, i)],
         # Bytes of every token, without and with special tokens rendered.
         "pieces_hex": [piece.hex() for piece in pieces],
         "special_pieces_hex": [piece.hex() for piece in special_pieces],
