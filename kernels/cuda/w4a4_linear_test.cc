@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/w4a4_reference.h"
@@ -42,6 +43,13 @@ int g_failures = 0;
     }                                                                                         \
   } while (0)
 #define ASSERT_CUDA(call) ASSERT_CUDA_OK(([&] { APEX4_CUDA_RETURN_IF_ERROR(call); return OkCudaStatus(); })())
+
+void RequireOk(const absl::Status& status, const char* what) {
+  if (!status.ok()) {
+    std::printf("FATAL reference %s: %s\n", what, std::string(status.message()).c_str());
+    std::exit(1);
+  }
+}
 
 template <typename T>
 class DeviceBuffer {
@@ -185,11 +193,10 @@ void TestGemm(W4A4Backend backend, const char* name, int64_t m, int64_t n, int64
     const int64_t block = std::min<int64_t>(m, 64);
     int64_t bad = 0;
     for (int64_t r0 : CheckedRowStarts(m, block)) {
-      std::vector<int32_t> exact(block * n);
-      if (!W4A4GemmInt32Reference(RowSlice(x, r0, block), w.view, static_cast<int>(k), exact.data()).ok()) {
-        std::exit(1);
-      }
-      for (int64_t i = 0; i < block * n; ++i) bad += y[r0 * n + i] != static_cast<float>(exact[i]);
+      // Unit scales: the double-accumulated reference is the exact integer sum.
+      std::vector<float> exact(block * n);
+      RequireOk(W4A4GemmReference(RowSlice(x, r0, block), w.view, exact.data()), "gemm");
+      for (int64_t i = 0; i < block * n; ++i) bad += y[r0 * n + i] != exact[i];
     }
     EXPECT_TRUE_MSG(bad == 0, "%s exact m=%lld n=%lld k=%lld %s: %lld of the checked rows' results wrong", name,
                     (long long)m, (long long)n, (long long)k,
@@ -204,7 +211,7 @@ void TestGemm(W4A4Backend backend, const char* name, int64_t m, int64_t n, int64
   const int64_t block = std::min<int64_t>(m, 64);
   for (int64_t r0 : CheckedRowStarts(m, block)) {
     std::vector<float> ref(block * n);
-    if (!W4A4GemmReference(RowSlice(x, r0, block), w.view, ref.data()).ok()) std::exit(1);
+    RequireOk(W4A4GemmReference(RowSlice(x, r0, block), w.view, ref.data()), "gemm");
     for (int64_t i = 0; i < block * n; ++i) {
       const float got = y[r0 * n + i];
       non_finite += !std::isfinite(got);
@@ -296,9 +303,8 @@ void TestQuantize(ActivationType type, Granularity granularity, bool rmsnorm, bo
       transformed ? TransformReference(x, rows, k, rmsnorm ? &gamma : nullptr, 1e-6f, hadamard) : x;
   std::vector<uint8_t> ref_packed(rows * k / 2);
   std::vector<float> ref_scales(rows * (k / group));
-  if (!QuantizeInt4Reference(xt.data(), rows, k, group, clip, ref_packed.data(), ref_scales.data()).ok()) {
-    std::exit(1);
-  }
+  RequireOk(QuantizeInt4Reference(xt.data(), rows, k, group, clip, ref_packed.data(), ref_scales.data()),
+            "quantize");
   int64_t diff_elems = 0, big_diff = 0;
   for (int64_t i = 0; i < rows * k; ++i) {
     const int d = UnpackInt4(packed[i / 2], i & 1) - UnpackInt4(ref_packed[i / 2], i & 1);

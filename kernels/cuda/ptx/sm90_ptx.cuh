@@ -22,9 +22,10 @@ __device__ __forceinline__ void MbarrierArrive(uint64_t* bar) {
   asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}" ::"r"(SmemAddr(bar))
                : "memory");
 }
-// Adds `bytes` to the transactions the current phase waits for, without arriving.
-__device__ __forceinline__ void MbarrierExpectTx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;" ::"r"(SmemAddr(bar)),
+// Arrives and adds `bytes` to the transactions the current phase waits for.
+__device__ __forceinline__ void MbarrierArriveExpectTx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}" ::"r"(
+                   SmemAddr(bar)),
                "r"(bytes)
                : "memory");
 }
@@ -78,11 +79,14 @@ template <int kPending>
 __device__ __forceinline__ void WgmmaWait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(kPending) : "memory");
 }
-// Keeps the compiler from moving accumulator reads/writes across an in-flight wgmma.
-template <int kN>
-__device__ __forceinline__ void WgmmaFenceOperands(int32_t (&d)[kN]) {
+// Pins register operands at this point: accumulator reads/writes stay outside an in-flight
+// wgmma, and A fragments are complete before wgmma.fence (otherwise ptxas injects a
+// warpgroup.arrive per wgmma and may serialize them, C7519/C7520).
+template <typename T, int kN>
+__device__ __forceinline__ void WgmmaFenceOperands(T (&d)[kN]) {
+  static_assert(sizeof(T) == 4, "32-bit registers");
 #pragma unroll
-  for (int i = 0; i < kN; ++i) asm volatile("" : "+r"(d[i])::"memory");
+  for (int i = 0; i < kN; ++i) asm volatile("" : "+r"(reinterpret_cast<uint32_t&>(d[i]))::"memory");
 }
 
 // Shared-memory matrix descriptor: K-major rows of 128 bytes, 128-byte swizzle, 8-row atoms
@@ -96,6 +100,9 @@ __device__ __forceinline__ uint64_t SmemDescSw128(const void* tile) {
 // ---- warp-specialisation helpers --------------------------------------------------------------
 __device__ __forceinline__ void NamedBarrierSync(int id, int threads) {
   asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void NamedBarrierArrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 template <int kRegs>
 __device__ __forceinline__ void SetMaxRegsInc() {

@@ -1,6 +1,7 @@
 #include "kernels/cuda/sm90/sm90_w4a4_gemm.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/cuda/sm90/sm90_w4a4_gemm.cuh"
 
@@ -13,31 +14,47 @@ struct Plan {
   size_t counter_bytes, partial_bytes;
 };
 
-// NOTES: tokens per CTA: 16 for decode, 64 for small batches, otherwise 256 (per-channel, when
-// the grid still fills the GPU) or 128 (group-128 needs float accumulators too). Split K only
-// when the tiles alone leave SMs idle, never past one wave.
+// NOTES: a small cost model picks tokens per CTA (16 for decode, 64 for small batches, 128 or
+// 256 otherwise; group-128 stays at 128, its float accumulators need the registers) and the
+// split-K factor: time ≈ waves × (chunks per CTA + a fixed per-CTA cost) × (tile width + a
+// fixed per-chunk cost). Splitting is considered only where tiles are few or the tile is narrow
+// (decode is bandwidth-bound and needs every SM streaming weights).
 Plan MakePlan(int64_t m, int64_t n, int64_t k, Granularity g, int num_sms) {
-  Plan plan{};
-  plan.channel_tiles = static_cast<int>(n / sm90::kBlockM);
-  auto tiles_for = [&](int bn) { return plan.channel_tiles * static_cast<int>((m + bn - 1) / bn); };
-  if (m <= 16) {
-    plan.block_n = 16;
-  } else if (m <= 64) {
-    plan.block_n = 64;
-  } else if (g == Granularity::kPerChannel && tiles_for(256) >= num_sms) {
-    plan.block_n = 256;
-  } else {
-    plan.block_n = 128;
-  }
-  plan.token_tiles = static_cast<int>((m + plan.block_n - 1) / plan.block_n);
-  const int tiles = plan.token_tiles * plan.channel_tiles;
+  constexpr int kCtaOverheadChunks = 4, kChunkOverheadTokens = 64, kMinChunksPerSplit = 4;
+  const int channel_tiles = static_cast<int>(n / sm90::kBlockM);
   const int k_chunks = static_cast<int>(k / sm90::kBlockK);
-  plan.splits = std::max(1, std::min({num_sms / tiles, k_chunks / 2, 16}));
-  if (plan.splits > 1) {
-    plan.counter_bytes = (static_cast<size_t>(tiles) * 4 + 255) / 256 * 256;
-    plan.partial_bytes = static_cast<size_t>(tiles) * plan.splits * sm90::kBlockM * plan.block_n * 4;
+  std::vector<int> widths;
+  if (m <= 16) {
+    widths = {16};
+  } else if (m <= 64) {
+    widths = {64};
+  } else if (g == Granularity::kPerChannel) {
+    widths = {128, 256};
+  } else {
+    widths = {128};
   }
-  return plan;
+  Plan best{};
+  double best_cost = 0;
+  for (int bn : widths) {
+    const int token_tiles = static_cast<int>((m + bn - 1) / bn);
+    const int tiles = token_tiles * channel_tiles;
+    const int max_splits = (bn <= 64 || tiles < num_sms) ? std::min(16, k_chunks / kMinChunksPerSplit) : 1;
+    for (int splits = 1; splits <= std::max(1, max_splits); ++splits) {
+      const int waves = (tiles * splits + num_sms - 1) / num_sms;
+      const double cost = double(waves) * (double(k_chunks) / splits + kCtaOverheadChunks) *
+                          (bn + kChunkOverheadTokens);
+      if (best.block_n == 0 || cost < best_cost * 0.98) {
+        best = Plan{bn, token_tiles, channel_tiles, splits, 0, 0};
+        best_cost = cost;
+      }
+    }
+  }
+  if (best.splits > 1) {
+    const size_t tiles = static_cast<size_t>(best.token_tiles) * best.channel_tiles;
+    best.counter_bytes = (tiles * 4 + 255) / 256 * 256;
+    best.partial_bytes = tiles * best.splits * sm90::kBlockM * best.block_n * 4;
+  }
+  return best;
 }
 
 template <int kBlockN, bool kGroup128>

@@ -3,13 +3,15 @@
 //
 // One CTA computes 128 channels × kBlockN tokens over a range of K chunks (split-K when the
 // grid would not fill the GPU). Three warpgroups:
-//   producer   (WG 0): bulk-copies prepacked weight chunks (and group scales) into a ring of
-//                      kStages shared-memory stages; cp.asyncs packed activations into a small
-//                      private ring, unpacks them to int8 into the stage, then marks it full;
+//   producer   (WG 0): warp 0 bulk-copies prepacked weight chunks (and group scales) into a
+//                      ring of kStages shared-memory stages, as far ahead as the ring allows;
+//                      warps 1-3 cp.async packed activations into a small private ring, unpack
+//                      them to int8 into the stage, then mark it full;
 //   consumers  (WG 1, 2): 64 channels each; load their weight fragment (16 bytes = two k32
-//                      steps), unpack in registers, issue wgmma s8, and for group-128 fold the
-//                      int32 group sums into float accumulators while the other consumer's
-//                      wgmma keeps the tensor cores busy.
+//                      steps), unpack in registers, issue wgmma s8. The two take turns issuing
+//                      (ping-pong), so one's bookkeeping and group-128 promotion (int32 group
+//                      sums folded into float accumulators) runs while the other's wgmma keeps
+//                      the tensor cores busy.
 //
 // NOTES: 4-bit → 8-bit without per-nibble shifts: for a word holding nibbles e0..e7 (canonical
 // order), (w << 4) & 0xF0F0F0F0 holds 16·e0,16·e2,16·e4,16·e6 and w & 0xF0F0F0F0 holds
@@ -30,8 +32,11 @@
 namespace apex4::cuda::sm90 {
 
 inline constexpr int kThreads = 384;
-inline constexpr int kProducerRegs = 56;
-inline constexpr int kConsumerRegs = 224;
+inline constexpr int kConverterThreads = 96;  // producer warps 1-3
+// Named barriers: 0 is __syncthreads; 1 both consumers; 2, 3 one consumer each; 4, 5 turns.
+inline constexpr int kBarConsumers = 1, kBarTurnWg0 = 4, kBarTurnWg1 = 5;
+inline constexpr int kProducerRegs = 72;
+inline constexpr int kConsumerRegs = 216;
 inline constexpr int kEpiloguePitch = 144;  // 64 bf16 channels + 16 bytes: conflict-free rows
 inline constexpr uint32_t kNibbleMask = 0xF0F0F0F0u;
 
@@ -113,18 +118,36 @@ struct Sm90Mainloop {
     return reinterpret_cast<float*>(smem + Cfg::kSx4Offset) + slot * kBlockN;
   }
 
-  // Producer warpgroup: chunk i's loads are issued kLookahead iterations before its conversion.
-  __device__ void Produce(const GemmParams& p, const TileCoord& t, int chunk_begin, int chunks,
-                          int tid) const {
+  // Producer warp 0, one lane: weight chunks (and group-128 weight scales) through the bulk
+  // copy engine, up to kStages chunks ahead of the consumers.
+  __device__ void LoadWeights(const GemmParams& p, const TileCoord& t, int chunk_begin, int chunks) const {
+    const int64_t first = int64_t(t.channel_tile) * (p.k / kBlockK) + chunk_begin;
+    for (int i = 0; i < chunks; ++i) {
+      const int stage = i % Cfg::kStages;
+      if (i >= Cfg::kStages) MbarrierWait(&empty[stage], ((i / Cfg::kStages) + 1) & 1);
+      // NOTES: arriving (not only expecting) keeps the phase open until the bytes are counted,
+      // however far the converters run ahead.
+      MbarrierArriveExpectTx(&full[stage], kWeightChunkBytes + (kGroup128 ? kBlockM * 4 : 0));
+      BulkCopyG2S(W4(stage), p.w + (first + i) * kWeightChunkBytes, kWeightChunkBytes, &full[stage]);
+      if constexpr (kGroup128) {
+        BulkCopyG2S(Sw(stage), p.w_scales + (first + i) * kBlockM, kBlockM * 4, &full[stage]);
+      }
+    }
+  }
+
+  // Producer warps 1-3: chunk i's activation loads are issued kLookahead iterations before its
+  // conversion. Each thread converts exactly the 16-byte pieces it loaded, so cp.async's own
+  // wait suffices between the two.
+  __device__ void ConvertActivations(const GemmParams& p, const TileCoord& t, int chunk_begin, int chunks,
+                                     int tid) const {
     constexpr int kL = Cfg::kLookahead;
     const int k_chunks = p.k / kBlockK;
-    const int64_t weight_tile = int64_t(t.channel_tile) * k_chunks;
     for (int i = 0; i < chunks + kL; ++i) {
       if (i < chunks) {
         const int chunk = chunk_begin + i;
         uint8_t* x4 = X4(i % Cfg::kXSlots);
 #pragma unroll
-        for (int c = tid; c < kBlockN * 4; c += 128) {
+        for (int c = tid; c < kBlockN * 4; c += kConverterThreads) {
           const int token = t.token_tile * kBlockN + c / 4;
           const bool valid = token < p.m;
           const uint8_t* src = p.x + int64_t(valid ? token : 0) * (p.k / 2) + chunk * (kBlockK / 2) +
@@ -132,22 +155,11 @@ struct Sm90Mainloop {
           CpAsync16(x4 + c * 16, src, valid ? 16 : 0);
         }
         if constexpr (kGroup128) {
-          for (int r = tid; r < kBlockN; r += 128) {
+          for (int r = tid; r < kBlockN; r += kConverterThreads) {
             const int token = t.token_tile * kBlockN + r;
             const bool valid = token < p.m;
             CpAsync4(Sx4(i % Cfg::kXSlots) + r, p.x_scales + int64_t(valid ? token : 0) * k_chunks + chunk,
                      valid ? 4 : 0);
-          }
-        }
-        if (tid == 0) {
-          const int stage = i % Cfg::kStages;
-          if (i >= Cfg::kStages) MbarrierWait(&empty[stage], ((i / Cfg::kStages) + 1) & 1);
-          MbarrierExpectTx(&full[stage], kWeightChunkBytes + (kGroup128 ? kBlockM * 4 : 0));
-          BulkCopyG2S(W4(stage), p.w + (weight_tile + chunk) * kWeightChunkBytes, kWeightChunkBytes,
-                      &full[stage]);
-          if constexpr (kGroup128) {
-            BulkCopyG2S(Sw(stage), p.w_scales + (weight_tile + chunk) * kBlockM, kBlockM * 4,
-                        &full[stage]);
           }
         }
       }
@@ -160,7 +172,7 @@ struct Sm90Mainloop {
       const uint8_t* x4 = X4(j % Cfg::kXSlots);
       uint8_t* xs8 = Xs8(stage);
 #pragma unroll
-      for (int c = tid; c < kBlockN * 4; c += 128) {
+      for (int c = tid; c < kBlockN * 4; c += kConverterThreads) {
         const uint4 q = *reinterpret_cast<const uint4*>(x4 + c * 16);
         const int row = c / 4, part = c % 4;
         // 32 nibbles → 32 int8 in K order (even nibbles of each word, then its odd ones),
@@ -174,7 +186,7 @@ struct Sm90Mainloop {
         *reinterpret_cast<uint4*>(dst_row + (((2 * part + 1) ^ (row % 8)) * 16)) = hi;
       }
       if constexpr (kGroup128) {
-        for (int r = tid; r < kBlockN; r += 128) Sx(stage)[r] = Sx4(j % Cfg::kXSlots)[r];
+        for (int r = tid; r < kBlockN; r += kConverterThreads) Sx(stage)[r] = Sx4(j % Cfg::kXSlots)[r];
       }
       FenceProxyAsync();
       MbarrierArrive(&full[stage]);
@@ -192,12 +204,18 @@ struct Sm90Mainloop {
       const uint8_t* w4 = W4(stage) + wg * (kWeightChunkBytes / 2) + tid * 16;
       const uint4 p0 = *reinterpret_cast<const uint4*>(w4);
       const uint4 p1 = *reinterpret_cast<const uint4*>(w4 + kWeightChunkBytes / 4);
-      const uint32_t a[4][4] = {
+      uint32_t a[4][4] = {
           {(p0.x << 4) & kNibbleMask, (p0.y << 4) & kNibbleMask, (p0.z << 4) & kNibbleMask, (p0.w << 4) & kNibbleMask},
           {p0.x & kNibbleMask, p0.y & kNibbleMask, p0.z & kNibbleMask, p0.w & kNibbleMask},
           {(p1.x << 4) & kNibbleMask, (p1.y << 4) & kNibbleMask, (p1.z << 4) & kNibbleMask, (p1.w << 4) & kNibbleMask},
           {p1.x & kNibbleMask, p1.y & kNibbleMask, p1.z & kNibbleMask, p1.w & kNibbleMask}};
       const uint64_t desc = SmemDescSw128(Xs8(stage));
+      // Ping-pong: warpgroup 0 issues chunk i after warpgroup 1 issued chunk i - 1, and
+      // warpgroup 1 issues chunk i after warpgroup 0 did.
+      if (wg == 0 && i > 0) NamedBarrierSync(kBarTurnWg0, 256);
+      if (wg == 1) NamedBarrierSync(kBarTurnWg1, 256);
+#pragma unroll
+      for (int s = 0; s < 4; ++s) WgmmaFenceOperands(a[s]);
       WgmmaFenceOperands(acc);
       WgmmaFence();
 #pragma unroll
@@ -206,6 +224,8 @@ struct Sm90Mainloop {
         Cfg::Mma::Mma(a[s], desc + 2 * s, acc, s > 0 || (!kGroup128 && i > 0));
       }
       WgmmaCommit();
+      if (wg == 0) NamedBarrierArrive(kBarTurnWg1, 256);
+      if (wg == 1 && i + 1 < chunks) NamedBarrierArrive(kBarTurnWg0, 256);
       WgmmaWait<0>();
       WgmmaFenceOperands(acc);
       if constexpr (kGroup128) {
@@ -239,13 +259,13 @@ __device__ bool ReduceSplits(const GemmParams& p, const TileCoord& t, int ctid, 
     __stcg(tile_partials + (int64_t(t.split) * kAcc + i) * 256 + ctid, reinterpret_cast<uint32_t&>(acc[i]));
   }
   __threadfence();
-  NamedBarrierSync(1, 256);
+  NamedBarrierSync(kBarConsumers, 256);
   if (ctid == 0) {
     const int last = atomicAdd(&p.tile_counters[t.tile], 1) == p.splits - 1;
     if (last) p.tile_counters[t.tile] = 0;
     *flag = last;
   }
-  NamedBarrierSync(1, 256);
+  NamedBarrierSync(kBarConsumers, 256);
   if (!*flag) return false;
   __threadfence();
 #pragma unroll
@@ -315,7 +335,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < Cfg::kStages; ++s) {
-      MbarrierInit(&full[s], 128);  // producer threads; the bulk copies count as transactions
+      MbarrierInit(&full[s], kConverterThreads + 1);  // + the weight loader, which adds the bytes
       MbarrierInit(&empty[s], 256);  // consumer threads
     }
     FenceBarrierInit();
@@ -330,7 +350,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (wg == 0) {
     SetMaxRegsDec<kProducerRegs>();
-    mainloop.Produce(p, t, chunk_begin, chunks, tid);
+    if (tid >= 32) {
+      mainloop.ConvertActivations(p, t, chunk_begin, chunks, tid - 32);
+    } else if (tid == 0) {
+      mainloop.LoadWeights(p, t, chunk_begin, chunks);
+    }
     return;
   }
   SetMaxRegsInc<kConsumerRegs>();
@@ -348,7 +372,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   } else {
     if (p.splits > 1 && !ReduceSplits(p, t, ctid, acc, last_split_flag)) return;
   }
-  NamedBarrierSync(1, 256);  // both consumers are done reading the ring that staging reuses
+  NamedBarrierSync(kBarConsumers, 256);  // both consumers are done reading the ring that staging reuses
   if constexpr (kGroup128) {
     StoreOutput<kBlockN>(p, t, smem, wg - 1, tid, facc);
   } else {
