@@ -1,0 +1,69 @@
+// Encode and decode throughput of the default model's tokenizer on Moby Dick, beside
+// llama.cpp's own tokenizer (llama-cpp-python) on the same text when python3 can load it.
+//   bazel run -c opt //engine:tokenizer_benchmark
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "engine/gguf_reader.h"
+#include "engine/test_files.h"
+#include "engine/tokenizer_loader.h"
+
+namespace apex4 {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+int Run() {
+  const std::string text_path = SharedDataPath("moby_dick.txt");
+  std::ifstream file(text_path);
+  std::stringstream contents;
+  contents << file.rdbuf();
+  const std::string text = contents.str();
+  auto gguf = GgufReader::Open(DefaultModelPath());
+  if (!gguf.ok() || text.empty()) {
+    std::fprintf(stderr, "needs the default model and %s\n", text_path.c_str());
+    return 1;
+  }
+  auto tokenizer = TokenizerFromGguf(**gguf);
+  if (!tokenizer.ok()) {
+    std::fprintf(stderr, "%s\n", tokenizer.status().ToString().c_str());
+    return 1;
+  }
+  const auto encode_start = std::chrono::steady_clock::now();
+  const auto ids = tokenizer->Encode(text, false, false);
+  const double encode_seconds = SecondsSince(encode_start);
+  const auto decode_start = std::chrono::steady_clock::now();
+  const auto decoded = tokenizer->Decode(*ids);
+  const double decode_seconds = SecondsSince(decode_start);
+  const double megabytes = text.size() / 1e6;
+  std::printf("apex4     encode: %zu bytes -> %zu tokens in %.3f s (%.2f MB/s, %.0f tokens/s)\n",
+              text.size(), ids->size(), encode_seconds, megabytes / encode_seconds,
+              ids->size() / encode_seconds);
+  std::printf("apex4     decode: %.3f s (%.2f MB/s), round trip %s\n", decode_seconds,
+              megabytes / decode_seconds, *decoded == text ? "exact" : "DIFFERS");
+
+  const std::string llama_cpp = absl::StrCat(
+      "python3 -c \"import sys, time, llama_cpp\n"
+      "llama = llama_cpp.Llama(sys.argv[1], vocab_only=True, verbose=False)\n"
+      "text = open(sys.argv[2], 'rb').read()\n"
+      "start = time.perf_counter(); ids = llama.tokenize(text, add_bos=False, special=False)\n"
+      "seconds = time.perf_counter() - start\n"
+      "print('llama.cpp encode: %d tokens in %.3f s (%.2f MB/s, %.0f tokens/s)' % (len(ids), "
+      "seconds, len(text) / 1e6 / seconds, len(ids) / seconds))\" '",
+      DefaultModelPath(), "' '", text_path, "' 2>/dev/null");
+  std::fflush(stdout);
+  if (std::system(llama_cpp.c_str()) != 0) std::printf("llama.cpp: python3 cannot load it\n");
+  return 0;
+}
+
+}  // namespace
+}  // namespace apex4
+
+int main() { return apex4::Run(); }
