@@ -1,0 +1,288 @@
+#include "server/scheduler.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "engine/tokenizer.h"
+#include "server/stop_matcher.h"
+
+namespace apex4 {
+
+struct Scheduler::Running {
+  Running(Pending pending, int64_t id, const Tokenizer* tokenizer)
+      : stream(std::move(pending.stream)),
+        options(std::move(pending.options)),
+        arrival(pending.arrival),
+        sequence_id(id),
+        sampler(options.sampling),
+        detokenizer(tokenizer),
+        stop_matcher(options.stop) {}
+
+  std::shared_ptr<GenerationStream> stream;
+  GenerationOptions options;
+  absl::Time arrival;
+  int64_t sequence_id;
+  Sampler sampler;
+  IncrementalDetokenizer detokenizer;
+  StopMatcher stop_matcher;
+  size_t prompt_fed = 0;          // prompt tokens already in the KV cache
+  int32_t last_token = kNoToken;  // sampled, fed at the next step
+  int32_t completion_tokens = 0;
+  absl::Time first_token_time;
+  bool finished = false;
+};
+
+Scheduler::Scheduler(InferenceEngine* engine, ServerMetrics* metrics, SchedulerOptions options)
+    : engine_(engine), metrics_(metrics), options_(options) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+Scheduler::~Scheduler() { Stop(); }
+
+absl::StatusOr<std::shared_ptr<GenerationStream>> Scheduler::Submit(GenerationOptions options) {
+  const int32_t context_length = engine_->info().context_length;
+  if (options.prompt.empty()) return absl::InvalidArgumentError("prompt: no tokens");
+  if (static_cast<int64_t>(options.prompt.size()) >= context_length) {
+    return absl::OutOfRangeError(absl::StrCat("prompt: ", options.prompt.size(),
+                                              " tokens leave no room in the context window of ",
+                                              context_length, " tokens"));
+  }
+  auto stream = std::make_shared<GenerationStream>();
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return absl::UnavailableError("the server is shutting down");
+  if (static_cast<int>(queue_.size()) >= options_.max_queue_size) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the queue is full (", queue_.size(), " requests waiting); retry later"));
+  }
+  queue_.push_back(Pending{stream, std::move(options), absl::Now()});
+  metrics_->SetQueueDepth(queue_.size());
+  return stream;
+}
+
+void Scheduler::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Scheduler::Loop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !queue_.empty();
+      };
+      if (running_.empty()) mu_.Await(absl::Condition(&has_work));
+      if (stopping_) break;
+    }
+    AdmitFromQueue();
+    RetireAbandoned();
+    PublishGauges();
+    if (!running_.empty()) StepBatch();
+  }
+  const absl::Status shutting_down = absl::UnavailableError("the server is shutting down");
+  for (auto& sequence : running_) Finish(*sequence, shutting_down);
+  running_.clear();
+  {
+    absl::MutexLock lock(&mu_);
+    for (Pending& pending : queue_) pending.stream->Finish(shutting_down);
+    queue_.clear();
+  }
+  PublishGauges();
+}
+
+void Scheduler::AdmitFromQueue() {
+  const absl::Time now = absl::Now();
+  std::vector<std::pair<Pending, absl::Status>> dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (it->stream->cancelled()) {
+        dropped.emplace_back(std::move(*it), absl::CancelledError("cancelled while queued"));
+      } else if (now >= it->options.deadline) {
+        dropped.emplace_back(std::move(*it),
+                             absl::DeadlineExceededError("deadline passed while queued"));
+      } else {
+        ++it;
+        continue;
+      }
+      it = queue_.erase(it);
+    }
+  }
+  for (auto& [pending, status] : dropped) pending.stream->Finish(status);
+
+  const int32_t context_length = engine_->info().context_length;
+  while (static_cast<int>(running_.size()) < options_.max_batch_size) {
+    Pending next;
+    {
+      absl::MutexLock lock(&mu_);
+      if (queue_.empty()) break;
+      next = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    const int64_t wanted = static_cast<int64_t>(next.options.prompt.size()) + next.options.max_tokens;
+    const int32_t reserve = static_cast<int32_t>(std::min<int64_t>(wanted, context_length));
+    absl::StatusOr<int64_t> sequence_id = engine_->StartSequence(reserve);
+    if (sequence_id.ok()) {
+      running_.push_back(std::make_unique<Running>(std::move(next), *sequence_id,
+                                                   &engine_->tokenizer()));
+      continue;
+    }
+    if (absl::IsResourceExhausted(sequence_id.status()) && !running_.empty()) {
+      // The KV cache fills up; wait at the head of the queue until running sequences finish.
+      absl::MutexLock lock(&mu_);
+      queue_.push_front(std::move(next));
+      break;
+    }
+    next.stream->Finish(absl::Status(
+        sequence_id.status().code(),
+        absl::StrCat("cannot start a sequence of ", reserve, " tokens: ",
+                     sequence_id.status().message())));
+  }
+}
+
+void Scheduler::RetireAbandoned() {
+  const absl::Time now = absl::Now();
+  for (auto& sequence : running_) {
+    if (sequence->stream->cancelled()) {
+      Finish(*sequence, absl::CancelledError("cancelled by the client"));
+    } else if (now >= sequence->options.deadline) {
+      Finish(*sequence, absl::DeadlineExceededError(absl::StrCat(
+                            "deadline passed after ", sequence->completion_tokens, " tokens")));
+    }
+  }
+  running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                [](const auto& sequence) { return sequence->finished; }),
+                 running_.end());
+}
+
+void Scheduler::StepBatch() {
+  std::vector<SequenceStep> batch;
+  batch.reserve(running_.size());
+  for (auto& sequence : running_) {
+    const std::vector<int32_t>& prompt = sequence->options.prompt;
+    if (sequence->prompt_fed < prompt.size()) {
+      const size_t chunk = std::min<size_t>(options_.prefill_chunk_tokens,
+                                            prompt.size() - sequence->prompt_fed);
+      batch.push_back({sequence->sequence_id,
+                       absl::MakeConstSpan(prompt.data() + sequence->prompt_fed, chunk)});
+    } else {
+      batch.push_back({sequence->sequence_id, absl::MakeConstSpan(&sequence->last_token, 1)});
+    }
+  }
+  const size_t vocab_size = engine_->info().vocab_size;
+  auto logits_of = [&](size_t i) {
+    return absl::MakeConstSpan(logits_.data() + i * vocab_size, vocab_size);
+  };
+  absl::Status status = engine_->Step(batch, &logits_);
+  if (status.ok()) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Advance(*running_[i], batch[i].tokens.size(), logits_of(i));
+    }
+  } else if (batch.size() == 1) {
+    Finish(*running_[0], status);
+  } else {
+    // A failed step changes no cache, so each sequence can be retried alone: only the ones that
+    // fail by themselves are ended, everyone else keeps going.
+    for (size_t i = 0; i < batch.size(); ++i) {
+      absl::Status alone = engine_->Step(absl::MakeConstSpan(&batch[i], 1), &logits_);
+      if (alone.ok()) {
+        Advance(*running_[i], batch[i].tokens.size(), logits_of(0));
+      } else {
+        Finish(*running_[i], alone);
+      }
+    }
+  }
+  running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                [](const auto& sequence) { return sequence->finished; }),
+                 running_.end());
+  metrics_->SetKvCacheBlocksInUse(engine_->kv_usage().blocks_in_use);
+}
+
+void Scheduler::Advance(Running& sequence, size_t fed_tokens, absl::Span<const float> logits) {
+  const GenerationOptions& options = sequence.options;
+  if (sequence.prompt_fed < options.prompt.size()) {
+    sequence.prompt_fed += fed_tokens;
+    if (sequence.prompt_fed < options.prompt.size()) return;  // more prompt chunks to come
+    metrics_->AddPromptTokens(options.prompt.size());
+  }
+  absl::StatusOr<int32_t> token = sequence.sampler.Sample(logits);
+  if (!token.ok()) return Finish(sequence, token.status());
+  ++sequence.completion_tokens;
+  metrics_->AddGeneratedTokens(1);
+  const absl::Time now = absl::Now();
+  if (sequence.completion_tokens == 1) {
+    sequence.first_token_time = now;
+    metrics_->ObserveTimeToFirstToken(absl::ToDoubleSeconds(now - sequence.arrival));
+  }
+
+  GenerationChunk chunk;
+  chunk.token_ids.push_back(*token);
+  std::optional<FinishReason> finish;
+  // The end-of-generation token itself has no text for the client.
+  if (options.stop_at_end_of_generation && engine_->tokenizer().IsEndOfGeneration(*token)) {
+    finish = FinishReason::kStop;
+  } else {
+    absl::StatusOr<std::string> text = sequence.detokenizer.Append(*token);
+    if (!text.ok()) return Finish(sequence, text.status());
+    StopMatcher::Output output = sequence.stop_matcher.Append(*text);
+    chunk.text = std::move(output.text);
+    if (output.stopped) finish = FinishReason::kStop;
+  }
+  if (!finish.has_value()) {
+    if (sequence.completion_tokens >= options.max_tokens) {
+      finish = FinishReason::kLength;
+    } else if (static_cast<int64_t>(options.prompt.size()) + sequence.completion_tokens >=
+               engine_->info().context_length) {
+      finish = FinishReason::kContextFull;
+    }
+  }
+  if (!finish.has_value()) {
+    sequence.last_token = *token;
+    sequence.stream->Emit(std::move(chunk));
+    return;
+  }
+  if (*finish != FinishReason::kStop) {
+    // Release what was held back: a split character's bytes, a possible stop string's start.
+    StopMatcher::Output rest = sequence.stop_matcher.Append(sequence.detokenizer.Flush());
+    chunk.text += rest.text;
+    if (rest.stopped) {
+      finish = FinishReason::kStop;
+    } else {
+      chunk.text += sequence.stop_matcher.Flush();
+    }
+  }
+  sequence.stream->Emit(std::move(chunk));
+  GenerationSummary summary;
+  summary.finish_reason = *finish;
+  summary.prompt_tokens = static_cast<int32_t>(options.prompt.size());
+  summary.completion_tokens = sequence.completion_tokens;
+  summary.time_to_first_token_seconds =
+      absl::ToDoubleSeconds(sequence.first_token_time - sequence.arrival);
+  summary.total_seconds = absl::ToDoubleSeconds(now - sequence.arrival);
+  if (sequence.completion_tokens > 1) {
+    metrics_->ObserveTimePerOutputToken(absl::ToDoubleSeconds(now - sequence.first_token_time) /
+                                        (sequence.completion_tokens - 1));
+  }
+  Finish(sequence, summary);
+}
+
+void Scheduler::Finish(Running& sequence, absl::StatusOr<GenerationSummary> result) {
+  engine_->EndSequence(sequence.sequence_id);
+  sequence.finished = true;
+  sequence.stream->Finish(std::move(result));
+}
+
+void Scheduler::PublishGauges() {
+  {
+    absl::MutexLock lock(&mu_);
+    metrics_->SetQueueDepth(queue_.size());
+  }
+  metrics_->SetBatchSize(running_.size());
+  metrics_->SetKvCacheBlocksInUse(engine_->kv_usage().blocks_in_use);
+}
+
+}  // namespace apex4

@@ -1,0 +1,102 @@
+// Continuous batching: one thread owns the engine and advances every running sequence by one
+// forward step at a time. Requests wait in a bounded queue, join the running batch at a step
+// boundary when there is room (batch slot and KV cache), and leave it the step they finish, are
+// cancelled or pass their deadline, which frees their KV cache at once. Long prompts are
+// prefilled in chunks so that one arrival does not stall the tokens of everyone else.
+#ifndef APEX4_SERVER_SCHEDULER_H_
+#define APEX4_SERVER_SCHEDULER_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "engine/inference_engine.h"
+#include "engine/sampler.h"
+#include "server/generation_stream.h"
+#include "server/metrics.h"
+
+namespace apex4 {
+
+struct SchedulerOptions {
+  int max_batch_size = 8;
+  int max_queue_size = 64;
+  // Prompt tokens one sequence feeds per step; bounds the stall a long prompt causes the others.
+  int prefill_chunk_tokens = 256;
+};
+
+// One request as the scheduler sees it: already tokenized and validated.
+struct GenerationOptions {
+  std::vector<int32_t> prompt;
+  SamplingConfig sampling;
+  int32_t max_tokens = 0;  // > 0
+  std::vector<std::string> stop;
+  bool stop_at_end_of_generation = true;
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+class Scheduler {
+ public:
+  // Starts the scheduler thread. From here on only that thread calls the engine's mutating
+  // methods; `engine` and `metrics` must outlive the scheduler.
+  Scheduler(InferenceEngine* engine, ServerMetrics* metrics, SchedulerOptions options);
+  // Stop()s.
+  ~Scheduler();
+
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues a request. RESOURCE_EXHAUSTED when the queue is full, OUT_OF_RANGE when the prompt
+  // leaves no room in the context window, UNAVAILABLE once stopping. The stream then carries the
+  // tokens and the end.
+  absl::StatusOr<std::shared_ptr<GenerationStream>> Submit(GenerationOptions options);
+
+  // Ends every queued and running request with UNAVAILABLE and joins the thread. Callers that
+  // want in-flight requests to finish wait for their streams first.
+  void Stop();
+
+ private:
+  struct Pending {
+    std::shared_ptr<GenerationStream> stream;
+    GenerationOptions options;
+    absl::Time arrival;
+  };
+  struct Running;  // scheduler-thread state of one sequence (scheduler.cc)
+
+  void Loop();
+  // Drops cancelled and expired requests from the queue, then moves requests into the batch
+  // while there is room.
+  void AdmitFromQueue();
+  // Ends running sequences that were cancelled or passed their deadline.
+  void RetireAbandoned();
+  // One forward step of the whole batch, then sampling and streaming for each sequence.
+  void StepBatch();
+  // Consumes one sequence's logits after a step that fed it `fed_tokens` tokens.
+  void Advance(Running& sequence, size_t fed_tokens, absl::Span<const float> logits);
+  // Ends a sequence (frees its KV cache) and delivers `result` to its stream.
+  void Finish(Running& sequence, absl::StatusOr<GenerationSummary> result);
+  void PublishGauges();
+
+  InferenceEngine* const engine_;
+  ServerMetrics* const metrics_;
+  const SchedulerOptions options_;
+
+  absl::Mutex mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Scheduler thread only.
+  std::vector<std::unique_ptr<Running>> running_;
+  std::vector<float> logits_;
+  std::thread thread_;
+};
+
+}  // namespace apex4
+
+#endif  // APEX4_SERVER_SCHEDULER_H_

