@@ -32,12 +32,8 @@ absl::Status ValidateSamplerConfig(const SamplerConfig& config) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Sampler> Sampler::Create(const SamplerConfig& config) {
-  if (absl::Status status = ValidateSamplerConfig(config); !status.ok()) return status;
-  return Sampler(config);
-}
-
 absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
+  if (!config_status_.ok()) return config_status_;
   // Greedy pick: the first of the largest logits; NaN never compares greater.
   int32_t best = -1;
   float best_logit = -std::numeric_limits<float>::infinity();

@@ -30,7 +30,9 @@ absl::Status ValidateSamplerConfig(const SamplerConfig& config);
 // is drawn from what is left, renormalised.
 class Sampler {
  public:
-  static absl::StatusOr<Sampler> Create(const SamplerConfig& config);
+  // `config` should have passed ValidateSamplerConfig; if not, Sample() returns its error.
+  explicit Sampler(const SamplerConfig& config)
+      : config_(config), config_status_(ValidateSamplerConfig(config)), rng_(config.seed) {}
 
   // The next token id. Non-finite logits never win unless all are: NaN counts as -inf, and a
   // +inf logit is picked outright. INVALID_ARGUMENT when `logits` is empty or all NaN/-inf.
@@ -39,8 +41,6 @@ class Sampler {
   const SamplerConfig& config() const { return config_; }
 
  private:
-  explicit Sampler(const SamplerConfig& config) : config_(config), rng_(config.seed) {}
-
   // Uniform in [0, 1) from 53 random bits (the same on every platform, unlike
   // std::uniform_real_distribution).
   double NextUniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
@@ -51,6 +51,7 @@ class Sampler {
   };
 
   SamplerConfig config_;
+  absl::Status config_status_;
   std::mt19937_64 rng_;
   std::vector<Candidate> candidates_;  // scratch, kept to spare a vocabulary-sized allocation
 };

@@ -36,9 +36,7 @@ class SamplerTest : public testing::Test {
   static const std::vector<float>& logits() { return *logits_; }
 
   static Sampler MakeSampler(float temperature, int32_t top_k, float top_p, uint64_t seed) {
-    auto sampler = Sampler::Create({temperature, top_k, top_p, seed});
-    EXPECT_TRUE(sampler.ok()) << sampler.status();
-    return std::move(*sampler);
+    return Sampler({temperature, top_k, top_p, seed});
   }
 
  private:
@@ -127,7 +125,8 @@ TEST(SamplerConfigTest, RefusesBadParameters) {
     const absl::Status status = ValidateSamplerConfig(config);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument)
         << config.temperature << " " << config.top_k << " " << config.top_p;
-    EXPECT_FALSE(Sampler::Create(config).ok());
+    Sampler sampler(config);
+    EXPECT_EQ(sampler.Sample({1.0f, 2.0f}).status(), status);
   }
   EXPECT_TRUE(ValidateSamplerConfig({0.0f, 0, 1.0f, 0}).ok());
   EXPECT_TRUE(ValidateSamplerConfig({2.0f, 100, 0.5f, 0}).ok());
@@ -136,13 +135,12 @@ TEST(SamplerConfigTest, RefusesBadParameters) {
 TEST(SamplerLogitsTest, HandlesNonFiniteLogits) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
-  auto sampler = Sampler::Create({1.0f, 0, 1.0f, 3});
-  ASSERT_TRUE(sampler.ok());
-  EXPECT_EQ(sampler->Sample({}).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(sampler->Sample({nan, -inf, nan}).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(*sampler->Sample({0.0f, inf, 5.0f}), 1);
+  Sampler sampler({1.0f, 0, 1.0f, 3});
+  EXPECT_EQ(sampler.Sample({}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sampler.Sample({nan, -inf, nan}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*sampler.Sample({0.0f, inf, 5.0f}), 1);
   for (int i = 0; i < 100; ++i) {
-    const int32_t id = *sampler->Sample({nan, 0.0f, -inf, 0.0f, nan});
+    const int32_t id = *sampler.Sample({nan, 0.0f, -inf, 0.0f, nan});
     ASSERT_TRUE(id == 1 || id == 3) << id;
   }
 }
