@@ -50,6 +50,11 @@ def model():
                                                     "apex4/external/default_model/" + MODEL)
 
 
+def read(file_path):
+    with open(file_path) as f:
+        return f.read()
+
+
 def helpfull(binary):
     out = lib.run([binary, "--helpfull"])
     flags = lib.parse_helpfull(out.stdout)
@@ -187,7 +192,7 @@ class ServerStartsFromTheManifestsTest(unittest.TestCase):
             ports = self.wait_for(log_path, proc, r"gRPC on port (\d+), metrics on port (\d+)")
             grpc_port, metrics_port = int(ports.group(1)), int(ports.group(2))
             self.wait_for(log_path, proc, r"\[apex4\] serving ")
-            log = open(log_path).read()
+            log = read(log_path)
             self.assertIn(self.link, log, "the server did not say which profile it used")
             self.assertNotIn("probed", log, "the server probed instead of using the init script's profile")
 
@@ -196,11 +201,20 @@ class ServerStartsFromTheManifestsTest(unittest.TestCase):
             self.assertEqual(health.returncode, 0, health.stdout)
             self.assertEqual(json.loads(health.stdout), {"status": "SERVING"})
 
+            # One short generation, so that the per-method series exist and tokens are counted.
+            generate = lib.run([lib.tool("grpcurl"), "-plaintext", "-max-time", "60", "-d",
+                                '{"text": "Hello", "sampling": {"max_tokens": 2}}',
+                                "127.0.0.1:%d" % grpc_port, "apex4.v1.Generation/Generate"])
+            self.assertEqual(generate.returncode, 0, generate.stdout)
+
             with urllib.request.urlopen("http://127.0.0.1:%d%s" % (
                     metrics_port, lib.one(objects, "ServiceMonitor")["spec"]["endpoints"][0]["path"]),
                     timeout=10) as response:
                 exposition = response.read().decode()
             exported = set(re.findall(r"^# TYPE (\w+) ", exposition, re.M))
+            generated = re.search(r"^apex4_generated_tokens_total(?:\{[^}]*\})? (\S+)$", exposition, re.M)
+            self.assertIsNotNone(generated, exposition)
+            self.assertEqual(float(generated.group(1)), 2.0)
             histogram = {n + s for n in exported for s in ("_bucket", "_sum", "_count")}
             self.assertEqual(used_metrics - exported - histogram, set(),
                              "used by deploy/k8s/monitoring or the HPAs but not exported")
@@ -208,7 +222,7 @@ class ServerStartsFromTheManifestsTest(unittest.TestCase):
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             grace = int(flags["shutdown_grace_seconds"])
-            self.assertEqual(proc.wait(timeout=grace + 10), 0, open(log_path).read())
+            self.assertEqual(proc.wait(timeout=grace + 10), 0, read(log_path))
             self.assertLess(time.monotonic() - started, spec["terminationGracePeriodSeconds"])
         finally:
             if proc.poll() is None:
@@ -218,15 +232,14 @@ class ServerStartsFromTheManifestsTest(unittest.TestCase):
     def wait_for(self, log_path, proc, pattern):
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            with open(log_path) as f:
-                match = re.search(pattern, f.read())
+            match = re.search(pattern, read(log_path))
             if match:
                 return match
             if proc.poll() is not None:
                 self.fail("the server exited (%d) before %r:\n%s" % (
-                    proc.returncode, pattern, open(log_path).read()))
+                    proc.returncode, pattern, read(log_path)))
             time.sleep(0.2)
-        self.fail("no %r within %d s:\n%s" % (pattern, START_TIMEOUT_S, open(log_path).read()))
+        self.fail("no %r within %d s:\n%s" % (pattern, START_TIMEOUT_S, read(log_path)))
 
 
 if __name__ == "__main__":
