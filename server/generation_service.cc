@@ -46,8 +46,8 @@ v1::FinishReason ToProto(FinishReason reason) {
   return v1::FINISH_REASON_UNSPECIFIED;
 }
 
-SamplingConfig ToSamplingConfig(const v1::SamplingParams& params) {
-  SamplingConfig config;
+SamplerConfig ToSamplerConfig(const v1::SamplingParams& params) {
+  SamplerConfig config;
   config.temperature = params.temperature();
   config.top_p = params.top_p() == 0 ? 1.0f : params.top_p();
   config.top_k = params.top_k();
@@ -195,7 +195,7 @@ absl::Status GenerationService::StreamGeneration(
   GenerationOptions options;
   ASSIGN_OR_RETURN(options.prompt, PromptTokens(model.chat_template, model.engine->tokenizer(), request));
   const v1::SamplingParams& sampling = request.sampling();
-  options.sampling = ToSamplingConfig(sampling);
+  options.sampling = ToSamplerConfig(sampling);
   options.max_tokens =
       sampling.max_tokens() > 0 ? sampling.max_tokens() : options_.default_max_tokens;
   options.stop.assign(sampling.stop().begin(), sampling.stop().end());

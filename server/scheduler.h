@@ -34,7 +34,7 @@ struct SchedulerOptions {
 // One request as the scheduler sees it: already tokenized and validated.
 struct GenerationOptions {
   std::vector<int32_t> prompt;
-  SamplingConfig sampling;
+  SamplerConfig sampling;
   int32_t max_tokens = 0;  // > 0
   std::vector<std::string> stop;
   bool stop_at_end_of_generation = true;

@@ -4,12 +4,14 @@
 // streams, let in-flight ones finish within --shutdown_grace_seconds, exit 0.
 #include <signal.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -152,7 +154,9 @@ absl::Status Serve(const sigset_t& shutdown_signals) {
 
   EngineOptions engine_options;
   engine_options.model_path = absl::GetFlag(FLAGS_model);
-  engine_options.threads = absl::GetFlag(FLAGS_threads);
+  engine_options.threads = absl::GetFlag(FLAGS_threads) > 0
+                               ? absl::GetFlag(FLAGS_threads)
+                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   engine_options.kv_cache_mb = absl::GetFlag(FLAGS_kv_cache_mb);
   engine_options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = LoadCpuEngine(engine_options);
