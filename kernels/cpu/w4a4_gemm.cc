@@ -45,8 +45,7 @@ struct PreparedActivations {
 
 // Unpacks each 128-block of x into its even-k then odd-k int8 values, with the block's bias
 // correction -8 · Σ qx and its scale (see w4a4_gemm_internal.h). Every SIMD ISA implies AVX2.
-__attribute__((target("avx2"))) void PrepareActivations(const W4A4Operand& x,
-                                                        PreparedActivations* out) {
+APEX4_TARGET_AVX2 void PrepareActivations(const W4A4Operand& x, PreparedActivations* out) {
   const int64_t blocks = x.k / kBlockK;
   out->values.resize(x.rows * x.k);
   out->corrections.resize(x.rows * blocks);
@@ -54,12 +53,8 @@ __attribute__((target("avx2"))) void PrepareActivations(const W4A4Operand& x,
   const __m256i eight = _mm256_set1_epi8(8);
   for (int64_t m = 0; m < x.rows; ++m) {
     for (int64_t b = 0; b < blocks; ++b) {
-      const uint8_t* packed = x.packed + m * PackedRowBytes(x.k) + b * kBlockBytes;
-      __m256i low0, high0, low1, high1;
-      w4a4_internal::UnpackBiasedNibblesAvx2(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed)), &low0, &high0);
-      w4a4_internal::UnpackBiasedNibblesAvx2(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed + 32)), &low1, &high1);
+      const auto [low0, high0, low1, high1] =
+          w4a4_internal::Avx2Block::Unpack(x.packed + m * PackedRowBytes(x.k) + b * kBlockBytes);
       // Σ (q + 8) over the block, from four sums of absolute differences against zero.
       const __m256i zero = _mm256_setzero_si256();
       const __m256i sad = _mm256_add_epi64(

@@ -70,14 +70,61 @@ void RunTiles(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
   }
 }
 
-// 32 packed bytes -> their low and high nibbles as u = q + 8 in 0..15, one per byte.
-__attribute__((target("avx2"))) inline void UnpackBiasedNibblesAvx2(__m256i packed, __m256i* low,
-                                                                    __m256i* high) {
-  const __m256i mask = _mm256_set1_epi8(0x0F);
-  const __m256i biased = _mm256_xor_si256(packed, _mm256_set1_epi8(static_cast<char>(0x88)));
-  *low = _mm256_and_si256(biased, mask);
-  *high = _mm256_and_si256(_mm256_srli_epi16(biased, 4), mask);
-}
+// The AVX2 block policy of w4a4_gemm_tile.inc, here because the VNNI kernels reuse its unpacking
+// and float epilogue (AVX-512 implies AVX2). A 128-block of one weight row is four ymm of
+// biased nibbles; maddubs products are at most 15·8, so four maddubs outputs (at most 960 per
+// int16 lane) add without saturating before one widening madd.
+#define APEX4_TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+struct Avx2Block {
+  struct Weights {
+    __m256i low0, high0, low1, high1;  // even / odd k of bytes 0..31, then of bytes 32..63
+  };
+  using Sums = __m256i;
+  using Acc = __m256;
+
+  APEX4_TARGET_AVX2 static Weights Unpack(const uint8_t* w) {
+    Weights u;
+    UnpackHalf(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)), &u.low0, &u.high0);
+    UnpackHalf(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32)), &u.low1, &u.high1);
+    return u;
+  }
+
+  // 32 packed bytes -> their low and high nibbles as u = q + 8 in 0..15, one per byte.
+  APEX4_TARGET_AVX2 static void UnpackHalf(__m256i packed, __m256i* low, __m256i* high) {
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    const __m256i biased = _mm256_xor_si256(packed, _mm256_set1_epi8(static_cast<char>(0x88)));
+    *low = _mm256_and_si256(biased, mask);
+    *high = _mm256_and_si256(_mm256_srli_epi16(biased, 4), mask);
+  }
+
+  // Lane sums of u · x over the block plus `correction` (in lane 0): exact int32.
+  APEX4_TARGET_AVX2 static Sums Dot(const Weights& w, const int8_t* x, int32_t correction) {
+    const __m256i* xv = reinterpret_cast<const __m256i*>(x);
+    __m256i sum16 = _mm256_maddubs_epi16(w.low0, _mm256_loadu_si256(xv));
+    sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(w.low1, _mm256_loadu_si256(xv + 1)));
+    sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(w.high0, _mm256_loadu_si256(xv + 2)));
+    sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(w.high1, _mm256_loadu_si256(xv + 3)));
+    return _mm256_add_epi32(_mm256_madd_epi16(sum16, _mm256_set1_epi16(1)),
+                            _mm256_zextsi128_si256(_mm_cvtsi32_si128(correction)));
+  }
+
+  APEX4_TARGET_AVX2 static Acc Zero() { return _mm256_setzero_ps(); }
+  APEX4_TARGET_AVX2 static Acc Accumulate(Sums sums, float scale, Acc acc) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(scale), acc);
+  }
+  APEX4_TARGET_AVX2 static float ReduceAdd(Acc v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+  APEX4_TARGET_AVX2 static int32_t ReduceAdd(Sums v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+  }
+};
 
 }  // namespace w4a4_internal
 }  // namespace apex4
