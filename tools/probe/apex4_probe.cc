@@ -5,7 +5,7 @@
 //               [--shapes=576x640,1536x640] [--m_buckets=1,8,64,256]
 //
 // Bounded run time: the CPU probe takes about 1 s plus 20 ms per (shape, M, kernel, granularity);
-// the CUDA throughput probe about 2 s.
+// the CUDA probe about 2 s plus a few launches per (shape, M, kernel, granularity).
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "engine/planner/cpu_probe.h"
 #include "engine/planner/node_profile.h"
+#include "tools/probe/cuda_kernel_timings.h"
 #include "tools/probe/cuda_throughput.h"
 
 ABSL_FLAG(std::string, output, "", "where to write the profile JSON (required)");
@@ -64,15 +65,17 @@ absl::StatusOr<std::vector<int64_t>> ParseBuckets(const std::string& text) {
   return buckets;
 }
 
-absl::StatusOr<NodeProfile> ProbeCuda(int device) {
+absl::StatusOr<NodeProfile> ProbeCuda(int device, const std::vector<GemmShape>& shapes,
+                                      const std::vector<int64_t>& m_buckets) {
   const absl::Time start = absl::Now();
   CudaDeviceFacts facts;
   CudaThroughput rates;
   std::string error;
-  if (!QueryCudaDevice(device, &facts, &error) || !MeasureCudaThroughput(device, &rates, &error)) {
+  NodeProfile profile;
+  if (!QueryCudaDevice(device, &facts, &error) || !MeasureCudaThroughput(device, &rates, &error) ||
+      !TimeCudaW4A4Kernels(device, shapes, m_buckets, /*repeats=*/5, &profile.timings, &error)) {
     return absl::UnavailableError(error);
   }
-  NodeProfile profile;
   profile.created_utc = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", start, absl::UTCTimeZone());
   profile.device = {"cuda", facts.name, facts.uuid, facts.driver};
   profile.clock_mhz = facts.clock_mhz;
@@ -109,7 +112,7 @@ int Run() {
 
   absl::StatusOr<NodeProfile> profile = absl::UnavailableError("not probed");
   if (backend != "cpu") {
-    profile = ProbeCuda(absl::GetFlag(FLAGS_device));
+    profile = ProbeCuda(absl::GetFlag(FLAGS_device), *shapes, *buckets);
     if (!profile.ok()) {
       std::fprintf(stderr, "apex4_probe: CUDA: %s\n", std::string(profile.status().message()).c_str());
       if (backend == "cuda") return 1;
