@@ -355,8 +355,12 @@ class ManifestTest(unittest.TestCase):
             self.assertGreater(live["periodSeconds"] * live["failureThreshold"], drain,
                                "%s: liveness could restart a draining pod" % pool)
             startup = server["startupProbe"]
-            self.assertGreaterEqual(startup["periodSeconds"] * startup["failureThreshold"], 600,
+            startup_window = startup["periodSeconds"] * startup["failureThreshold"]
+            self.assertGreaterEqual(startup_window, 600,
                                     "%s: start-up probe shorter than model load + probing" % pool)
+            deployment = lib.one(objects, "Deployment")
+            self.assertGreater(deployment["spec"]["progressDeadlineSeconds"], startup_window + 120,
+                               "%s: a rollout would fail while a pod still loads" % pool)
 
     def test_one_gpu_on_gpu_nodes(self):
         for pool, objects in overlays().items():
