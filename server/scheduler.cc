@@ -81,7 +81,9 @@ void Scheduler::Loop() {
     AdmitFromQueue();
     RetireAbandoned();
     PublishGauges();
-    if (!running_.empty()) StepBatch();
+    if (running_.empty()) continue;
+    StepBatch();
+    PublishGauges();  // sequences that finished in this step are gone
   }
   const absl::Status shutting_down = absl::UnavailableError("the server is shutting down");
   for (auto& sequence : running_) Finish(*sequence, shutting_down);
@@ -154,9 +156,7 @@ void Scheduler::RetireAbandoned() {
                             "deadline passed after ", sequence->completion_tokens, " tokens")));
     }
   }
-  running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                [](const auto& sequence) { return sequence->finished; }),
-                 running_.end());
+  RemoveFinished();
 }
 
 void Scheduler::StepBatch() {
@@ -196,10 +196,7 @@ void Scheduler::StepBatch() {
       }
     }
   }
-  running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                [](const auto& sequence) { return sequence->finished; }),
-                 running_.end());
-  metrics_->SetKvCacheBlocksInUse(engine_->kv_usage().blocks_in_use);
+  RemoveFinished();
 }
 
 void Scheduler::Advance(Running& sequence, size_t fed_tokens, absl::Span<const float> logits) {
@@ -274,6 +271,12 @@ void Scheduler::Finish(Running& sequence, absl::StatusOr<GenerationSummary> resu
   engine_->EndSequence(sequence.sequence_id);
   sequence.finished = true;
   sequence.stream->Finish(std::move(result));
+}
+
+void Scheduler::RemoveFinished() {
+  running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                [](const auto& sequence) { return sequence->finished; }),
+                 running_.end());
 }
 
 void Scheduler::PublishGauges() {

@@ -81,6 +81,7 @@ class Scheduler {
   void Advance(Running& sequence, size_t fed_tokens, absl::Span<const float> logits);
   // Ends a sequence (frees its KV cache) and delivers `result` to its stream.
   void Finish(Running& sequence, absl::StatusOr<GenerationSummary> result);
+  void RemoveFinished();
   void PublishGauges();
 
   InferenceEngine* const engine_;

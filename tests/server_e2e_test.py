@@ -83,6 +83,7 @@ class ServerEndToEndTest(unittest.TestCase):
             futures = [pool.submit(self.server.generate, r) for r in [request] + others]
             batched = [completion(f.result(timeout=300))[1] for f in futures]
         self.assertEqual(batched[0], alone_first)
+        self._wait_until_idle()
         for other, ids in zip(others, batched[1:]):
             self.assertEqual(completion(self.server.generate(other))[1], ids)
 
@@ -150,6 +151,17 @@ class ServerEndToEndTest(unittest.TestCase):
             finally:
                 prometheus.terminate()
                 prometheus.wait(timeout=30)
+
+    def _wait_until_idle(self, timeout=5):
+        """The batch and KV-cache gauges return to zero once every stream has ended."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (self.server.metric("apex4_batch_size") == 0
+                    and self.server.metric("apex4_kv_cache_blocks_in_use") == 0):
+                return
+            time.sleep(0.05)
+        self.fail("batch size and KV-cache blocks did not return to 0:\n"
+                  + self.server.metrics_page())
 
     @staticmethod
     def _query_until_positive(port, query, timeout=90):
