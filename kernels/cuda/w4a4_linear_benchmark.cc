@@ -1,7 +1,8 @@
 // Times the W4A4 GEMM (each granularity) and the activation quantizer against cuBLAS BF16,
 // cuBLASLt FP8 e4m3 (per-tensor scales, and per-token × per-channel "outer vector" scales) and
 // cuBLASLt INT8, in one run on one card, on LLaMA-2-7B / LLaMA-2-70B / LLaMA-3-8B linear shapes.
-// All operands are synthetic random data. Usage: w4a4_linear_benchmark [M ...]
+// All operands are synthetic random data.
+// Usage: w4a4_linear_benchmark [--only=MODEL/LAYER,...] [M ...]
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -193,11 +194,17 @@ struct LtGemm {
 };
 
 int Main(int argc, char** argv) {
-  std::vector<int64_t> ms = {1, 16, 64, 256, 1024, 4096, 8192};
-  if (argc > 1) {
-    ms.clear();
-    for (int i = 1; i < argc; ++i) ms.push_back(std::atoll(argv[i]));
+  std::vector<int64_t> ms;
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--only=", 0) == 0) {
+      only = "," + arg.substr(7) + ",";
+    } else {
+      ms.push_back(std::atoll(argv[i]));
+    }
   }
+  if (ms.empty()) ms = {1, 16, 64, 256, 1024, 4096, 8192};
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     std::printf("no CUDA device: skipped\n");
@@ -223,6 +230,7 @@ int Main(int argc, char** argv) {
   const RandomPool pool;
 
   for (const LayerShape& s : kShapes) {
+    if (!only.empty() && only.find("," + std::string(s.model) + "/" + s.layer + ",") == std::string::npos) continue;
     const int64_t n = s.n, k = s.k;
     // Enough weight copies that one pass over them all exceeds L2 several times.
     const size_t w4_bytes = n * k / 2;

@@ -8,10 +8,10 @@
 //                      warps 1-3 cp.async packed activations into a small private ring, unpack
 //                      them to int8 into the stage, then mark it full;
 //   consumers  (WG 1, 2): 64 channels each; load their weight fragment (16 bytes = two k32
-//                      steps), unpack in registers, issue wgmma s8. The two take turns issuing
-//                      (ping-pong), so one's bookkeeping and group-128 promotion (int32 group
-//                      sums folded into float accumulators) runs while the other's wgmma keeps
-//                      the tensor cores busy.
+//                      steps), unpack in registers, issue wgmma s8. Per-channel keeps one chunk
+//                      of wgmma in flight; group-128 waits for each chunk's int32 sums and folds
+//                      them into float accumulators (promotion) while the other consumer's
+//                      wgmma keeps the tensor cores busy.
 //
 // NOTES: 4-bit → 8-bit without per-nibble shifts: for a word holding nibbles e0..e7 (canonical
 // order), (w << 4) & 0xF0F0F0F0 holds 16·e0,16·e2,16·e4,16·e6 and w & 0xF0F0F0F0 holds
@@ -33,8 +33,8 @@ namespace apex4::cuda::sm90 {
 
 inline constexpr int kThreads = 384;
 inline constexpr int kConverterThreads = 96;  // producer warps 1-3
-// Named barriers: 0 is __syncthreads; 1 both consumers; 2, 3 one consumer each; 4, 5 turns.
-inline constexpr int kBarConsumers = 1, kBarTurnWg0 = 4, kBarTurnWg1 = 5;
+// Named barriers: 0 is __syncthreads; 1 both consumers; 2, 3 one consumer each.
+inline constexpr int kBarConsumers = 1;
 inline constexpr int kProducerRegs = 72;
 inline constexpr int kConsumerRegs = 216;
 inline constexpr int kEpiloguePitch = 144;  // 64 bf16 channels + 16 bytes: conflict-free rows
@@ -141,13 +141,18 @@ struct Sm90Mainloop {
   __device__ void ConvertActivations(const GemmParams& p, const TileCoord& t, int chunk_begin, int chunks,
                                      int tid) const {
     constexpr int kL = Cfg::kLookahead;
+    constexpr int kPieces = kBlockN * 4;  // 16-byte packed pieces per chunk
+    constexpr int kPiecesPerThread = (kPieces + kConverterThreads - 1) / kConverterThreads;
+    constexpr int kBatch = 4;  // pieces loaded before the first is converted (ILP vs registers)
     const int k_chunks = p.k / kBlockK;
     for (int i = 0; i < chunks + kL; ++i) {
       if (i < chunks) {
         const int chunk = chunk_begin + i;
         uint8_t* x4 = X4(i % Cfg::kXSlots);
 #pragma unroll
-        for (int c = tid; c < kBlockN * 4; c += kConverterThreads) {
+        for (int u = 0; u < kPiecesPerThread; ++u) {
+          const int c = tid + u * kConverterThreads;
+          if (c >= kPieces) break;
           const int token = t.token_tile * kBlockN + c / 4;
           const bool valid = token < p.m;
           const uint8_t* src = p.x + int64_t(valid ? token : 0) * (p.k / 2) + chunk * (kBlockK / 2) +
@@ -172,18 +177,28 @@ struct Sm90Mainloop {
       const uint8_t* x4 = X4(j % Cfg::kXSlots);
       uint8_t* xs8 = Xs8(stage);
 #pragma unroll
-      for (int c = tid; c < kBlockN * 4; c += kConverterThreads) {
-        const uint4 q = *reinterpret_cast<const uint4*>(x4 + c * 16);
-        const int row = c / 4, part = c % 4;
-        // 32 nibbles → 32 int8 in K order (even nibbles of each word, then its odd ones),
-        // stored into 16-byte chunks 2·part and 2·part+1 of the row, 128-byte swizzled.
-        const uint4 lo = make_uint4((q.x << 4) & kNibbleMask, q.x & kNibbleMask,
-                                    (q.y << 4) & kNibbleMask, q.y & kNibbleMask);
-        const uint4 hi = make_uint4((q.z << 4) & kNibbleMask, q.z & kNibbleMask,
-                                    (q.w << 4) & kNibbleMask, q.w & kNibbleMask);
-        uint8_t* dst_row = xs8 + row * kBlockK;
-        *reinterpret_cast<uint4*>(dst_row + (((2 * part) ^ (row % 8)) * 16)) = lo;
-        *reinterpret_cast<uint4*>(dst_row + (((2 * part + 1) ^ (row % 8)) * 16)) = hi;
+      for (int u0 = 0; u0 < kPiecesPerThread; u0 += kBatch) {
+        uint4 q[kBatch];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const int c = tid + (u0 + u) * kConverterThreads;
+          if (u0 + u < kPiecesPerThread && c < kPieces) q[u] = *reinterpret_cast<const uint4*>(x4 + c * 16);
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const int c = tid + (u0 + u) * kConverterThreads;
+          if (u0 + u >= kPiecesPerThread || c >= kPieces) break;
+          const int row = c / 4, part = c % 4;
+          // 32 nibbles → 32 int8 in K order (even nibbles of each word, then its odd ones),
+          // stored into 16-byte chunks 2·part and 2·part+1 of the row, 128-byte swizzled.
+          const uint4 lo = make_uint4((q[u].x << 4) & kNibbleMask, q[u].x & kNibbleMask,
+                                      (q[u].y << 4) & kNibbleMask, q[u].y & kNibbleMask);
+          const uint4 hi = make_uint4((q[u].z << 4) & kNibbleMask, q[u].z & kNibbleMask,
+                                      (q[u].w << 4) & kNibbleMask, q[u].w & kNibbleMask);
+          uint8_t* dst_row = xs8 + row * kBlockK;
+          *reinterpret_cast<uint4*>(dst_row + (((2 * part) ^ (row % 8)) * 16)) = lo;
+          *reinterpret_cast<uint4*>(dst_row + (((2 * part + 1) ^ (row % 8)) * 16)) = hi;
+        }
       }
       if constexpr (kGroup128) {
         for (int r = tid; r < kBlockN; r += kConverterThreads) Sx(stage)[r] = Sx4(j % Cfg::kXSlots)[r];
@@ -210,13 +225,9 @@ struct Sm90Mainloop {
           {(p1.x << 4) & kNibbleMask, (p1.y << 4) & kNibbleMask, (p1.z << 4) & kNibbleMask, (p1.w << 4) & kNibbleMask},
           {p1.x & kNibbleMask, p1.y & kNibbleMask, p1.z & kNibbleMask, p1.w & kNibbleMask}};
       const uint64_t desc = SmemDescSw128(Xs8(stage));
-      // Ping-pong: warpgroup 0 issues chunk i after warpgroup 1 issued chunk i - 1, and
-      // warpgroup 1 issues chunk i after warpgroup 0 did.
-      if (wg == 0 && i > 0) NamedBarrierSync(kBarTurnWg0, 256);
-      if (wg == 1) NamedBarrierSync(kBarTurnWg1, 256);
 #pragma unroll
       for (int s = 0; s < 4; ++s) WgmmaFenceOperands(a[s]);
-      WgmmaFenceOperands(acc);
+      if constexpr (kGroup128) WgmmaFenceOperands(acc);
       WgmmaFence();
 #pragma unroll
       for (int s = 0; s < 4; ++s) {
@@ -224,8 +235,14 @@ struct Sm90Mainloop {
         Cfg::Mma::Mma(a[s], desc + 2 * s, acc, s > 0 || (!kGroup128 && i > 0));
       }
       WgmmaCommit();
-      if (wg == 0) NamedBarrierArrive(kBarTurnWg1, 256);
-      if (wg == 1 && i + 1 < chunks) NamedBarrierArrive(kBarTurnWg0, 256);
+      if constexpr (!kGroup128) {
+        // Chunk i stays in flight while chunk i + 1 loads: release the stage of chunk i - 1.
+        WgmmaWait<1>();
+        if (i > 0) MbarrierArrive(&empty[(i - 1) % Cfg::kStages]);
+        continue;
+      }
+      // Group-128 needs this chunk's sums now; the other consumer warpgroup's wgmma keeps the
+      // tensor cores busy meanwhile.
       WgmmaWait<0>();
       WgmmaFenceOperands(acc);
       if constexpr (kGroup128) {
@@ -242,6 +259,10 @@ struct Sm90Mainloop {
         }
       }
       MbarrierArrive(&empty[stage]);
+    }
+    if constexpr (!kGroup128) {
+      WgmmaWait<0>();
+      WgmmaFenceOperands(acc);
     }
   }
 };

@@ -4,7 +4,7 @@
 # they cannot load. Usage: kernels/cuda/tools/device_run.sh [benchmark M ...]
 set -uo pipefail
 out=${OUT:-/tmp/apex4_out}
-bin=.device/bin
+bin=${BIN:-.device/bin}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 if [ ! -x "$bin/w4a4_linear_test" ] || ldd "$bin/w4a4_linear_benchmark" | grep -q "not found"; then
