@@ -26,12 +26,12 @@ def _sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def _kv_meta(kv: Optional[KvCacheQuant]) -> dict:
+def _kv_meta(kv: Optional[KvCacheQuant], head_dim: int) -> dict:
     if kv is None:
         return {"bits": 16}
     return {"bits": 4, "granularity": "per_token_per_head", "key_clip_ratio": kv.key_clip_ratio,
             "value_clip_ratio": kv.value_clip_ratio,
-            "key_online_hadamard": {"block": 64} if kv.key_hadamard else None}
+            "key_online_hadamard": {"block": head_dim} if kv.key_hadamard else None}
 
 
 def _kv_from_meta(meta: dict) -> Optional[KvCacheQuant]:
@@ -86,7 +86,7 @@ def write_checkpoint(path: str, qm: QuantizedModel) -> None:
     for name, array in qm.float_tensors.items():
         if array.shape != shapes[name]:
             raise QuantizerError(f"{name}: shape {array.shape}, expected {shapes[name]}")
-        tensors[name] = np.ascontiguousarray(array, dtype=np.float32)
+        tensors[name] = array.astype(np.float32)
     entries = []
     for layer in qm.layers:
         n, k = shapes[layer.name + ".weight"]
@@ -95,9 +95,11 @@ def write_checkpoint(path: str, qm: QuantizedModel) -> None:
         layer_tensors, entry = _layer_tensors(layer, n)
         tensors.update(layer_tensors)
         entries.append(entry)
+    # safetensors.numpy writes a non-C-contiguous array's bytes in the wrong order.
+    tensors = {name: np.ascontiguousarray(a) for name, a in tensors.items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "source": qm.source,
             "model": qm.config.to_json(),
-            "quantization": {**qm.meta, "kv_cache": _kv_meta(qm.kv_quant)},
+            "quantization": {**qm.meta, "kv_cache": _kv_meta(qm.kv_quant, qm.config.head_dim)},
             "layers": entries,
             "tensors": {name: {"dtype": _DTYPE_NAMES[a.dtype], "shape": list(a.shape),
                                "sha256": _sha256(a)} for name, a in sorted(tensors.items())}}

@@ -56,8 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--checkpoint")
     e.add_argument("--tokenizer-gguf", help="GGUF holding the tokenizer (default: the "
                    "checkpoint's source file under models/)")
-    e.add_argument("--granularity", choices=("per_channel", "g128"),
-                   help="evaluate this stored variant for every layer instead of the configured")
+    e.add_argument("--granularity", choices=("per_channel", "g128", "mixed"),
+                   help="evaluate this stored variant for every layer instead of the configured "
+                   "one; mixed: re-choose per layer from the stored sensitivity")
+    e.add_argument("--mixed-g128-fraction", type=float, default=0.5)
     e.add_argument("--kv-bits", type=int, choices=(4, 16), help="override the KV cache")
     _add_eval_args(e)
     return parser
@@ -113,6 +115,7 @@ def _quantize(args) -> None:
 
 def _eval(args) -> None:
     from .checkpoint import read_checkpoint
+    from .quantize import set_granularity
     from .tokenizer import GgufTokenizer
 
     if args.gguf:
@@ -125,10 +128,7 @@ def _eval(args) -> None:
     else:
         qm = read_checkpoint(args.checkpoint)
         if args.granularity:
-            for layer in qm.layers:
-                if args.granularity not in layer.variants:
-                    raise QuantizerError(f"{layer.name} has no {args.granularity} weights")
-                layer.granularity = args.granularity
+            set_granularity(qm.layers, args.granularity, args.mixed_g128_fraction)
         model = qm.build_model()
         tokenizer_path = args.tokenizer_gguf or os.path.join(_REPO, "models", qm.source["file"])
         description = {"checkpoint": args.checkpoint, "quantization": qm.meta,

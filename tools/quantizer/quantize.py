@@ -20,7 +20,7 @@ GRANULARITIES = ("per_channel", "g128")
 ACT_CLIP_GRID = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
 # Atom keeps 128 of 4096 input channels in INT8; the same fraction of each layer's K here.
 ATOM_OUTLIER_FRACTION = 128 / 4096
-CLIP_SEARCH_SAMPLES = 1024  # input rows per site used for the clip search and sensitivity
+CLIP_SEARCH_SAMPLES = 512  # input rows per site used for the clip search and sensitivity
 CALIB_BATCH = 8             # sequences per forward call during calibration
 
 
@@ -177,11 +177,20 @@ def _run_block(model: LlamaModel, layer: int, x: np.ndarray) -> np.ndarray:
                            for s in range(0, len(x), CALIB_BATCH)])
 
 
-def _assign_mixed(layers: list, g128_fraction: float) -> None:
-    """The g128_fraction of layers whose error grows most from g128 to per-channel get g128."""
-    ratios = np.array([layer.sensitivity()["per_channel_over_g128"] for layer in layers])
-    count = int(round(g128_fraction * len(layers)))
-    chosen = set(np.argsort(ratios)[::-1][:count].tolist())
+def set_granularity(layers: list, granularity: str, g128_fraction: float = 0.5) -> None:
+    """Uniform granularity, or mixed: the g128_fraction of layers whose error grows most from
+    g128 to per-channel get g128, the rest per-channel (what a node's planner decides)."""
+    if granularity != "mixed":
+        for layer in layers:
+            if granularity not in layer.variants:
+                raise QuantizerError(f"{layer.name} has no {granularity} weights")
+            layer.granularity = granularity
+        return
+    sensitivities = [layer.sensitivity() for layer in layers]
+    if None in sensitivities:
+        raise QuantizerError("mixed granularity needs both variants and their sensitivity")
+    ratios = np.array([s["per_channel_over_g128"] for s in sensitivities])
+    chosen = set(np.argsort(ratios)[::-1][:int(round(g128_fraction * len(layers)))].tolist())
     for i, layer in enumerate(layers):
         layer.granularity = "g128" if i in chosen else "per_channel"
 
@@ -218,8 +227,7 @@ def quantize_model(config: ModelConfig, weights: dict, tokenizer, opts: QuantOpt
         x = _run_block(model, i, x)
         layers.extend(quantized.values())
         log(f"[quantize] block {i + 1}/{config.num_layers} done, {time.time() - start:.0f} s")
-    if opts.granularity == "mixed":
-        _assign_mixed(layers, opts.mixed_g128_fraction)
+    set_granularity(layers, opts.granularity, opts.mixed_g128_fraction)
     kv_quant = None
     if opts.kv_bits == 4:
         kv_quant = KvCacheQuant(key_hadamard=rotation is not None)
