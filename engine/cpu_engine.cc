@@ -1,0 +1,107 @@
+#include "engine/cpu_engine.h"
+
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/gguf_reader.h"
+#include "engine/kv_cache.h"
+#include "engine/llama_config.h"
+#include "engine/llama_model.h"
+#include "engine/llama_weights.h"
+#include "engine/status_macros.h"
+#include "engine/tokenizer_loader.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace apex4 {
+namespace {
+
+class CpuEngine : public InferenceEngine {
+ public:
+  CpuEngine(EngineInfo info, Tokenizer tokenizer, std::unique_ptr<ThreadPool> pool,
+            std::unique_ptr<LlamaModel> model, std::unique_ptr<PagedKvCache> cache)
+      : info_(std::move(info)),
+        tokenizer_(std::move(tokenizer)),
+        pool_(std::move(pool)),
+        model_(std::move(model)),
+        cache_(std::move(cache)) {}
+
+  const EngineInfo& info() const override { return info_; }
+  const Tokenizer& tokenizer() const override { return tokenizer_; }
+
+  absl::StatusOr<int64_t> StartSequence(int32_t max_tokens) override {
+    if (max_tokens <= 0 || max_tokens > info_.context_length) {
+      return absl::InvalidArgumentError(absl::StrCat("a sequence of ", max_tokens,
+                                                     " tokens is outside the context length ",
+                                                     info_.context_length));
+    }
+    return cache_->AddSequence(max_tokens);
+  }
+
+  void EndSequence(int64_t sequence_id) override { cache_->RemoveSequence(sequence_id); }
+
+  absl::Status Step(absl::Span<const SequenceStep> batch, std::vector<float>* logits) override {
+    entries_.clear();
+    for (const SequenceStep& step : batch) entries_.push_back({step.sequence_id, step.tokens});
+    return model_->Forward(entries_, cache_.get(), timer_, logits);
+  }
+
+  absl::Status StepAllLogits(const SequenceStep& step, std::vector<float>* logits) override {
+    const ForwardEntry entry{step.sequence_id, step.tokens, /*all_logits=*/true};
+    return model_->Forward({&entry, 1}, cache_.get(), timer_, logits);
+  }
+
+  KvCacheUsage kv_usage() const override { return cache_->Usage(); }
+  void set_kernel_timer(KernelTimer* timer) override { timer_ = timer; }
+
+ private:
+  EngineInfo info_;
+  Tokenizer tokenizer_;
+  std::unique_ptr<ThreadPool> pool_;  // used by the model's layers: destroyed after them
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<PagedKvCache> cache_;
+  KernelTimer* timer_ = nullptr;
+  std::vector<ForwardEntry> entries_;  // reused across steps
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadCpuEngine(const EngineOptions& options) {
+  if (options.threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("thread count must be at least 1, got ", options.threads));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> gguf, GgufReader::Open(options.model_path));
+  ASSIGN_OR_RETURN(const LlamaConfig config, LlamaConfigFromGguf(*gguf));
+  ASSIGN_OR_RETURN(Tokenizer tokenizer, TokenizerFromGguf(*gguf));
+  if (tokenizer.vocab_size() > config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer has ", tokenizer.vocab_size(),
+                                                   " tokens, the model's embedding only ",
+                                                   config.vocab_size));
+  }
+  auto pool = std::make_unique<ThreadPool>(options.threads);
+  ASSIGN_OR_RETURN(LlamaWeights weights, LoadLlamaWeightsFromGguf(*gguf, config, pool.get()));
+  const KvCacheShape shape{config.num_layers, config.num_kv_heads, config.head_dim};
+  ASSIGN_OR_RETURN(std::unique_ptr<PagedKvCache> cache,
+                   PagedKvCache::Create(shape, options.kv_cache_mb << 20));
+
+  EngineInfo info;
+  info.name = gguf->HasKey("general.name")
+                  ? gguf->GetString("general.name").value_or("")
+                  : std::filesystem::path(options.model_path).stem().string();
+  info.architecture = "llama";
+  info.format = "gguf";
+  info.quantization = "fp32";
+  info.backend = "cpu";
+  info.vocab_size = config.vocab_size;
+  info.context_length = config.context_length;
+  info.num_layers = config.num_layers;
+  info.hidden_size = config.hidden_size;
+  auto model = std::make_unique<LlamaModel>(config, std::move(weights), pool.get());
+  return std::unique_ptr<InferenceEngine>(new CpuEngine(std::move(info), std::move(tokenizer),
+                                                        std::move(pool), std::move(model),
+                                                        std::move(cache)));
+}
+
+}  // namespace apex4

@@ -1,0 +1,27 @@
+// The full-precision CPU engine: a LLaMA-family model from a GGUF file (weights dequantized to
+// FP32) served through the InferenceEngine interface with a paged KV cache.
+#ifndef APEX4_ENGINE_CPU_ENGINE_H_
+#define APEX4_ENGINE_CPU_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/inference_engine.h"
+
+namespace apex4 {
+
+struct EngineOptions {
+  std::string model_path;     // a .gguf file
+  int threads = 2;            // compute threads, the caller's included
+  int64_t kv_cache_mb = 512;  // KV-cache pool; bounds the tokens held by all live sequences
+  int max_batch_size = 8;     // sequences per step the server will send (sizes nothing yet)
+};
+
+// NOT_FOUND / INVALID_ARGUMENT / UNIMPLEMENTED from the model files, naming what is wrong.
+absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadCpuEngine(const EngineOptions& options);
+
+}  // namespace apex4
+
+#endif  // APEX4_ENGINE_CPU_ENGINE_H_

@@ -1,0 +1,41 @@
+// Hyper-parameters of a LLaMA-family decoder, from GGUF metadata (llama.*) or a Hugging Face
+// config.json, checked for consistency in one place.
+#ifndef APEX4_ENGINE_LLAMA_CONFIG_H_
+#define APEX4_ENGINE_LLAMA_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/gguf_reader.h"
+
+namespace apex4 {
+
+struct LlamaConfig {
+  int32_t num_layers = 0;
+  int32_t hidden_size = 0;         // d_model
+  int32_t num_heads = 0;           // query heads
+  int32_t num_kv_heads = 0;        // < num_heads for grouped-query attention
+  int32_t head_dim = 0;
+  int32_t intermediate_size = 0;   // d_ff of the SwiGLU MLP
+  int32_t vocab_size = 0;
+  int32_t context_length = 0;      // longest sequence the model was trained for
+  float rope_theta = 10000.0f;
+  float rms_norm_eps = 1e-5f;
+  bool tied_embeddings = false;    // LM head reuses the token embedding matrix
+
+  // INVALID_ARGUMENT naming the first field that is non-positive or inconsistent.
+  absl::Status Validate() const;
+};
+
+// From `<arch>.*` keys of a GGUF file whose general.architecture is "llama". Tied embeddings
+// are inferred from the absence of an output.weight tensor. UNIMPLEMENTED for RoPE scaling.
+absl::StatusOr<LlamaConfig> LlamaConfigFromGguf(const GgufReader& gguf);
+
+// From the text of a Hugging Face config.json with model_type "llama".
+absl::StatusOr<LlamaConfig> LlamaConfigFromHfJson(const std::string& json_text);
+
+}  // namespace apex4
+
+#endif  // APEX4_ENGINE_LLAMA_CONFIG_H_

@@ -1,0 +1,101 @@
+#include "engine/paged_attention.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace apex4 {
+namespace {
+
+constexpr int kHeads = 4;
+constexpr int kKvHeads = 2;
+constexpr int kHeadDim = 8;
+constexpr int kLayers = 2;
+constexpr int kLayer = 1;
+
+// Keys and values of one sequence kept contiguously: [position][kv_head][head_dim].
+struct ContiguousKv {
+  std::vector<float> keys, values;
+};
+
+// Straight from the definition, in double: softmax(q·k / sqrt(d)) over positions <= position.
+std::vector<double> ReferenceAttention(const float* q, const ContiguousKv& kv, int32_t position) {
+  std::vector<double> out(kHeads * kHeadDim, 0.0);
+  for (int h = 0; h < kHeads; ++h) {
+    const int kv_head = h / (kHeads / kKvHeads);
+    std::vector<double> weights(position + 1);
+    double total = 0;
+    for (int j = 0; j <= position; ++j) {
+      double dot = 0;
+      for (int i = 0; i < kHeadDim; ++i) {
+        dot += q[h * kHeadDim + i] * double{kv.keys[(j * kKvHeads + kv_head) * kHeadDim + i]};
+      }
+      weights[j] = std::exp(dot / std::sqrt(double{kHeadDim}));
+      total += weights[j];
+    }
+    for (int j = 0; j <= position; ++j) {
+      for (int i = 0; i < kHeadDim; ++i) {
+        out[h * kHeadDim + i] +=
+            weights[j] / total * kv.values[(j * kKvHeads + kv_head) * kHeadDim + i];
+      }
+    }
+  }
+  return out;
+}
+
+TEST(PagedAttentionTest, MatchesContiguousAttentionAcrossBlocksAndSequences) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  auto cache = *PagedKvCache::Create({kLayers, kKvHeads, kHeadDim}, 1 << 20);
+  const int32_t lengths[2] = {37, 5};  // three blocks (the last partial), and one
+  int64_t ids[2];
+  ContiguousKv kv[2];
+  // Interleave the sequences' appends so that their blocks alternate in the pool.
+  for (int s = 0; s < 2; ++s) ids[s] = *cache->AddSequence(lengths[s]);
+  for (int32_t p = 0; p < lengths[0]; ++p) {
+    for (int s = 0; s < 2; ++s) {
+      if (p >= lengths[s]) continue;
+      ASSERT_EQ(*cache->Append(ids[s], 1), p);
+      const int32_t block = cache->BlockTable(ids[s])[p / PagedKvCache::kBlockTokens];
+      for (int h = 0; h < kKvHeads; ++h) {
+        for (int i = 0; i < kHeadDim; ++i) {
+          const float k = normal(rng), v = normal(rng);
+          kv[s].keys.push_back(k);
+          kv[s].values.push_back(v);
+          const int64_t offset = (p % PagedKvCache::kBlockTokens) * kHeadDim + i;
+          cache->keys(block, kLayer, h)[offset] = k;
+          cache->values(block, kLayer, h)[offset] = v;
+        }
+      }
+    }
+  }
+  // Query rows: the first, a middle and the last position of sequence 0; the last of sequence 1.
+  const std::vector<std::pair<int, int32_t>> rows = {{0, 0}, {0, 20}, {1, 4}, {0, 36}};
+  std::vector<AttentionToken> tokens;
+  std::vector<float> q;
+  for (const auto& [s, position] : rows) {
+    tokens.push_back({&cache->BlockTable(ids[s]), position});
+    for (int i = 0; i < kHeads * kHeadDim; ++i) q.push_back(normal(rng));
+  }
+  ThreadPool pool(2);
+  for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+    std::vector<float> out(q.size(), NAN);
+    PagedAttention(q.data(), tokens, *cache, kLayer, kHeads, out.data(), p);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const std::vector<double> expected =
+          ReferenceAttention(&q[r * kHeads * kHeadDim], kv[rows[r].first], rows[r].second);
+      for (int i = 0; i < kHeads * kHeadDim; ++i) {
+        EXPECT_NEAR(out[r * kHeads * kHeadDim + i], expected[i], 1e-5) << "row " << r;
+      }
+    }
+  }
+  // Position 0 attends only to itself: the output is its value vector.
+  std::vector<float> out(q.size());
+  PagedAttention(q.data(), tokens, *cache, kLayer, kHeads, out.data(), nullptr);
+  EXPECT_FLOAT_EQ(out[0], kv[0].values[0]);
+}
+
+}  // namespace
+}  // namespace apex4
