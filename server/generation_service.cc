@@ -76,19 +76,17 @@ absl::StatusOr<std::vector<int32_t>> EncodeChat(const absl::StatusOr<ChatTemplat
   return tokenizer.Encode(rendered, /*add_bos=*/false, /*parse_special=*/true);
 }
 
-absl::StatusOr<std::vector<int32_t>> PromptTokens(
-    const absl::StatusOr<ChatTemplate>& chat_template, const Tokenizer& tokenizer,
-    const v1::GenerateRequest& request) {
+absl::StatusOr<std::vector<int32_t>> PromptTokens(const absl::StatusOr<ChatTemplate>& chat_template,
+                                                  const Tokenizer& tokenizer,
+                                                  const v1::GenerateRequest& request) {
   switch (request.input_case()) {
     case v1::GenerateRequest::kTokenIds:
       return std::vector<int32_t>(request.token_ids().ids().begin(),
                                   request.token_ids().ids().end());
-    case v1::GenerateRequest::kChat:
-      return EncodeChat(chat_template, tokenizer, request.chat());
+    case v1::GenerateRequest::kChat: return EncodeChat(chat_template, tokenizer, request.chat());
     case v1::GenerateRequest::kText:
       return tokenizer.Encode(request.text(), tokenizer.add_bos(), /*parse_special=*/true);
-    case v1::GenerateRequest::INPUT_NOT_SET:
-      break;
+    case v1::GenerateRequest::INPUT_NOT_SET: break;
   }
   return absl::InvalidArgumentError("input: one of text, token_ids or chat is required");
 }
@@ -105,15 +103,14 @@ void GenerationService::StartServing(const InferenceEngine* engine, Scheduler* s
   limits.vocab_size = engine->info().vocab_size;
   const Tokenizer& tokenizer = engine->tokenizer();
   absl::StatusOr<std::string> bos_text = tokenizer.TokenPiece(tokenizer.bos_id(), true);
-  served_model_.reset(new ServedModel{
-      engine, scheduler, limits,
-      ChatTemplate::FromJinja(tokenizer.chat_template(), bos_text.value_or(""))});
+  served_model_.reset(
+      new ServedModel{engine, scheduler, limits,
+                      ChatTemplate::FromJinja(tokenizer.chat_template(), bos_text.value_or(""))});
   model_.store(served_model_.get(), std::memory_order_release);
 }
 
-grpc::Status GenerationService::Serve(
-    absl::string_view method, absl::string_view request_id,
-    absl::FunctionRef<absl::Status(const ServedModel&)> handler) {
+grpc::Status GenerationService::Serve(absl::string_view method, absl::string_view request_id,
+                                      absl::FunctionRef<absl::Status(const ServedModel&)> handler) {
   const absl::Time start = absl::Now();
   const ServedModel* model = model_.load(std::memory_order_acquire);
   const absl::Status status =
@@ -139,9 +136,8 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* context,
 grpc::Status GenerationService::Tokenize(grpc::ServerContext* context,
                                          const v1::TokenizeRequest* request,
                                          v1::TokenizeResponse* response) {
-  return Serve("Tokenize", "", [&](const ServedModel& model) {
-    return TokenizeText(model, *request, response);
-  });
+  return Serve("Tokenize", "",
+               [&](const ServedModel& model) { return TokenizeText(model, *request, response); });
 }
 
 grpc::Status GenerationService::GetModelInfo(grpc::ServerContext* context,
@@ -193,7 +189,8 @@ absl::Status GenerationService::StreamGeneration(
     grpc::ServerWriter<v1::GenerateResponse>* writer) const {
   RETURN_IF_ERROR(ValidateGenerateRequest(request, model.limits));
   GenerationOptions options;
-  ASSIGN_OR_RETURN(options.prompt, PromptTokens(model.chat_template, model.engine->tokenizer(), request));
+  ASSIGN_OR_RETURN(options.prompt,
+                   PromptTokens(model.chat_template, model.engine->tokenizer(), request));
   const v1::SamplingParams& sampling = request.sampling();
   options.sampling = ToSamplerConfig(sampling);
   options.max_tokens =
@@ -234,6 +231,5 @@ absl::Status GenerationService::StreamGeneration(
     }
   }
 }
-
 
 }  // namespace apex4

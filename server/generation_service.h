@@ -26,10 +26,10 @@
 namespace apex4 {
 
 struct GenerationServiceOptions {
-  RequestLimits limits;            // vocab_size comes from the engine
+  RequestLimits limits;  // vocab_size comes from the engine
   int32_t default_max_tokens = 256;
-  int32_t max_batch_size = 8;      // reported by GetModelInfo
-  double rho = 0;                  // the node's tensor-core / CUDA-core ratio, 0 when unknown
+  int32_t max_batch_size = 8;  // reported by GetModelInfo
+  double rho = 0;              // the node's tensor-core / CUDA-core ratio, 0 when unknown
 };
 
 class GenerationService final : public v1::Generation::Service {
@@ -70,8 +70,8 @@ class GenerationService final : public v1::Generation::Service {
 
   ServerMetrics* const metrics_;
   const GenerationServiceOptions options_;
-  std::unique_ptr<const ServedModel> served_model_;       // owns what model_ points to
-  std::atomic<const ServedModel*> model_{nullptr};        // published once by StartServing
+  std::unique_ptr<const ServedModel> served_model_;  // owns what model_ points to
+  std::atomic<const ServedModel*> model_{nullptr};   // published once by StartServing
 };
 
 }  // namespace apex4

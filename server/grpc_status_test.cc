@@ -10,7 +10,8 @@ namespace {
 TEST(GrpcStatusTest, OkStaysOk) { EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok()); }
 
 TEST(GrpcStatusTest, KeepsCodeAndShortMessage) {
-  grpc::Status status = ToGrpcStatus(absl::InvalidArgumentError("sampling.top_p: 2 is not in [0, 1]"));
+  grpc::Status status =
+      ToGrpcStatus(absl::InvalidArgumentError("sampling.top_p: 2 is not in [0, 1]"));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(status.error_message(), "sampling.top_p: 2 is not in [0, 1]");
   EXPECT_EQ(ToGrpcStatus(absl::ResourceExhaustedError("x")).error_code(),

@@ -22,10 +22,10 @@ class MalformedRequestInterceptor : public grpc::experimental::Interceptor {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS) &&
         request_unparsable_ &&
         methods->GetSendStatus().error_code() == grpc::StatusCode::INTERNAL) {
-      methods->ModifySendStatus(grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("request: not a valid message for ", method_,
-                       " (string fields must be valid UTF-8)")));
+      methods->ModifySendStatus(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       absl::StrCat("request: not a valid message for ", method_,
+                                    " (string fields must be valid UTF-8)")));
     }
     methods->Proceed();
   }

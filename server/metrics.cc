@@ -10,8 +10,7 @@ namespace apex4 {
 namespace {
 
 // Bucket upper bounds growing by `factor` from `start`: `count` of them.
-prometheus::Histogram::BucketBoundaries ExponentialBuckets(double start, double factor,
-                                                           int count) {
+prometheus::Histogram::BucketBoundaries ExponentialBuckets(double start, double factor, int count) {
   prometheus::Histogram::BucketBoundaries bounds;
   for (double bound = start; count-- > 0; bound *= factor) bounds.push_back(bound);
   return bounds;
@@ -106,8 +105,7 @@ int ServerMetrics::exposer_port() const {
   return ports.empty() ? 0 : ports.front();
 }
 
-void ServerMetrics::RecordRequest(absl::string_view method, grpc::StatusCode code,
-                                  double seconds) {
+void ServerMetrics::RecordRequest(absl::string_view method, grpc::StatusCode code, double seconds) {
   const std::string method_label(method);
   requests_->Add({{"method", method_label}, {"code", GrpcCodeName(code)}}).Increment();
   request_duration_->Add({{"method", method_label}}, RequestBuckets()).Observe(seconds);

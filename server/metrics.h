@@ -5,8 +5,8 @@
 #define APEX4_SERVER_METRICS_H_
 
 #include <array>
-#include <iterator>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <string>
 

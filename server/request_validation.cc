@@ -15,7 +15,8 @@ absl::Status CheckText(absl::string_view field, const std::string& text, size_t 
     return absl::OutOfRangeError(
         absl::StrCat(field, ": ", text.size(), " bytes exceed the limit of ", max_bytes));
   }
-  if (!IsValidUtf8(text)) return absl::InvalidArgumentError(absl::StrCat(field, ": not valid UTF-8"));
+  if (!IsValidUtf8(text))
+    return absl::InvalidArgumentError(absl::StrCat(field, ": not valid UTF-8"));
   return absl::OkStatus();
 }
 
@@ -34,8 +35,8 @@ absl::Status CheckChat(const v1::ChatMessages& chat, const RequestLimits& limits
       return absl::InvalidArgumentError(
           absl::StrCat(field, ".role: must be \"system\", \"user\" or \"assistant\""));
     }
-    RETURN_IF_ERROR(CheckText(absl::StrCat(field, ".content"), message.content(),
-                              limits.max_prompt_bytes));
+    RETURN_IF_ERROR(
+        CheckText(absl::StrCat(field, ".content"), message.content(), limits.max_prompt_bytes));
     total_bytes += message.content().size();
   }
   if (total_bytes > limits.max_prompt_bytes) {
@@ -69,8 +70,8 @@ absl::Status CheckSampling(const v1::SamplingParams& sampling, const RequestLimi
                                               " exceeds the limit of ", limits.max_tokens_limit));
   }
   if (!std::isfinite(sampling.temperature()) || sampling.temperature() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampling.temperature: ", sampling.temperature(), " is not a finite number >= 0"));
+    return absl::InvalidArgumentError(absl::StrCat("sampling.temperature: ", sampling.temperature(),
+                                                   " is not a finite number >= 0"));
   }
   if (!(sampling.top_p() >= 0 && sampling.top_p() <= 1)) {  // also rejects NaN
     return absl::InvalidArgumentError(
@@ -105,9 +106,7 @@ absl::Status ValidateGenerateRequest(const v1::GenerateRequest& request,
     case v1::GenerateRequest::kTokenIds:
       RETURN_IF_ERROR(CheckTokenIds(request.token_ids(), limits));
       break;
-    case v1::GenerateRequest::kChat:
-      RETURN_IF_ERROR(CheckChat(request.chat(), limits));
-      break;
+    case v1::GenerateRequest::kChat: RETURN_IF_ERROR(CheckChat(request.chat(), limits)); break;
     case v1::GenerateRequest::INPUT_NOT_SET:
       return absl::InvalidArgumentError("input: one of text, token_ids or chat is required");
   }
@@ -120,8 +119,7 @@ absl::Status ValidateTokenizeRequest(const v1::TokenizeRequest& request,
   switch (request.input_case()) {
     case v1::TokenizeRequest::kText:
       return CheckText("text", request.text(), limits.max_prompt_bytes);
-    case v1::TokenizeRequest::kChat:
-      return CheckChat(request.chat(), limits);
+    case v1::TokenizeRequest::kChat: return CheckChat(request.chat(), limits);
     case v1::TokenizeRequest::INPUT_NOT_SET:
       return absl::InvalidArgumentError("input: one of text or chat is required");
   }

@@ -52,8 +52,8 @@ absl::StatusOr<std::shared_ptr<GenerationStream>> Scheduler::Submit(GenerationOp
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the server is shutting down");
   if (static_cast<int>(queue_.size()) >= options_.max_queue_size) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the queue is full (", queue_.size(), " requests waiting); retry later"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the queue is full (", queue_.size(), " requests waiting); retry later"));
   }
   queue_.push_back(Pending{stream, std::move(options), absl::Now()});
   metrics_->SetQueueDepth(queue_.size());
@@ -125,12 +125,13 @@ void Scheduler::AdmitFromQueue() {
       next = std::move(queue_.front());
       queue_.pop_front();
     }
-    const int64_t wanted = static_cast<int64_t>(next.options.prompt.size()) + next.options.max_tokens;
+    const int64_t wanted =
+        static_cast<int64_t>(next.options.prompt.size()) + next.options.max_tokens;
     const int32_t reserve = static_cast<int32_t>(std::min<int64_t>(wanted, context_length));
     absl::StatusOr<int64_t> sequence_id = engine_->StartSequence(reserve);
     if (sequence_id.ok()) {
-      running_.push_back(std::make_unique<Running>(std::move(next), *sequence_id,
-                                                   &engine_->tokenizer()));
+      running_.push_back(
+          std::make_unique<Running>(std::move(next), *sequence_id, &engine_->tokenizer()));
       continue;
     }
     if (absl::IsResourceExhausted(sequence_id.status()) && !running_.empty()) {
@@ -139,10 +140,9 @@ void Scheduler::AdmitFromQueue() {
       queue_.push_front(std::move(next));
       break;
     }
-    next.stream->Finish(absl::Status(
-        sequence_id.status().code(),
-        absl::StrCat("cannot start a sequence of ", reserve, " tokens: ",
-                     sequence_id.status().message())));
+    next.stream->Finish(absl::Status(sequence_id.status().code(),
+                                     absl::StrCat("cannot start a sequence of ", reserve,
+                                                  " tokens: ", sequence_id.status().message())));
   }
 }
 
@@ -165,8 +165,8 @@ void Scheduler::StepBatch() {
   for (auto& sequence : running_) {
     const std::vector<int32_t>& prompt = sequence->options.prompt;
     if (sequence->prompt_fed < prompt.size()) {
-      const size_t chunk = std::min<size_t>(options_.prefill_chunk_tokens,
-                                            prompt.size() - sequence->prompt_fed);
+      const size_t chunk =
+          std::min<size_t>(options_.prefill_chunk_tokens, prompt.size() - sequence->prompt_fed);
       batch.push_back({sequence->sequence_id,
                        absl::MakeConstSpan(prompt.data() + sequence->prompt_fed, chunk)});
     } else {

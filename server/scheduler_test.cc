@@ -75,8 +75,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   Completion Run(Scheduler& scheduler, GenerationOptions options) {
-    absl::StatusOr<std::shared_ptr<GenerationStream>> stream =
-        scheduler.Submit(std::move(options));
+    absl::StatusOr<std::shared_ptr<GenerationStream>> stream = scheduler.Submit(std::move(options));
     if (!stream.ok()) {
       Completion failed;
       failed.end = stream.status();
@@ -99,7 +98,8 @@ TEST_F(SchedulerTest, StreamsOneChunkPerTokenUpToMaxTokens) {
   EXPECT_EQ(completion.end->completion_tokens, 6);
   EXPECT_EQ(completion.ids.size(), 6u);
   EXPECT_EQ(completion.chunks, 6);
-  EXPECT_EQ(completion.end->prompt_tokens, static_cast<int>(Encode("The capital of France is").size()));
+  EXPECT_EQ(completion.end->prompt_tokens,
+            static_cast<int>(Encode("The capital of France is").size()));
   EXPECT_EQ(completion.text, *engine_->tokenizer().Decode(completion.ids));
   EXPECT_GT(completion.end->total_seconds, completion.end->time_to_first_token_seconds);
 }
@@ -111,7 +111,8 @@ TEST_F(SchedulerTest, ChunkedPrefillAndBatchingDoNotChangeGreedyTokens) {
   std::vector<std::vector<int32_t>> alone;
   {
     Scheduler scheduler(engine_, &metrics_, SchedulerOptions{.max_batch_size = 1});
-    for (const std::string& prompt : prompts) alone.push_back(Run(scheduler, Greedy(prompt, 8)).ids);
+    for (const std::string& prompt : prompts)
+      alone.push_back(Run(scheduler, Greedy(prompt, 8)).ids);
   }
   // Four at once, prompts fed 3 tokens per step: joins and leaves happen mid-prefill.
   Scheduler scheduler(engine_, &metrics_,

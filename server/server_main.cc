@@ -45,8 +45,9 @@ ABSL_FLAG(int, kv_cache_mb, 512, "Memory for the KV cache of all sequences, in M
 ABSL_FLAG(int, threads, 0, "Compute threads of the engine (0: all cores).");
 ABSL_FLAG(std::string, profile, "",
           "Node compute profile (JSON). Empty: the APEX4_PROFILE environment variable, if set.");
-ABSL_FLAG(int, shutdown_grace_seconds, 25,
-          "After SIGTERM, how long in-flight streams may take to finish before they are cancelled.");
+ABSL_FLAG(
+    int, shutdown_grace_seconds, 25,
+    "After SIGTERM, how long in-flight streams may take to finish before they are cancelled.");
 ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest gRPC message accepted or sent, in bytes.");
 
 namespace apex4 {
@@ -113,8 +114,7 @@ void SetHealth(grpc::Server& server, bool serving) {
 absl::Status Serve(const sigset_t& shutdown_signals) {
   RETURN_IF_ERROR(ValidateFlags());
   const std::string profile = ProfilePath();
-  std::fprintf(stderr, "[apex4] node profile: %s\n",
-               profile.empty() ? "(none)" : profile.c_str());
+  std::fprintf(stderr, "[apex4] node profile: %s\n", profile.empty() ? "(none)" : profile.c_str());
 
   ServerMetrics metrics;
   RETURN_IF_ERROR(metrics.StartExposer(absl::GetFlag(FLAGS_metrics_port)));
@@ -154,9 +154,10 @@ absl::Status Serve(const sigset_t& shutdown_signals) {
 
   EngineOptions engine_options;
   engine_options.model_path = absl::GetFlag(FLAGS_model);
-  engine_options.threads = absl::GetFlag(FLAGS_threads) > 0
-                               ? absl::GetFlag(FLAGS_threads)
-                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  engine_options.threads =
+      absl::GetFlag(FLAGS_threads) > 0
+          ? absl::GetFlag(FLAGS_threads)
+          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   engine_options.kv_cache_mb = absl::GetFlag(FLAGS_kv_cache_mb);
   engine_options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = LoadCpuEngine(engine_options);
@@ -172,8 +173,8 @@ absl::Status Serve(const sigset_t& shutdown_signals) {
   service.StartServing(engine->get(), &scheduler);
   SetHealth(*server, true);
   const EngineInfo& info = (*engine)->info();
-  std::fprintf(stderr, "[apex4] serving %s (%s, %s, %s)\n", info.name.c_str(),
-               info.format.c_str(), info.quantization.c_str(), info.backend.c_str());
+  std::fprintf(stderr, "[apex4] serving %s (%s, %s, %s)\n", info.name.c_str(), info.format.c_str(),
+               info.quantization.c_str(), info.backend.c_str());
 
   int signal_number = 0;
   sigwait(&shutdown_signals, &signal_number);
