@@ -35,8 +35,8 @@ inline constexpr int kThreads = 384;
 inline constexpr int kConverterThreads = 96;  // producer warps 1-3
 // Named barriers: 0 is __syncthreads; 1 both consumers; 2, 3 one consumer each.
 inline constexpr int kBarConsumers = 1;
-inline constexpr int kProducerRegs = 72;
-inline constexpr int kConsumerRegs = 216;
+inline constexpr int kProducerRegs = 88;
+inline constexpr int kConsumerRegs = 208;
 inline constexpr int kEpiloguePitch = 144;  // 64 bf16 channels + 16 bytes: conflict-free rows
 inline constexpr uint32_t kNibbleMask = 0xF0F0F0F0u;
 
@@ -208,61 +208,74 @@ struct Sm90Mainloop {
     }
   }
 
-  // Consumer warpgroup `wg` (0 or 1): 64 channels. Per-channel accumulates int32 over the whole
-  // K range; group-128 folds each chunk's int32 sums into `facc` with sx·sw/… scales.
-  __device__ void Consume(int chunks, int wg, int tid, int32_t (&acc)[Cfg::kAcc],
-                          float (&facc)[kGroup128 ? Cfg::kAcc : 1]) const {
-    const int warp = tid / 32, lane = tid % 32;
-    for (int i = 0; i < chunks; ++i) {
-      const int stage = i % Cfg::kStages;
-      MbarrierWait(&full[stage], (i / Cfg::kStages) & 1);
-      const uint8_t* w4 = W4(stage) + wg * (kWeightChunkBytes / 2) + tid * 16;
-      const uint4 p0 = *reinterpret_cast<const uint4*>(w4);
-      const uint4 p1 = *reinterpret_cast<const uint4*>(w4 + kWeightChunkBytes / 4);
-      uint32_t a[4][4] = {
-          {(p0.x << 4) & kNibbleMask, (p0.y << 4) & kNibbleMask, (p0.z << 4) & kNibbleMask, (p0.w << 4) & kNibbleMask},
-          {p0.x & kNibbleMask, p0.y & kNibbleMask, p0.z & kNibbleMask, p0.w & kNibbleMask},
-          {(p1.x << 4) & kNibbleMask, (p1.y << 4) & kNibbleMask, (p1.z << 4) & kNibbleMask, (p1.w << 4) & kNibbleMask},
-          {p1.x & kNibbleMask, p1.y & kNibbleMask, p1.z & kNibbleMask, p1.w & kNibbleMask}};
-      const uint64_t desc = SmemDescSw128(Xs8(stage));
+  // Consumer warpgroup `wg` (0 or 1), 64 channels: waits for chunk i's stage, unpacks its
+  // weight fragments and issues the four k32 wgmmas of the chunk into `acc`.
+  __device__ void IssueChunk(int i, int wg, int tid, int32_t (&acc)[Cfg::kAcc], bool accumulate) const {
+    const int stage = i % Cfg::kStages;
+    MbarrierWait(&full[stage], (i / Cfg::kStages) & 1);
+    const uint8_t* w4 = W4(stage) + wg * (kWeightChunkBytes / 2) + tid * 16;
+    const uint4 p0 = *reinterpret_cast<const uint4*>(w4);
+    const uint4 p1 = *reinterpret_cast<const uint4*>(w4 + kWeightChunkBytes / 4);
+    uint32_t a[4][4] = {
+        {(p0.x << 4) & kNibbleMask, (p0.y << 4) & kNibbleMask, (p0.z << 4) & kNibbleMask, (p0.w << 4) & kNibbleMask},
+        {p0.x & kNibbleMask, p0.y & kNibbleMask, p0.z & kNibbleMask, p0.w & kNibbleMask},
+        {(p1.x << 4) & kNibbleMask, (p1.y << 4) & kNibbleMask, (p1.z << 4) & kNibbleMask, (p1.w << 4) & kNibbleMask},
+        {p1.x & kNibbleMask, p1.y & kNibbleMask, p1.z & kNibbleMask, p1.w & kNibbleMask}};
+    const uint64_t desc = SmemDescSw128(Xs8(stage));
 #pragma unroll
-      for (int s = 0; s < 4; ++s) WgmmaFenceOperands(a[s]);
-      if constexpr (kGroup128) WgmmaFenceOperands(acc);
-      WgmmaFence();
+    for (int s = 0; s < 4; ++s) WgmmaFenceOperands(a[s]);
+    WgmmaFence();
 #pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        // k32 step s starts 32 bytes further along the swizzled 128-byte rows (desc counts 16 B).
-        Cfg::Mma::Mma(a[s], desc + 2 * s, acc, s > 0 || (!kGroup128 && i > 0));
-      }
-      WgmmaCommit();
-      if constexpr (!kGroup128) {
-        // Chunk i stays in flight while chunk i + 1 loads: release the stage of chunk i - 1.
-        WgmmaWait<1>();
-        if (i > 0) MbarrierArrive(&empty[(i - 1) % Cfg::kStages]);
-        continue;
-      }
-      // Group-128 needs this chunk's sums now; the other consumer warpgroup's wgmma keeps the
-      // tensor cores busy meanwhile.
-      WgmmaWait<0>();
-      WgmmaFenceOperands(acc);
-      if constexpr (kGroup128) {
-        const int row = wg * 64 + warp * 16 + lane / 4;
-        const float sw0 = Sw(stage)[row], sw1 = Sw(stage)[row + 8];
-        const float* sx = Sx(stage) + 2 * (lane % 4);
-#pragma unroll
-        for (int j = 0; j < kBlockN / 8; ++j) {
-          const float2 s = *reinterpret_cast<const float2*>(sx + 8 * j);
-          facc[4 * j + 0] += float(acc[4 * j + 0]) * (sw0 * s.x);
-          facc[4 * j + 1] += float(acc[4 * j + 1]) * (sw0 * s.y);
-          facc[4 * j + 2] += float(acc[4 * j + 2]) * (sw1 * s.x);
-          facc[4 * j + 3] += float(acc[4 * j + 3]) * (sw1 * s.y);
-        }
-      }
-      MbarrierArrive(&empty[stage]);
+    for (int s = 0; s < 4; ++s) {
+      // k32 step s starts 32 bytes further along the swizzled 128-byte rows (desc counts 16 B).
+      Cfg::Mma::Mma(a[s], desc + 2 * s, acc, s > 0 || accumulate);
     }
-    if constexpr (!kGroup128) {
+    WgmmaCommit();
+  }
+
+  __device__ void Release(int i) const { MbarrierArrive(&empty[i % Cfg::kStages]); }
+
+  // Group-128 promotion of chunk i's int32 sums: facc += sum · sw[channel] · sx[token].
+  __device__ void Promote(int i, int wg, int tid, int32_t (&acc)[Cfg::kAcc], float (&facc)[Cfg::kAcc]) const {
+    const int stage = i % Cfg::kStages;
+    const int warp = tid / 32, lane = tid % 32;
+    const int row = wg * 64 + warp * 16 + lane / 4;
+    const float sw0 = Sw(stage)[row], sw1 = Sw(stage)[row + 8];
+    const float* sx = Sx(stage) + 2 * (lane % 4);
+#pragma unroll
+    for (int j = 0; j < kBlockN / 8; ++j) {
+      const float2 s = *reinterpret_cast<const float2*>(sx + 8 * j);
+      facc[4 * j + 0] += float(acc[4 * j + 0]) * (sw0 * s.x);
+      facc[4 * j + 1] += float(acc[4 * j + 1]) * (sw0 * s.y);
+      facc[4 * j + 2] += float(acc[4 * j + 2]) * (sw1 * s.x);
+      facc[4 * j + 3] += float(acc[4 * j + 3]) * (sw1 * s.y);
+    }
+  }
+
+  // Per-channel: int32 over the whole K range, one chunk of wgmma kept in flight while the next
+  // loads; a stage is released once the wgmma reading it has completed.
+  __device__ void ConsumePerChannel(int chunks, int wg, int tid, int32_t (&acc)[Cfg::kAcc]) const {
+    for (int i = 0; i < chunks; ++i) {
+      IssueChunk(i, wg, tid, acc, i > 0);
+      WgmmaWait<1>();
+      if (i > 0) Release(i - 1);
+    }
+    WgmmaWait<0>();
+    WgmmaFenceOperands(acc);
+  }
+
+  // Group-128: each chunk's int32 sums are promoted as soon as its wgmma completes; the other
+  // consumer warpgroup's wgmma keeps the tensor cores busy meanwhile. NOTES: a second int32
+  // accumulator set (promote chunk i - 1 while chunk i runs) made ptxas 13.0 serialize every
+  // wgmma (C7514), so the overlap is between warpgroups, not inside one.
+  __device__ void ConsumeGroup128(int chunks, int wg, int tid, int32_t (&acc)[Cfg::kAcc],
+                                  float (&facc)[Cfg::kAcc]) const {
+    for (int i = 0; i < chunks; ++i) {
+      IssueChunk(i, wg, tid, acc, false);
       WgmmaWait<0>();
       WgmmaFenceOperands(acc);
+      Promote(i, wg, tid, acc, facc);
+      Release(i);
     }
   }
 };
@@ -385,7 +398,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int i = 0; i < Cfg::kAcc; ++i) acc[i] = 0;
 #pragma unroll
   for (int i = 0; i < (kGroup128 ? Cfg::kAcc : 1); ++i) facc[i] = 0.0f;
-  mainloop.Consume(chunks, wg - 1, tid, acc, facc);
+  if constexpr (kGroup128) {
+    mainloop.ConsumeGroup128(chunks, wg - 1, tid, acc, facc);
+  } else {
+    mainloop.ConsumePerChannel(chunks, wg - 1, tid, acc);
+  }
 
   const int ctid = threadIdx.x - 128;
   if constexpr (kGroup128) {
