@@ -87,9 +87,10 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadCpuEngine(const EngineOptio
                    PagedKvCache::Create(shape, options.kv_cache_mb << 20));
 
   EngineInfo info;
-  info.name = gguf->HasKey("general.name")
-                  ? gguf->GetString("general.name").value_or("")
-                  : std::filesystem::path(options.model_path).stem().string();
+  // The file name says what users chose ("SmolLM2-135M-Instruct.Q4_1.gguf"); general.name is
+  // often a training-run label.
+  const std::string file_name = std::filesystem::path(options.model_path).filename().string();
+  info.name = file_name.substr(0, file_name.find('.'));
   info.architecture = "llama";
   info.format = "gguf";
   info.quantization = "fp32";

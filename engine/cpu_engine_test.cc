@@ -1,0 +1,164 @@
+#include "engine/cpu_engine.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/test_files.h"
+#include "gtest/gtest.h"
+
+namespace apex4 {
+namespace {
+
+// SmolLM2-135M's tokens for "The capital of France is", and llama.cpp's first greedy token
+// after them (" Paris"), from llama-cpp-python on the same file.
+const std::vector<int32_t> kCapitalPrompt = {504, 3575, 282, 4649, 314};
+constexpr int32_t kParis = 7042;
+
+// Sums what the engine reports, per kernel kind.
+class SummingKernelTimer : public KernelTimer {
+ public:
+  void Record(KernelKind kind, double seconds) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    seconds_[kind] += seconds;
+  }
+  std::map<KernelKind, double> seconds() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return seconds_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<KernelKind, double> seconds_;
+};
+
+std::unique_ptr<InferenceEngine> LoadEngine(int64_t kv_cache_mb) {
+  EngineOptions options;
+  options.model_path = DefaultModelPath();
+  options.kv_cache_mb = kv_cache_mb;
+  auto engine = LoadCpuEngine(options);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  return engine.ok() ? std::move(*engine) : nullptr;
+}
+
+int32_t Argmax(const std::vector<float>& logits, int32_t row, int32_t vocab) {
+  const float* begin = logits.data() + int64_t{row} * vocab;
+  return static_cast<int32_t>(std::max_element(begin, begin + vocab) - begin);
+}
+
+class CpuEngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { engine_ = LoadEngine(64).release(); }
+  static void TearDownTestSuite() { delete engine_; }
+  static InferenceEngine* engine_;
+};
+
+InferenceEngine* CpuEngineTest::engine_ = nullptr;
+
+TEST_F(CpuEngineTest, DescribesTheModel) {
+  ASSERT_NE(engine_, nullptr);
+  const EngineInfo& info = engine_->info();
+  EXPECT_EQ(info.name, "SmolLM2-135M-Instruct");
+  EXPECT_EQ(info.architecture, "llama");
+  EXPECT_EQ(info.format, "gguf");
+  EXPECT_EQ(info.quantization, "fp32");
+  EXPECT_EQ(info.backend, "cpu");
+  EXPECT_EQ(info.vocab_size, 49152);
+  EXPECT_EQ(info.context_length, 8192);
+  EXPECT_EQ(info.num_layers, 30);
+  EXPECT_EQ(info.hidden_size, 576);
+  EXPECT_EQ(engine_->tokenizer().vocab_size(), 49152);
+  EXPECT_EQ(*engine_->tokenizer().Encode("The capital of France is", false, true),
+            kCapitalPrompt);
+}
+
+TEST_F(CpuEngineTest, PredictsParisAndCountsKvBlocks) {
+  const int32_t vocab = engine_->info().vocab_size;
+  const KvCacheUsage before = engine_->kv_usage();
+  auto id = engine_->StartSequence(40);
+  ASSERT_TRUE(id.ok()) << id.status();
+  std::vector<float> logits;
+  ASSERT_TRUE(engine_->Step({{*id, kCapitalPrompt}}, &logits).ok());
+  ASSERT_EQ(logits.size(), static_cast<size_t>(vocab));
+  EXPECT_EQ(Argmax(logits, 0, vocab), kParis);
+  EXPECT_EQ(engine_->kv_usage().blocks_in_use, before.blocks_in_use + 1);  // 5 of 16 slots
+
+  const std::vector<int32_t> twelve(12, kParis);
+  ASSERT_TRUE(engine_->Step({{*id, twelve}}, &logits).ok());
+  const KvCacheUsage usage = engine_->kv_usage();
+  EXPECT_EQ(usage.blocks_in_use, before.blocks_in_use + 2);  // 17 tokens
+  EXPECT_EQ(usage.bytes_in_use, usage.blocks_in_use * (usage.bytes_in_use / usage.blocks_in_use));
+  engine_->EndSequence(*id);
+  EXPECT_EQ(engine_->kv_usage().blocks_in_use, before.blocks_in_use);
+  engine_->EndSequence(*id);  // already gone: ignored
+}
+
+TEST_F(CpuEngineTest, ChunkedPrefillAndAllLogitsMatchOneStep) {
+  const int32_t vocab = engine_->info().vocab_size;
+  auto whole = *engine_->StartSequence(16);
+  auto chunked = *engine_->StartSequence(16);
+  auto scored = *engine_->StartSequence(16);
+  std::vector<float> whole_logits, chunk_logits, all_logits;
+  ASSERT_TRUE(engine_->Step({{whole, kCapitalPrompt}}, &whole_logits).ok());
+  const absl::Span<const int32_t> prompt(kCapitalPrompt);
+  ASSERT_TRUE(engine_->Step({{chunked, prompt.subspan(0, 2)}}, &chunk_logits).ok());
+  ASSERT_TRUE(engine_->Step({{chunked, prompt.subspan(2, 1)}}, &chunk_logits).ok());
+  ASSERT_TRUE(engine_->Step({{chunked, prompt.subspan(3)}}, &chunk_logits).ok());
+  EXPECT_EQ(chunk_logits, whole_logits);
+
+  ASSERT_TRUE(engine_->StepAllLogits({scored, kCapitalPrompt}, &all_logits).ok());
+  ASSERT_EQ(all_logits.size(), kCapitalPrompt.size() * vocab);
+  EXPECT_TRUE(std::equal(whole_logits.begin(), whole_logits.end(),
+                         all_logits.end() - vocab));
+  for (int64_t id : {whole, chunked, scored}) engine_->EndSequence(id);
+}
+
+TEST_F(CpuEngineTest, RefusesBadRequestsAndLeavesTheCacheAlone) {
+  EXPECT_EQ(engine_->StartSequence(0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->StartSequence(8193).status().code(), absl::StatusCode::kInvalidArgument);
+  // 64 MiB hold 91 blocks of 16 tokens (737,280 bytes each): 1,456 tokens.
+  EXPECT_EQ(engine_->kv_usage().blocks_total, 91);
+  EXPECT_EQ(engine_->StartSequence(8192).status().code(),
+            absl::StatusCode::kResourceExhausted);
+
+  auto id = *engine_->StartSequence(8);
+  std::vector<float> logits;
+  EXPECT_EQ(engine_->Step({{id, kCapitalPrompt}, {id + 1000, kCapitalPrompt}}, &logits).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(engine_->kv_usage().blocks_in_use, 0);
+  engine_->EndSequence(id);
+}
+
+TEST_F(CpuEngineTest, ReportsKernelTimes) {
+  SummingKernelTimer timer;
+  engine_->set_kernel_timer(&timer);
+  auto id = *engine_->StartSequence(8);
+  std::vector<float> logits;
+  ASSERT_TRUE(engine_->Step({{id, kCapitalPrompt}}, &logits).ok());
+  engine_->set_kernel_timer(nullptr);
+  engine_->EndSequence(id);
+  const std::map<KernelKind, double> seconds = timer.seconds();
+  for (KernelKind kind : {KernelKind::kGemmFp32, KernelKind::kAttention, KernelKind::kNorm,
+                          KernelKind::kLmHead}) {
+    ASSERT_TRUE(seconds.count(kind)) << KernelKindName(kind);
+    EXPECT_GT(seconds.at(kind), 0) << KernelKindName(kind);
+  }
+  EXPECT_FALSE(seconds.count(KernelKind::kGemmW4A4));
+}
+
+TEST(CpuEngineLoadTest, RefusesMissingModelsAndBadOptions) {
+  EngineOptions options;
+  options.model_path = "/nonexistent/model.gguf";
+  EXPECT_EQ(LoadCpuEngine(options).status().code(), absl::StatusCode::kNotFound);
+  options.model_path = DefaultModelPath();
+  options.threads = 0;
+  EXPECT_EQ(LoadCpuEngine(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.threads = 2;
+  options.kv_cache_mb = 0;
+  EXPECT_EQ(LoadCpuEngine(options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace apex4
