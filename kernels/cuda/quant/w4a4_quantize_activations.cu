@@ -11,7 +11,7 @@ CudaStatus Launch(const quant::QuantizeParams& params, int64_t rows, cudaStream_
   const int smem = params.per_token ? params.k * static_cast<int>(sizeof(float)) : 0;
   APEX4_CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  kernel<<<static_cast<unsigned>(rows), quant::kThreads, smem, stream>>>(params);
+  kernel<<<static_cast<unsigned>(rows), quant::ThreadsFor(params.per_token, params.k), smem, stream>>>(params);
   APEX4_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return OkCudaStatus();
 }

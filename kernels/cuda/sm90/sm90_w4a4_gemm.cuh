@@ -143,7 +143,7 @@ struct Sm90Mainloop {
     constexpr int kL = Cfg::kLookahead;
     constexpr int kPieces = kBlockN * 4;  // 16-byte packed pieces per chunk
     constexpr int kPiecesPerThread = (kPieces + kConverterThreads - 1) / kConverterThreads;
-    constexpr int kBatch = 4;  // pieces loaded before the first is converted (ILP vs registers)
+    constexpr int kBatch = 4;  // pieces loaded before the first is converted (more spill at BN 256)
     const int k_chunks = p.k / kBlockK;
     for (int i = 0; i < chunks + kL; ++i) {
       if (i < chunks) {
