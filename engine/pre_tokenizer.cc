@@ -40,52 +40,93 @@ uint8_t RunClass(uint8_t classes) {
   return 0;
 }
 
-// The GPT-2 expression over codepoints [begin, end), written out as llama.cpp's
-// unicode_regex_split_custom_gpt2 does; `end` acts as the end of text for (?!\S).
-class Gpt2Splitter {
+uint32_t AsciiLower(uint32_t codepoint) {
+  return codepoint >= 'A' && codepoint <= 'Z' ? codepoint + ('a' - 'A') : codepoint;
+}
+
+bool IsNewline(uint32_t codepoint) { return codepoint == '\r' || codepoint == '\n'; }
+
+// The GPT-2 and Llama-3 expressions over codepoints [begin, end), written out as llama.cpp's
+// unicode_regex_split_custom_gpt2 / _llama3 do; `end` acts as the end of text for (?!\S).
+class ExpressionSplitter {
  public:
-  Gpt2Splitter(const std::vector<Codepoint>& codepoints, size_t text_size,
-               std::vector<size_t>* word_ends)
-      : codepoints_(codepoints), text_size_(text_size), word_ends_(word_ends) {}
+  ExpressionSplitter(bool llama3, const std::vector<Codepoint>& codepoints, size_t text_size,
+                     std::vector<size_t>* word_ends)
+      : llama3_(llama3), codepoints_(codepoints), text_size_(text_size), word_ends_(word_ends) {}
 
   void Split(size_t begin, size_t end) {
     end_ = end;
     size_t pos = begin;
-    while (pos < end) pos = MatchAt(pos);
+    while (pos < end) pos = Emit(llama3_ ? Llama3MatchEnd(pos) : Gpt2MatchEnd(pos));
   }
 
  private:
-  // Returns the end of the match that starts at `pos` and records it.
-  size_t MatchAt(size_t pos) {
-    const uint32_t cpt = codepoints_[pos].value;
-    if (cpt == '\'' && pos + 1 < end_) {
-      const uint32_t next = codepoints_[pos + 1].value;
-      if (next == 's' || next == 't' || next == 'm' || next == 'd') return Emit(pos + 2);
-      if (pos + 2 < end_) {
-        const uint32_t after = codepoints_[pos + 2].value;
-        if ((next == 'r' && after == 'e') || (next == 'v' && after == 'e') ||
-            (next == 'l' && after == 'l')) {
-          return Emit(pos + 3);
-        }
-      }
+  uint32_t ValueAt(size_t pos) const { return pos < end_ ? codepoints_[pos].value : 0; }
+  uint8_t ClassAt(size_t pos) const { return pos < end_ ? RunClass(codepoints_[pos].classes) : 0; }
+
+  // 's|'t|'re|'ve|'m|'ll|'d (Llama-3: in any case): the end of the match at `pos`, or 0.
+  size_t ContractionEnd(size_t pos) const {
+    if (ValueAt(pos) != '\'' || pos + 1 >= end_) return 0;
+    const auto lower = [&](size_t i) { return llama3_ ? AsciiLower(ValueAt(i)) : ValueAt(i); };
+    const uint32_t next = lower(pos + 1);
+    if (next == 's' || next == 't' || next == 'm' || next == 'd') return pos + 2;
+    if (pos + 2 >= end_) return 0;
+    const uint32_t after = lower(pos + 2);
+    const bool two_letters = (next == 'r' && after == 'e') || (next == 'v' && after == 'e') ||
+                             (next == 'l' && after == 'l');
+    return two_letters ? pos + 3 : 0;
+  }
+
+  // \s+(?!\S)|\s+, and for Llama-3 first \s*[\r\n]+. A whitespace run followed by more text
+  // leaves its last codepoint to the next word (so " word" keeps its space).
+  size_t WhitespaceMatchEnd(size_t pos) const {
+    size_t end = pos;
+    size_t after_last_newline = 0;
+    while (ClassAt(end) == kWhitespace) {
+      if (IsNewline(ValueAt(end))) after_last_newline = end + 1;
+      ++end;
     }
+    if (llama3_ && after_last_newline > 0) return after_last_newline;
+    if (end - pos > 1 && end < end_) return end - 1;
+    return end > pos ? end : pos + 1;  // a lone codepoint no alternative matches
+  }
+
+  size_t Gpt2MatchEnd(size_t pos) const {
+    if (const size_t end = ContractionEnd(pos)) return end;
     // " ?X+" for X in \p{L}, \p{N} and [^\s\p{L}\p{N}]: an optional space, then a run of X.
+    const size_t run_start = ValueAt(pos) == ' ' && pos + 1 < end_ ? pos + 1 : pos;
+    const uint8_t run_class = ClassAt(run_start);
+    if (run_class == kWhitespace) return WhitespaceMatchEnd(pos);
+    size_t end = run_start;
+    while (end < end_ && ClassAt(end) == run_class) ++end;
+    return end;
+  }
+
+  size_t Llama3MatchEnd(size_t pos) const {
+    if (const size_t end = ContractionEnd(pos)) return end;
+    const uint32_t cpt = ValueAt(pos);
+    const uint8_t cls = ClassAt(pos);
+    // [^\r\n\p{L}\p{N}]?\p{L}+
+    if (!IsNewline(cpt) && cls != kNumber && (cls == kLetter || ClassAt(pos + 1) == kLetter)) {
+      size_t end = pos + 1;
+      while (ClassAt(end) == kLetter) ++end;
+      return end;
+    }
+    // \p{N}{1,3}
+    if (cls == kNumber) {
+      size_t end = pos + 1;
+      while (end < pos + 3 && ClassAt(end) == kNumber) ++end;
+      return end;
+    }
+    // " ?[^\s\p{L}\p{N}]+[\r\n]*"
     const size_t run_start = cpt == ' ' && pos + 1 < end_ ? pos + 1 : pos;
-    const uint8_t run_class = RunClass(codepoints_[run_start].classes);
-    if (run_class != kWhitespace) {
-      size_t run_end = run_start;
-      while (run_end < end_ && RunClass(codepoints_[run_end].classes) == run_class) ++run_end;
-      return Emit(run_end);
+    if (ClassAt(run_start) == 0) {
+      size_t end = run_start;
+      while (end < end_ && ClassAt(end) == 0) ++end;
+      while (end < end_ && IsNewline(ValueAt(end))) ++end;
+      return end;
     }
-    size_t whitespace_end = pos;
-    while (whitespace_end < end_ && (codepoints_[whitespace_end].classes & kWhitespace)) {
-      ++whitespace_end;
-    }
-    // \s+(?!\S): a whitespace run followed by more text leaves its last codepoint to the next
-    // word (so " word" keeps its space).
-    if (whitespace_end - pos > 1 && whitespace_end < end_) return Emit(whitespace_end - 1);
-    if (whitespace_end > pos) return Emit(whitespace_end);
-    return Emit(pos + 1);
+    return WhitespaceMatchEnd(pos);
   }
 
   size_t Emit(size_t end) {
@@ -93,6 +134,7 @@ class Gpt2Splitter {
     return end;
   }
 
+  const bool llama3_;
   const std::vector<Codepoint>& codepoints_;
   const size_t text_size_;
   std::vector<size_t>* word_ends_;
@@ -110,27 +152,31 @@ absl::StatusOr<PreTokenizerKind> PreTokenizerFromName(std::string_view name) {
        {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva"}) {
     if (name == single_digits) return PreTokenizerKind::kGpt2SingleDigits;
   }
+  for (const char* llama3 : {"llama3", "llama-v3", "llama-bpe"}) {
+    if (name == llama3) return PreTokenizerKind::kLlama3;
+  }
   return absl::UnimplementedError(absl::StrCat("pre-tokenizer \"", std::string(name),
-                                               "\" is not supported (supported: gpt2, smollm and "
-                                               "the names llama.cpp treats alike)"));
+                                               "\" is not supported (supported: gpt2, smollm, "
+                                               "llama-bpe and the names llama.cpp treats alike)"));
 }
 
 std::vector<std::string_view> PreTokenize(PreTokenizerKind kind, std::string_view text) {
   const std::vector<Codepoint> codepoints = DecodeCodepoints(text);
   std::vector<size_t> word_ends;
-  Gpt2Splitter gpt2(codepoints, text.size(), &word_ends);
-  if (kind == PreTokenizerKind::kGpt2) {
-    gpt2.Split(0, codepoints.size());
+  ExpressionSplitter splitter(kind == PreTokenizerKind::kLlama3, codepoints, text.size(),
+                              &word_ends);
+  if (kind != PreTokenizerKind::kGpt2SingleDigits) {
+    splitter.Split(0, codepoints.size());
   } else {
     // Each number codepoint is a word; the GPT-2 expression runs on the text between them.
     size_t piece_begin = 0;
     for (size_t i = 0; i < codepoints.size(); ++i) {
       if (!(codepoints[i].classes & kNumber)) continue;
-      gpt2.Split(piece_begin, i);
+      splitter.Split(piece_begin, i);
       word_ends.push_back(i + 1 < codepoints.size() ? codepoints[i + 1].byte_offset : text.size());
       piece_begin = i + 1;
     }
-    gpt2.Split(piece_begin, codepoints.size());
+    splitter.Split(piece_begin, codepoints.size());
   }
   std::vector<std::string_view> words;
   words.reserve(word_ends.size());

@@ -16,9 +16,13 @@ enum class PreTokenizerKind {
   kGpt2,
   // Every \p{N} codepoint on its own first, then GPT-2 on the rest (SmolLM, StarCoder).
   kGpt2SingleDigits,
+  // Llama-3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+  //          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+  kLlama3,
 };
 
-// Maps GGUF's tokenizer.ggml.pre (e.g. "smollm", "gpt2") to a kind; UNIMPLEMENTED otherwise.
+// Maps GGUF's tokenizer.ggml.pre (e.g. "smollm", "gpt2", "llama-bpe") to a kind; UNIMPLEMENTED
+// otherwise.
 absl::StatusOr<PreTokenizerKind> PreTokenizerFromName(std::string_view name);
 
 // Splits `text`, which must be valid UTF-8, into consecutive non-empty words that together are

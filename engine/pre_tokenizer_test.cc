@@ -57,13 +57,28 @@ TEST(PreTokenizerTest, SingleDigitsComeFirst) {
   EXPECT_EQ(Words(kind, "a  1"), (Expected{"a", "  ", "1"}));
 }
 
+TEST(PreTokenizerTest, Llama3Expression) {
+  const auto kind = PreTokenizerKind::kLlama3;
+  EXPECT_EQ(Words(kind, "Hello world"), (Expected{"Hello", " world"}));
+  // Contractions in any case; numbers in groups of up to three.
+  EXPECT_EQ(Words(kind, "I'LL it's"), (Expected{"I", "'LL", " it", "'s"}));
+  EXPECT_EQ(Words(kind, "1234567 x"), (Expected{"123", "456", "7", " x"}));
+  // Any one non-letter, non-digit, non-newline codepoint may lead a run of letters.
+  EXPECT_EQ(Words(kind, "(abc\tdef"), (Expected{"(abc", "\tdef"}));
+  // Punctuation takes the newlines after it; whitespace ending in newlines is one word.
+  EXPECT_EQ(Words(kind, "end.\n\nNext"), (Expected{"end", ".\n\n", "Next"}));
+  EXPECT_EQ(Words(kind, "a  \n  b"), (Expected{"a", "  \n", " ", " b"}));
+  EXPECT_EQ(Words(kind, "x   "), (Expected{"x", "   "}));
+}
+
 TEST(PreTokenizerTest, NamesFollowLlamaCpp) {
   EXPECT_EQ(*PreTokenizerFromName("gpt2"), PreTokenizerKind::kGpt2);
   EXPECT_EQ(*PreTokenizerFromName("smollm"), PreTokenizerKind::kGpt2SingleDigits);
   EXPECT_EQ(*PreTokenizerFromName("starcoder"), PreTokenizerKind::kGpt2SingleDigits);
-  const auto llama3 = PreTokenizerFromName("llama-bpe");
-  EXPECT_EQ(llama3.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_NE(llama3.status().message().find("llama-bpe"), std::string::npos);
+  EXPECT_EQ(*PreTokenizerFromName("llama-bpe"), PreTokenizerKind::kLlama3);
+  const auto deepseek = PreTokenizerFromName("deepseek-llm");
+  EXPECT_EQ(deepseek.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(deepseek.status().message().find("deepseek-llm"), std::string::npos);
 }
 
 }  // namespace

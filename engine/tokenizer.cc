@@ -81,9 +81,11 @@ struct Fragment {
 struct Tokenizer::Impl {
   TokenizerSpec spec;
   PreTokenizerKind pre_tokenizer;
-  std::vector<std::string> piece_bytes;             // by id: the bytes the token stands for
-  std::array<int32_t, 256> byte_token;              // by byte: its single-byte token, or kNoToken
-  absl::flat_hash_map<uint64_t, MergeRule> merges;  // by (left id, right id)
+  std::vector<std::string> piece_bytes;         // by id: the bytes the token stands for
+  std::array<int32_t, 256> byte_token;          // by byte: its single-byte token, or kNoToken
+  std::array<uint32_t, 256> byte_to_codepoint;  // GPT-2's byte-to-unicode map
+  absl::flat_hash_map<std::string_view, int32_t> id_of_entry;  // by vocabulary entry
+  absl::flat_hash_map<uint64_t, MergeRule> merges;             // by (left id, right id)
   // Tokens matched as a whole in the input, longest first.
   std::vector<std::pair<std::string_view, int32_t>> special_tokens;
   absl::flat_hash_set<int32_t> end_of_generation;
@@ -95,6 +97,15 @@ struct Tokenizer::Impl {
 // Byte-pair merging of one pre-tokenized word: repeatedly merges the adjacent pair with the
 // lowest rank (leftmost on ties), as llama.cpp's llm_tokenizer_bpe_session does.
 void Tokenizer::Impl::EncodeWord(std::string_view word, std::vector<int32_t>* ids) const {
+  if (spec.ignore_merges) {
+    std::string entry;
+    for (char byte : word) AppendUtf8(byte_to_codepoint[static_cast<unsigned char>(byte)], &entry);
+    const auto it = id_of_entry.find(entry);
+    if (it != id_of_entry.end()) {
+      ids->push_back(it->second);
+      return;
+    }
+  }
   struct Symbol {
     int32_t id;
     int32_t prev;
@@ -198,12 +209,13 @@ absl::StatusOr<Tokenizer> Tokenizer::Create(TokenizerSpec spec) {
   const std::vector<std::string>& tokens = impl->spec.tokens;
   const std::vector<TokenType>& token_types = impl->spec.token_types;
 
-  const std::array<uint32_t, 256> byte_to_codepoint = ByteToCodepointTable();
+  impl->byte_to_codepoint = ByteToCodepointTable();
+  const std::array<uint32_t, 256>& byte_to_codepoint = impl->byte_to_codepoint;
   absl::flat_hash_map<uint32_t, char> codepoint_to_byte;
   for (int byte = 0; byte < 256; ++byte) {
     codepoint_to_byte[byte_to_codepoint[byte]] = static_cast<char>(byte);
   }
-  absl::flat_hash_map<std::string_view, int32_t> id_of_entry;
+  absl::flat_hash_map<std::string_view, int32_t>& id_of_entry = impl->id_of_entry;
   impl->piece_bytes.resize(vocab_size);
   for (int32_t id = 0; id < vocab_size; ++id) {
     const std::string& entry = tokens[id];

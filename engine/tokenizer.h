@@ -37,8 +37,10 @@ struct TokenizerSpec {
   std::vector<TokenType> token_types;
   // Merge rules in rank order, each "left right" (one space between the two pieces).
   std::vector<std::string> merges;
-  // Pre-tokenizer name as GGUF's tokenizer.ggml.pre spells it ("smollm", "gpt2", "llama3", ...).
+  // Pre-tokenizer name as GGUF's tokenizer.ggml.pre spells it ("smollm", "gpt2", "llama-bpe").
   std::string pre_tokenizer = "gpt2";
+  // A word that is itself a vocabulary entry becomes that token without merging (Llama-3).
+  bool ignore_merges = false;
   int32_t bos_id = kNoToken;
   int32_t eos_id = kNoToken;
   int32_t eot_id = kNoToken;  // end of turn (<|im_end|>, <|eot_id|>), if the model has one

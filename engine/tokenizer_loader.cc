@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/pre_tokenizer.h"
 #include "engine/status_macros.h"
 
 namespace apex4 {
@@ -47,25 +48,40 @@ std::string Excerpt(const json& value) {
   return text.size() > 200 ? text.substr(0, 200) + "..." : text;
 }
 
-bool IsByteLevelWithRegex(const json& pre_tokenizer) {
+// Llama-3's split expression, as its tokenizer.json writes it.
+constexpr char kLlama3Regex[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+bool IsByteLevel(const json& pre_tokenizer, bool use_regex) {
   return pre_tokenizer.value("type", "") == "ByteLevel" &&
-         !pre_tokenizer.value("add_prefix_space", false) && pre_tokenizer.value("use_regex", true);
+         !pre_tokenizer.value("add_prefix_space", false) &&
+         pre_tokenizer.value("use_regex", true) == use_regex;
+}
+
+bool IsLlama3Split(const json& step) {
+  return step.value("type", "") == "Split" &&
+         step.value("pattern", json::object()).value("Regex", "") == kLlama3Regex &&
+         step.value("behavior", "") == "Isolated" && !step.value("invert", false);
 }
 
 // The llama.cpp pre-tokenizer name equivalent to tokenizer.json's "pre_tokenizer".
 absl::StatusOr<std::string> PreTokenizerName(const json& pre_tokenizer) {
-  if (IsByteLevelWithRegex(pre_tokenizer)) return std::string("gpt2");
+  if (IsByteLevel(pre_tokenizer, /*use_regex=*/true)) return std::string("gpt2");
   if (pre_tokenizer.value("type", "") == "Sequence") {
     const json& steps = pre_tokenizer.value("pretokenizers", json::array());
     if (steps.size() == 2 && steps[0].value("type", "") == "Digits" &&
-        steps[0].value("individual_digits", false) && IsByteLevelWithRegex(steps[1])) {
+        steps[0].value("individual_digits", false) && IsByteLevel(steps[1], true)) {
       return std::string("smollm");
     }
+    if (steps.size() == 2 && IsLlama3Split(steps[0]) && IsByteLevel(steps[1], false)) {
+      return std::string("llama-bpe");
+    }
   }
-  return absl::UnimplementedError(absl::StrCat(
-      "tokenizer.json pre_tokenizer is not supported (supported: ByteLevel, or single Digits "
-      "then ByteLevel): ",
-      Excerpt(pre_tokenizer)));
+  return absl::UnimplementedError(
+      absl::StrCat("tokenizer.json pre_tokenizer is not supported (supported: ByteLevel; single "
+                   "Digits then ByteLevel; Llama-3's Split then ByteLevel): ",
+                   Excerpt(pre_tokenizer)));
 }
 
 // "bos_token" and friends are a string or an AddedToken object with "content".
@@ -99,13 +115,14 @@ absl::Status ReadModel(const json& model, TokenizerSpec* spec) {
     return absl::UnimplementedError(absl::StrCat(
         "tokenizer.json model type \"", model.value("type", ""), "\" is not supported (only BPE)"));
   }
-  if (model.value("byte_fallback", false) || model.value("ignore_merges", false) ||
+  if (model.value("byte_fallback", false) ||
       !model.value("continuing_subword_prefix", json()).is_null() ||
       !model.value("end_of_word_suffix", json()).is_null()) {
     return absl::UnimplementedError(
-        "tokenizer.json BPE options byte_fallback, ignore_merges, continuing_subword_prefix and "
+        "tokenizer.json BPE options byte_fallback, continuing_subword_prefix and "
         "end_of_word_suffix are not supported");
   }
+  spec->ignore_merges = model.value("ignore_merges", false);
   const json& vocab = model.value("vocab", json::object());
   for (const auto& [token, id_value] : vocab.items()) {
     const int64_t id = id_value.get<int64_t>();
@@ -180,6 +197,10 @@ absl::StatusOr<TokenizerSpec> TokenizerSpecFromGguf(const GgufReader& gguf) {
   }
   TokenizerSpec spec;
   ASSIGN_OR_RETURN(spec.pre_tokenizer, gguf.GetString("tokenizer.ggml.pre"));
+  ASSIGN_OR_RETURN(const PreTokenizerKind pre_tokenizer, PreTokenizerFromName(spec.pre_tokenizer));
+  // llama.cpp's llama-vocab defaults for Llama-3 vocabularies; add_bos_token below overrides.
+  spec.ignore_merges = pre_tokenizer == PreTokenizerKind::kLlama3;
+  spec.add_bos = pre_tokenizer == PreTokenizerKind::kLlama3;
   ASSIGN_OR_RETURN(spec.tokens, gguf.GetStringArray("tokenizer.ggml.tokens"));
   ASSIGN_OR_RETURN(spec.merges, gguf.GetStringArray("tokenizer.ggml.merges"));
   if (gguf.HasKey("tokenizer.ggml.token_type")) {

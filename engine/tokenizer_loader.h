@@ -17,8 +17,9 @@ namespace apex4 {
 absl::StatusOr<TokenizerSpec> TokenizerSpecFromGguf(const GgufReader& gguf);
 absl::StatusOr<Tokenizer> TokenizerFromGguf(const GgufReader& gguf);
 
-// From a tokenizer.json (BPE model, ByteLevel pre-tokenizer optionally after single Digits) and,
-// when present beside it, tokenizer_config.json (bos/eos tokens, add_bos_token, chat_template).
+// From a tokenizer.json (BPE model; ByteLevel pre-tokenizer, alone or after single Digits or
+// Llama-3's Split) and, when present beside it, tokenizer_config.json (bos/eos tokens,
+// add_bos_token, chat_template).
 // Merges may be "left right" strings or [left, right] pairs.
 absl::StatusOr<TokenizerSpec> TokenizerSpecFromJson(const std::string& tokenizer_json_path);
 absl::StatusOr<Tokenizer> TokenizerFromJson(const std::string& tokenizer_json_path);

@@ -12,6 +12,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "engine/gguf_reader.h"
+#include "engine/pre_tokenizer.h"
+#include "engine/status_macros.h"
 #include "engine/test_files.h"
 #include "engine/tokenizer_loader.h"
 #include "engine/unicode.h"
@@ -31,6 +33,64 @@ struct Case {
   std::optional<std::vector<int32_t>> hf_ids;  // absent where Hugging Face has no equivalent
 };
 
+std::vector<Case> CasesOf(const json& reference) {
+  std::vector<Case> cases;
+  for (const json& c : reference["cases"]) {
+    Case& added = cases.emplace_back();
+    added.text = c["text"];
+    added.add_bos = c["add_bos"];
+    added.special = c["special"];
+    added.llama_cpp_ids = c["llama_cpp_ids"].get<std::vector<int32_t>>();
+    added.llama_cpp_decoded = absl::HexStringToBytes(c["llama_cpp_decoded_hex"].get<std::string>());
+    if (!c["hf_ids"].is_null()) added.hf_ids = c["hf_ids"].get<std::vector<int32_t>>();
+  }
+  return cases;
+}
+
+json ReadJson(const std::string& path) {
+  std::ifstream file(path);
+  return json::parse(file);
+}
+
+std::string Describe(const Case& c) {
+  return absl::StrCat("text \"", absl::CHexEscape(c.text.substr(0, 120)), "\" add_bos=", c.add_bos,
+                      " special=", c.special);
+}
+
+// Encodes every case, expecting llama.cpp's ids (or Hugging Face's, where it has them, with
+// `against_hf`); returns how many cases were compared.
+int ExpectSameIds(const Tokenizer& tokenizer, const std::vector<Case>& cases, bool against_hf) {
+  int compared = 0;
+  int mismatches = 0;
+  for (const Case& c : cases) {
+    if (against_hf && !c.hf_ids.has_value()) continue;
+    const std::vector<int32_t>& expected = against_hf ? *c.hf_ids : c.llama_cpp_ids;
+    const auto ids = tokenizer.Encode(c.text, c.add_bos, c.special);
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    ++compared;
+    if (ids.ok() && *ids != expected && ++mismatches <= 5) {
+      ADD_FAILURE() << Describe(c) << ": " << ids->size() << " ids, expected " << expected.size();
+    }
+  }
+  EXPECT_EQ(mismatches, 0) << "of " << compared << " cases";
+  return compared;
+}
+
+void ExpectSameWords(PreTokenizerKind kind, const json& reference) {
+  for (const json& entry : reference["pre_tokenized"]) {
+    const std::string text = entry["text"];
+    std::vector<std::string> words;
+    for (std::string_view word : PreTokenize(kind, text)) words.emplace_back(word);
+    ASSERT_EQ(words, entry["words"].get<std::vector<std::string>>())
+        << absl::CHexEscape(text.substr(0, 120));
+  }
+}
+
+absl::StatusOr<Tokenizer> TokenizerFromGgufFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> gguf, GgufReader::Open(path));
+  return TokenizerFromGguf(*gguf);
+}
+
 class TokenizerTest : public testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -44,23 +104,9 @@ class TokenizerTest : public testing::Test {
     ASSERT_EQ(std::system(command.c_str()), 0)
         << command << " failed (needs llama-cpp-python, gguf and tokenizers: "
         << "python3 -m pip install -r tools/requirements.txt)";
-    std::ifstream file(*reference_dir_ + "/reference.json");
-    reference_ = new json(json::parse(file));
-    cases_ = new std::vector<Case>;
-    for (const json& c : (*reference_)["cases"]) {
-      Case& added = cases_->emplace_back();
-      added.text = c["text"];
-      added.add_bos = c["add_bos"];
-      added.special = c["special"];
-      added.llama_cpp_ids = c["llama_cpp_ids"].get<std::vector<int32_t>>();
-      added.llama_cpp_decoded =
-          absl::HexStringToBytes(c["llama_cpp_decoded_hex"].get<std::string>());
-      if (!c["hf_ids"].is_null()) added.hf_ids = c["hf_ids"].get<std::vector<int32_t>>();
-    }
-
-    auto gguf = GgufReader::Open(DefaultModelPath());
-    ASSERT_TRUE(gguf.ok()) << gguf.status();
-    auto tokenizer = TokenizerFromGguf(**gguf);
+    reference_ = new json(ReadJson(*reference_dir_ + "/reference.json"));
+    cases_ = new std::vector<Case>(CasesOf(*reference_));
+    auto tokenizer = TokenizerFromGgufFile(DefaultModelPath());
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = new Tokenizer(std::move(*tokenizer));
   }
@@ -82,23 +128,27 @@ json* TokenizerTest::reference_ = nullptr;
 std::vector<Case>* TokenizerTest::cases_ = nullptr;
 Tokenizer* TokenizerTest::tokenizer_ = nullptr;
 
-std::string Describe(const Case& c) {
-  return absl::StrCat("text \"", absl::CHexEscape(c.text.substr(0, 120)), "\" add_bos=", c.add_bos,
-                      " special=", c.special);
+TEST_F(TokenizerTest, IdsMatchLlamaCppOnRealTextAndEdgeCases) {
+  EXPECT_GT(ExpectSameIds(tokenizer(), cases(), /*against_hf=*/false), 1500);
 }
 
-TEST_F(TokenizerTest, IdsMatchLlamaCppOnRealTextAndEdgeCases) {
-  ASSERT_GT(cases().size(), 1500u);
-  int mismatches = 0;
-  for (const Case& c : cases()) {
-    const auto ids = tokenizer().Encode(c.text, c.add_bos, c.special);
-    ASSERT_TRUE(ids.ok()) << ids.status();
-    if (*ids != c.llama_cpp_ids && ++mismatches <= 5) {
-      ADD_FAILURE() << Describe(c) << ": " << ids->size() << " ids, llama.cpp "
-                    << c.llama_cpp_ids.size();
-    }
-  }
-  EXPECT_EQ(mismatches, 0) << "of " << cases().size() << " cases";
+TEST_F(TokenizerTest, WordsMatchHuggingFacePreTokenizers) {
+  ExpectSameWords(PreTokenizerKind::kGpt2SingleDigits, reference());
+  ExpectSameWords(PreTokenizerKind::kLlama3, ReadJson(reference_dir() + "/llama3/reference.json"));
+}
+
+// The same vocabulary under the Llama-3 pre-tokenizer, with merges skipped for whole entries.
+TEST_F(TokenizerTest, Llama3VariantMatchesLlamaCppAndHuggingFace) {
+  const std::string dir = reference_dir() + "/llama3";
+  const std::vector<Case> llama3_cases = CasesOf(ReadJson(dir + "/reference.json"));
+  auto from_gguf = TokenizerFromGgufFile(dir + "/vocab.gguf");
+  ASSERT_TRUE(from_gguf.ok()) << from_gguf.status();
+  EXPECT_EQ(from_gguf->pre_tokenizer(), "llama-bpe");
+  EXPECT_GT(ExpectSameIds(*from_gguf, llama3_cases, /*against_hf=*/false), 1500);
+  auto from_json = TokenizerFromJson(dir + "/tokenizer.json");
+  ASSERT_TRUE(from_json.ok()) << from_json.status();
+  EXPECT_EQ(from_json->pre_tokenizer(), "llama-bpe");
+  EXPECT_GT(ExpectSameIds(*from_json, llama3_cases, /*against_hf=*/true), 400);
 }
 
 TEST_F(TokenizerTest, SpecialTokensAreSingleIdsOnlyWhenParsed) {
@@ -119,15 +169,7 @@ TEST_F(TokenizerTest, JsonTokenizerMatchesHuggingFaceTokenizers) {
   EXPECT_EQ(json_tokenizer->eos_id(), tokenizer().eos_id());
   EXPECT_EQ(json_tokenizer->add_bos(), tokenizer().add_bos());
   EXPECT_EQ(json_tokenizer->chat_template(), tokenizer().chat_template());
-  int compared = 0;
-  for (const Case& c : cases()) {
-    if (!c.hf_ids.has_value()) continue;
-    const auto ids = json_tokenizer->Encode(c.text, c.add_bos, c.special);
-    ASSERT_TRUE(ids.ok()) << ids.status();
-    ASSERT_EQ(*ids, *c.hf_ids) << Describe(c);
-    ++compared;
-  }
-  EXPECT_GT(compared, 400);
+  EXPECT_GT(ExpectSameIds(*json_tokenizer, cases(), /*against_hf=*/true), 400);
 }
 
 TEST_F(TokenizerTest, MetadataMatchesLlamaCpp) {
@@ -233,8 +275,20 @@ TEST(TokenizerSpecTest, RefusesInconsistentSpecs) {
   spec.token_types = {TokenType::kNormal};
   EXPECT_EQ(Tokenizer::Create(spec).status().code(), absl::StatusCode::kInvalidArgument);
   spec.token_types = {};
-  spec.pre_tokenizer = "llama-bpe";
+  spec.pre_tokenizer = "deepseek-llm";
   EXPECT_EQ(Tokenizer::Create(spec).status().code(), absl::StatusCode::kUnimplemented);
+}
+
+// Llama-3 vocabularies hold entries that merges cannot build; ignore_merges takes them whole.
+TEST(TokenizerSpecTest, IgnoreMergesTakesWholeEntries) {
+  TokenizerSpec spec;
+  spec.tokens = {"a", "b", "c", "ab", "abc"};
+  spec.merges = {"a b"};
+  EXPECT_EQ(*Tokenizer::Create(spec)->Encode("abc", false, false), (std::vector<int32_t>{3, 2}));
+  spec.ignore_merges = true;
+  EXPECT_EQ(*Tokenizer::Create(spec)->Encode("abc", false, false), (std::vector<int32_t>{4}));
+  EXPECT_EQ(*Tokenizer::Create(spec)->Encode("abca", false, false),
+            (std::vector<int32_t>{3, 2, 0}));  // "abca" is no entry: merged as usual
 }
 
 }  // namespace

@@ -3,11 +3,14 @@
 
 Writes into OUT_DIR:
   reference.json         lines of real text and edge cases with the token ids llama.cpp
-                         (llama-cpp-python) gives for them, and Hugging Face tokenizers' ids;
-                         llama.cpp's bytes of every token and its end-of-generation ids
+                         (llama-cpp-python) gives for them, Hugging Face tokenizers' ids and
+                         pre-tokenizer words; llama.cpp's bytes of every token and its
+                         end-of-generation ids
   tokenizer.json         the GGUF's vocabulary, merges, pre-tokenizer and added tokens as a
                          Hugging Face tokenizer, serialized by the tokenizers library itself
   tokenizer_config.json  bos/eos tokens and the chat template, as transformers writes them
+  llama3/                the same three for the model's vocabulary under the Llama-3
+                         pre-tokenizer ("llama-bpe"), with that vocabulary as vocab.gguf
 
 Usage: tokenizer_reference.py MODEL.gguf DATA_DIR OUT_DIR
 """
@@ -18,7 +21,7 @@ import sys
 
 import gguf
 import llama_cpp
-from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, decoders
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
 # Text that exercises the pre-tokenizer and the special-token matcher beyond what prose does.
 EDGE_CASES = [
@@ -54,20 +57,54 @@ def sample_lines(path, every, count):
     return picked
 
 
+# Llama-3's split expression, as its tokenizer.json writes it.
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| "
+                r"?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def hf_pre_tokenizer(pre):
+    """Hugging Face's equivalent of a llama.cpp pre-tokenizer name."""
+    if pre == "smollm":
+        return pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ])
+    assert pre == "llama-bpe", pre
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+
+
+def write_llama3_variant(model_path, out_path):
+    """The model's vocabulary and merges under the Llama-3 pre-tokenizer, as a vocab-only GGUF."""
+    reader = gguf.GGUFReader(model_path)
+    writer = gguf.GGUFWriter(out_path, "llama")
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name in ("general.architecture", "tokenizer.ggml.pre"):
+            continue
+        value_type = field.types[0]
+        sub_type = field.types[1] if value_type == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(name, field.contents(), value_type, sub_type=sub_type)
+    writer.add_tokenizer_pre("llama-bpe")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def write_hf_tokenizer(model_path, out_dir):
     reader = gguf.GGUFReader(model_path)
     tokens = reader.fields["tokenizer.ggml.tokens"].contents()
     types = reader.fields["tokenizer.ggml.token_type"].contents()
     merges = reader.fields["tokenizer.ggml.merges"].contents()
     pre = reader.fields["tokenizer.ggml.pre"].contents()
-    assert pre == "smollm", pre  # the Digits + ByteLevel sequence below is what smollm means
     vocab = {token: i for i, token in enumerate(tokens)}
-    bpe = models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges])
+    # llama.cpp skips merging words that are vocabulary entries for Llama-3 vocabularies.
+    bpe = models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges],
+                     ignore_merges=pre == "llama-bpe")
     tokenizer = Tokenizer(bpe)
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    tokenizer.pre_tokenizer = hf_pre_tokenizer(pre)
     tokenizer.decoder = decoders.ByteLevel()
     control = gguf.TokenType.CONTROL
     tokenizer.add_special_tokens(
@@ -94,17 +131,7 @@ def token_piece(vocab, token, special):
     return buffer.raw[:length]
 
 
-def main():
-    model_path, data_dir, out_dir = sys.argv[1:4]
-    hf = write_hf_tokenizer(model_path, out_dir)
-    llama = llama_cpp.Llama(model_path, vocab_only=True, verbose=False)
-    texts = (EDGE_CASES
-             + sample_lines(os.path.join(data_dir, "wikitext2_valid_tokens.txt"), 23, 250)
-             + sample_lines(os.path.join(data_dir, "moby_dick.txt"), 29, 250))
-    vocab = llama_cpp.llama_model_get_vocab(llama.model)
-    n_vocab = llama.n_vocab()
-    pieces = [token_piece(vocab, i, False) for i in range(n_vocab)]
-    special_pieces = [token_piece(vocab, i, True) for i in range(n_vocab)]
+def tokenize_cases(llama, hf, texts, pieces, special_pieces):
     cases = []
     for text in texts:
         for add_bos in (False, True):
@@ -119,21 +146,52 @@ def main():
                 cases.append({"text": text, "add_bos": add_bos, "special": special,
                               "llama_cpp_ids": ids, "hf_ids": hf_ids,
                               "llama_cpp_decoded_hex": decoded.hex()})
-    reference = {
-        "model": os.path.basename(model_path),
-        "llama_cpp_version": llama_cpp.__version__,
-        "n_vocab": n_vocab,
-        "bos_id": llama.token_bos(),
-        "eos_id": llama.token_eos(),
-        "end_of_generation_ids": [i for i in range(n_vocab)
-                                  if llama_cpp.llama_vocab_is_eog(vocab, i)],
-        # Bytes of every token, without and with special tokens rendered.
-        "pieces_hex": [piece.hex() for piece in pieces],
-        "special_pieces_hex": [piece.hex() for piece in special_pieces],
-        "cases": cases,
-    }
-    with open(os.path.join(out_dir, "reference.json"), "w", encoding="utf-8") as f:
-        json.dump(reference, f, ensure_ascii=False)
+    return cases
+
+
+def hf_words(hf, text):
+    """Hugging Face's pre-tokenizer words of `text`, as slices of the text."""
+    return [text[begin:end] for _, (begin, end) in hf.pre_tokenizer.pre_tokenize_str(text)]
+
+
+def main():
+    model_path, data_dir, out_dir = sys.argv[1:4]
+    texts = (EDGE_CASES
+             + sample_lines(os.path.join(data_dir, "wikitext2_valid_tokens.txt"), 23, 250)
+             + sample_lines(os.path.join(data_dir, "moby_dick.txt"), 29, 250))
+    llama3_dir = os.path.join(out_dir, "llama3")
+    os.makedirs(llama3_dir, exist_ok=True)
+    llama3_path = os.path.join(llama3_dir, "vocab.gguf")
+    write_llama3_variant(model_path, llama3_path)
+
+    llama = llama_cpp.Llama(model_path, vocab_only=True, verbose=False)
+    vocab = llama_cpp.llama_model_get_vocab(llama.model)
+    n_vocab = llama.n_vocab()
+    pieces = [token_piece(vocab, i, False) for i in range(n_vocab)]
+    special_pieces = [token_piece(vocab, i, True) for i in range(n_vocab)]
+    for path, directory in ((model_path, out_dir), (llama3_path, llama3_dir)):
+        hf = write_hf_tokenizer(path, directory)
+        tokenizer = llama if path == model_path else \
+            llama_cpp.Llama(path, vocab_only=True, verbose=False)
+        reference = {
+            "model": os.path.basename(path),
+            "llama_cpp_version": llama_cpp.__version__,
+            "cases": tokenize_cases(tokenizer, hf, texts, pieces, special_pieces),
+            "pre_tokenized": [{"text": text, "words": hf_words(hf, text)} for text in texts],
+        }
+        if path == model_path:
+            reference.update({
+                "n_vocab": n_vocab,
+                "bos_id": llama.token_bos(),
+                "eos_id": llama.token_eos(),
+                "end_of_generation_ids": [i for i in range(n_vocab)
+                                          if llama_cpp.llama_vocab_is_eog(vocab, i)],
+                # Bytes of every token, without and with special tokens rendered.
+                "pieces_hex": [piece.hex() for piece in pieces],
+                "special_pieces_hex": [piece.hex() for piece in special_pieces],
+            })
+        with open(os.path.join(directory, "reference.json"), "w", encoding="utf-8") as f:
+            json.dump(reference, f, ensure_ascii=False)
 
 
 if __name__ == "__main__":
