@@ -11,10 +11,13 @@ std::string EnvOrEmpty(const char* name) {
   return value != nullptr ? value : "";
 }
 
-// A runfiles directory of an external repository, or the empty string outside `bazel test`.
+// A runfiles directory of an external repository: under TEST_SRCDIR in `bazel test`, beside
+// the working directory (runfiles/apex4) for binaries run from their runfiles or `bazel run`.
 std::string RunfilesDir(const std::string& repository) {
   const std::string srcdir = EnvOrEmpty("TEST_SRCDIR");
-  return srcdir.empty() ? "" : srcdir + "/" + repository;
+  if (!srcdir.empty()) return srcdir + "/" + repository;
+  const std::string sibling = "../" + repository;
+  return std::filesystem::is_directory(sibling) ? sibling : "";
 }
 
 }  // namespace
