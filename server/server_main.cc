@@ -53,8 +53,12 @@ ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest gRPC message accepted or sen
 namespace apex4 {
 namespace {
 
-// Threads the sync gRPC server may use beyond one per admitted stream: health checks, Tokenize,
-// GetModelInfo and reflection while every stream slot is busy.
+// The sync gRPC server runs each call on its own thread, within a thread quota that caps the
+// threads a flood of calls can create. Generate calls are bounded by the scheduler (running plus
+// queued), and the quota leaves room for health checks, Tokenize, GetModelInfo and reflection.
+// gRPC 1.51 charges its polling threads to the same quota and, measured, admitted only about 41
+// concurrent streams under a quota of 88: hence two units per admissible stream.
+constexpr int kThreadQuotaPerStream = 2;
 constexpr int kExtraRpcThreads = 16;
 
 absl::Status CheckRange(const char* flag, int value, int low, int high) {
@@ -128,7 +132,8 @@ absl::Status Serve(const sigset_t& shutdown_signals) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ResourceQuota quota("apex4_server");
-  quota.SetMaxThreads(absl::GetFlag(FLAGS_max_batch_size) + absl::GetFlag(FLAGS_max_queue_size) +
+  quota.SetMaxThreads(kThreadQuotaPerStream * (absl::GetFlag(FLAGS_max_batch_size) +
+                                               absl::GetFlag(FLAGS_max_queue_size)) +
                       kExtraRpcThreads);
   int grpc_port = 0;
   grpc::ServerBuilder builder;

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -21,7 +22,13 @@ SERVICE = "apex4.v1.Generation"
 
 def runfile(path):
     """Absolute path of a runfile, e.g. 'apex4/server/apex4_server'."""
-    for root in (os.environ.get("RUNFILES_DIR"), os.environ.get("TEST_SRCDIR")):
+    # Tests get RUNFILES_DIR/TEST_SRCDIR; a py_binary run by path finds its tree beside argv[0].
+    main_script = os.path.abspath(sys.argv[0])
+    roots = [os.environ.get("RUNFILES_DIR"), os.environ.get("TEST_SRCDIR"),
+             main_script + ".runfiles"]
+    if ".runfiles/" in main_script:
+        roots.append(main_script[:main_script.index(".runfiles/") + len(".runfiles")])
+    for root in roots:
         if root and os.path.exists(os.path.join(root, path)):
             return os.path.join(root, path)
     raise FileNotFoundError(f"runfile {path} not found")
