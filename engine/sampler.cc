@@ -9,10 +9,12 @@
 namespace apex4 {
 namespace {
 
-// Partial sorts for top-p start with this many candidates and grow fourfold: the nucleus is
-// usually a few dozen tokens, and sorting the whole vocabulary per token would cost more than
-// the rest of sampling.
-constexpr size_t kFirstSortedChunk = 64;
+constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
+
+// Top-p first looks at this many of the most likely tokens and grows fourfold while their mass
+// falls short: the nucleus is usually a few dozen tokens, and sorting the whole vocabulary per
+// token would cost more than the rest of sampling.
+constexpr size_t kFirstNucleusGuess = 64;
 
 }  // namespace
 
@@ -32,11 +34,42 @@ absl::Status ValidateSamplerConfig(const SamplerConfig& config) {
   return absl::OkStatus();
 }
 
+void Sampler::SelectMostLikely(absl::Span<const float> logits, size_t count) {
+  // A min-heap of the best `count` so far: most logits fall below its top and cost one compare.
+  const auto more_likely = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  candidates_.clear();
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (!(logits[i] > kMinusInfinity)) continue;  // -inf and NaN are never drawn
+    const auto id = static_cast<int32_t>(i);
+    if (candidates_.size() < count) {
+      candidates_.push_back(id);
+      std::push_heap(candidates_.begin(), candidates_.end(), more_likely);
+    } else if (more_likely(id, candidates_.front())) {
+      std::pop_heap(candidates_.begin(), candidates_.end(), more_likely);
+      candidates_.back() = id;
+      std::push_heap(candidates_.begin(), candidates_.end(), more_likely);
+    }
+  }
+  std::sort_heap(candidates_.begin(), candidates_.end(), more_likely);
+}
+
+int32_t Sampler::Draw(size_t size, double total) {
+  const double draw = NextUniform() * total;
+  double cumulative = 0.0;
+  for (size_t i = 0; i < size; ++i) {
+    cumulative += weights_[i];
+    if (draw < cumulative) return candidates_[i];
+  }
+  return candidates_[size - 1];  // rounding left the draw at the very top
+}
+
 absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
   if (!config_status_.ok()) return config_status_;
   // Greedy pick: the first of the largest logits; NaN never compares greater.
   int32_t best = -1;
-  float best_logit = -std::numeric_limits<float>::infinity();
+  float best_logit = kMinusInfinity;
   for (size_t i = 0; i < logits.size(); ++i) {
     if (logits[i] > best_logit) {
       best = static_cast<int32_t>(i);
@@ -46,53 +79,49 @@ absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
   if (best < 0) return absl::InvalidArgumentError("logits hold no value above -inf");
   if (config_.temperature == 0.0f || std::isinf(best_logit)) return best;
 
-  candidates_.clear();
-  const double inverse_temperature = 1.0 / config_.temperature;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    if (!(logits[i] > -std::numeric_limits<float>::infinity())) continue;  // -inf and NaN
-    const double weight =
-        std::exp((static_cast<double>(logits[i]) - best_logit) * inverse_temperature);
-    if (weight > 0.0) candidates_.push_back({weight, static_cast<int32_t>(i)});
-  }
-  const auto more_likely = [](const Candidate& a, const Candidate& b) {
-    return a.weight > b.weight || (a.weight == b.weight && a.id < b.id);
+  // Weights relative to the best token's (1), so that no exponential overflows.
+  const float inverse_temperature = 1.0f / config_.temperature;
+  if (std::isinf(inverse_temperature)) return best;  // a denormal temperature is greedy
+  const auto weight = [&](float logit) {
+    return logit > kMinusInfinity ? std::exp((logit - best_logit) * inverse_temperature) : 0.0f;
   };
   const auto k = static_cast<size_t>(config_.top_k);
-  if (k > 0 && k < candidates_.size()) {
-    std::nth_element(candidates_.begin(), candidates_.begin() + (k - 1), candidates_.end(),
-                     more_likely);
-    candidates_.resize(k);
-  }
-  double total = 0.0;
-  for (const Candidate& candidate : candidates_) total += candidate.weight;
-
-  if (config_.top_p < 1.0f) {
-    // Keep the most likely candidates until their mass reaches top_p of the total.
-    const double target = config_.top_p * total;
-    double kept_mass = 0.0;
-    size_t sorted_end = 0;
-    for (size_t i = 0; i < candidates_.size(); ++i) {
-      if (i == sorted_end) {
-        sorted_end = std::min(candidates_.size(), std::max(kFirstSortedChunk, 4 * sorted_end));
-        std::partial_sort(candidates_.begin() + i, candidates_.begin() + sorted_end,
-                          candidates_.end(), more_likely);
-      }
-      kept_mass += candidates_[i].weight;
-      if (kept_mass >= target) {
-        candidates_.resize(i + 1);
-        break;
-      }
+  if (k == 0 && config_.top_p == 1.0f) {
+    // Plain temperature sampling: every token, in vocabulary order.
+    candidates_.resize(logits.size());
+    weights_.resize(logits.size());
+    double total = 0.0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      candidates_[i] = static_cast<int32_t>(i);
+      weights_[i] = weight(logits[i]);
+      total += weights_[i];
     }
-    total = kept_mass;
+    return Draw(logits.size(), total);
   }
 
-  const double draw = NextUniform() * total;
-  double cumulative = 0.0;
-  for (const Candidate& candidate : candidates_) {
-    cumulative += candidate.weight;
-    if (draw < cumulative) return candidate.id;
+  // Top-k keeps the k most likely; top-p alone needs the mass of the whole vocabulary.
+  double total = 0.0;
+  if (k > 0) {
+    SelectMostLikely(logits, k);
+    for (int32_t id : candidates_) total += weight(logits[id]);
+  } else {
+    for (float logit : logits) total += weight(logit);
   }
-  return candidates_.back().id;  // rounding left the draw at the very top
+  const double nucleus_mass = config_.top_p * total;
+  for (size_t guess = k > 0 ? k : kFirstNucleusGuess;; guess *= 4) {
+    if (k == 0) SelectMostLikely(logits, guess);
+    weights_.resize(candidates_.size());
+    double kept_mass = 0.0;
+    for (size_t i = 0; i < candidates_.size(); ++i) {
+      weights_[i] = weight(logits[candidates_[i]]);
+      kept_mass += weights_[i];
+      // The nucleus: the most likely tokens until their mass reaches top_p.
+      if (kept_mass >= nucleus_mass) return Draw(i + 1, kept_mass);
+    }
+    // Every candidate is in: top-k left less than the vocabulary, or rounding kept the nucleus
+    // a hair short of top_p of the total.
+    if (k > 0 || candidates_.size() < guess) return Draw(candidates_.size(), kept_mass);
+  }
 }
 
 }  // namespace apex4

@@ -45,15 +45,17 @@ class Sampler {
   // std::uniform_real_distribution).
   double NextUniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
-  struct Candidate {
-    double weight;  // unnormalised probability after temperature
-    int32_t id;
-  };
+  // Ids of the `count` largest logits, most likely first (ties: lower id first).
+  void SelectMostLikely(absl::Span<const float> logits, size_t count);
+  // Draws from candidates_[0, size) with weights_ (unnormalised probabilities) of the same size.
+  int32_t Draw(size_t size, double total);
 
   SamplerConfig config_;
   absl::Status config_status_;
   std::mt19937_64 rng_;
-  std::vector<Candidate> candidates_;  // scratch, kept to spare a vocabulary-sized allocation
+  // Scratch, kept to spare allocations per token.
+  std::vector<int32_t> candidates_;
+  std::vector<float> weights_;
 };
 
 }  // namespace apex4

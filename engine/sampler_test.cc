@@ -55,6 +55,11 @@ TEST_F(SamplerTest, GreedyAndTopOneAreTheArgmax) {
     Sampler top_one = MakeSampler(1.5f, 1, 1.0f, seed);
     ASSERT_EQ(*top_one.Sample(logits()), argmax) << "seed " << seed;
   }
+  // Temperatures too small to invert in float are greedy too.
+  for (float tiny : {1e-30f, 1e-45f}) {
+    Sampler cold = MakeSampler(tiny, 0, 1.0f, 5);
+    EXPECT_EQ(*cold.Sample(logits()), argmax) << tiny;
+  }
   // A nucleus smaller than the most likely token's probability is that token alone.
   Sampler tiny_nucleus = MakeSampler(1.0f, 0, 1e-6f, 7);
   EXPECT_EQ(*tiny_nucleus.Sample(logits()), argmax);
