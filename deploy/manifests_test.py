@@ -314,6 +314,7 @@ class ManifestTest(unittest.TestCase):
                                          "%s: %s also selects %s pods" % (pool, what, other))
             hpa = lib.one(objects, "HorizontalPodAutoscaler")
             self.assertEqual(hpa["spec"]["scaleTargetRef"]["name"], deployment["metadata"]["name"])
+            self.assertNotIn("replicas", deployment["spec"], "%s: apply would undo the autoscaler" % pool)
             for obj in objects:
                 key = (obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])
                 self.assertNotIn(key, names, "%s and %s both create %s" % (names.get(key), pool, key))
