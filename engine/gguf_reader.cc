@@ -1,16 +1,11 @@
 #include "engine/gguf_reader.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/mapped_file.h"
 #include "engine/status_macros.h"
 
 namespace apex4 {
@@ -212,39 +207,18 @@ int64_t GgufTensorInfo::num_elements() const {
 }
 
 absl::StatusOr<std::unique_ptr<GgufReader>> GgufReader::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot open GGUF file '", path, "': ", std::strerror(errno)));
-  }
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    const int error = errno;
-    ::close(fd);
-    return absl::NotFoundError(
-        absl::StrCat("cannot stat GGUF file '", path, "': ", std::strerror(error)));
-  }
-  if (st.st_size == 0) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat("GGUF file '", path, "' is empty"));
-  }
-  void* mapping = ::mmap(nullptr, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int mmap_error = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (mapping == MAP_FAILED) {
-    return absl::InternalError(
-        absl::StrCat("cannot mmap GGUF file '", path, "': ", std::strerror(mmap_error)));
+  absl::StatusOr<std::unique_ptr<MappedFile>> file = MappedFile::Open(path);
+  if (!file.ok()) {
+    return absl::Status(file.status().code(),
+                        absl::StrCat("GGUF file: ", file.status().message()));
   }
   std::unique_ptr<GgufReader> reader(new GgufReader());
   reader->path_ = path;
-  reader->mapping_ = static_cast<const uint8_t*>(mapping);
-  reader->size_ = static_cast<uint64_t>(st.st_size);
+  reader->file_ = std::move(*file);
+  reader->mapping_ = reader->file_->data();
+  reader->size_ = reader->file_->size();
   RETURN_IF_ERROR(reader->Parse());
   return reader;
-}
-
-GgufReader::~GgufReader() {
-  if (mapping_ != nullptr) ::munmap(const_cast<uint8_t*>(mapping_), size_);
 }
 
 absl::Status GgufReader::Parse() {

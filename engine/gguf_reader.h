@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/ggml_types.h"
+#include "engine/mapped_file.h"
 
 namespace apex4 {
 
@@ -58,7 +59,6 @@ class GgufReader {
   // offset, when it is not a well-formed GGUF v2/v3 file.
   static absl::StatusOr<std::unique_ptr<GgufReader>> Open(const std::string& path);
 
-  ~GgufReader();
   GgufReader(const GgufReader&) = delete;
   GgufReader& operator=(const GgufReader&) = delete;
 
@@ -106,7 +106,8 @@ class GgufReader {
   absl::Status TypeMismatch(absl::string_view key, const Value& value, const char* wanted) const;
 
   std::string path_;
-  const uint8_t* mapping_ = nullptr;
+  std::unique_ptr<MappedFile> file_;
+  const uint8_t* mapping_ = nullptr;  // file_'s bytes
   uint64_t size_ = 0;
   uint32_t version_ = 0;
   uint32_t alignment_ = 32;

@@ -4,9 +4,9 @@
   gguf_export.py f32-gguf MODEL.gguf OUT.gguf
       The same GGUF with every tensor dequantized (by gguf-py) to F32, so that llama.cpp runs
       the model without quantized weights or activations.
-  gguf_export.py hf MODEL.gguf OUT_DIR [--dtype float32|float16]
-      A Hugging Face LLaMA directory: config.json and model.safetensors (written by the
-      safetensors package), with Q/K rows returned from llama.cpp's RoPE order to Hugging
+  gguf_export.py hf MODEL.gguf OUT_DIR [--dtype float32|float16] [--shards N]
+      A Hugging Face LLaMA directory: config.json and model.safetensors, or N shards and
+      model.safetensors.index.json (written by the safetensors package), with Q/K rows returned from llama.cpp's RoPE order to Hugging
       Face's, as transformers does when it reads a GGUF.
 """
 import argparse
@@ -77,7 +77,7 @@ def to_rotate_half_order(weights, num_heads):
             .swapaxes(1, 2).reshape(rows, cols))
 
 
-def write_hf_directory(reader, out_dir, dtype):
+def write_hf_directory(reader, out_dir, dtype, shards):
     from safetensors.numpy import save_file
 
     def meta(key):
@@ -114,7 +114,20 @@ def write_hf_directory(reader, out_dir, dtype):
     np_dtype = {"float32": np.float32, "float16": np.float16}[dtype]
     tensors = {k: v.astype(np_dtype) for k, v in tensors.items()}
     os.makedirs(out_dir, exist_ok=True)
-    save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    if shards == 1:
+        save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    else:
+        # Round-robin over the shards, with the index transformers writes beside them.
+        names = sorted(tensors)
+        weight_map = {}
+        for shard in range(shards):
+            file_name = f"model-{shard + 1:05d}-of-{shards:05d}.safetensors"
+            part = {n: tensors[n] for n in names[shard::shards]}
+            save_file(part, os.path.join(out_dir, file_name), metadata={"format": "pt"})
+            weight_map.update({n: file_name for n in part})
+        with open(os.path.join(out_dir, "model.safetensors.index.json"), "w",
+                  encoding="utf-8") as f:
+            json.dump({"metadata": {}, "weight_map": weight_map}, f, indent=2)
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(config, f, indent=2)
 
@@ -130,12 +143,13 @@ def main():
     hf.add_argument("model")
     hf.add_argument("out_dir")
     hf.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    hf.add_argument("--shards", type=int, default=1, help="split into this many files")
     args = parser.parse_args()
     reader = gguf.GGUFReader(args.model)
     if args.command == "f32-gguf":
         write_f32_gguf(reader, args.out)
     else:
-        write_hf_directory(reader, args.out_dir, args.dtype)
+        write_hf_directory(reader, args.out_dir, args.dtype, args.shards)
 
 
 if __name__ == "__main__":
