@@ -1,10 +1,14 @@
 #include "engine/cpu_engine.h"
 
 #include <filesystem>
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/apex4_checkpoint.h"
+#include "engine/apex4_llama_weights.h"
 #include "engine/gguf_reader.h"
 #include "engine/kv_cache.h"
 #include "engine/llama_config.h"
@@ -20,12 +24,16 @@ namespace {
 class CpuEngine : public InferenceEngine {
  public:
   CpuEngine(EngineInfo info, Tokenizer tokenizer, std::unique_ptr<ThreadPool> pool,
-            std::unique_ptr<LlamaModel> model, std::unique_ptr<PagedKvCache> cache)
+            std::unique_ptr<LlamaModel> model, std::unique_ptr<PagedKvCache> cache,
+            std::optional<Apex4Metadata> apex4_metadata = std::nullopt,
+            std::string model_path = "")
       : info_(std::move(info)),
         tokenizer_(std::move(tokenizer)),
         pool_(std::move(pool)),
         model_(std::move(model)),
-        cache_(std::move(cache)) {}
+        cache_(std::move(cache)),
+        apex4_metadata_(std::move(apex4_metadata)),
+        model_path_(std::move(model_path)) {}
 
   const EngineInfo& info() const override { return info_; }
   const Tokenizer& tokenizer() const override { return tokenizer_; }
@@ -53,6 +61,20 @@ class CpuEngine : public InferenceEngine {
   }
 
   KvCacheUsage kv_usage() const override { return cache_->Usage(); }
+
+  std::vector<LayerToPlan> PlannableLayers() const override {
+    return apex4_metadata_ ? Apex4PlannableLayers(*apex4_metadata_) : std::vector<LayerToPlan>{};
+  }
+
+  // Rebuilds the planned layers from the checkpoint, read again: start-up only, and the engine
+  // need not hold the file's other variants in memory meanwhile.
+  absl::Status ApplyPlan(const ExecutionPlan& plan) override {
+    if (!apex4_metadata_) return absl::OkStatus();
+    ASSIGN_OR_RETURN(const GranularityPlan granularity, GranularityPlan::FromExecutionPlan(plan));
+    ASSIGN_OR_RETURN(const Apex4Checkpoint checkpoint, Apex4Checkpoint::Open(model_path_));
+    return ApplyGranularityPlan(checkpoint, granularity, pool_.get(),
+                                &model_->mutable_weights());
+  }
   void set_kernel_timer(KernelTimer* timer) override { timer_ = timer; }
 
  private:
@@ -63,7 +85,58 @@ class CpuEngine : public InferenceEngine {
   std::unique_ptr<PagedKvCache> cache_;
   KernelTimer* timer_ = nullptr;
   std::vector<ForwardEntry> entries_;  // reused across steps
+  std::optional<Apex4Metadata> apex4_metadata_;  // set when serving an apex4 checkpoint
+  std::string model_path_;
 };
+
+// Shared by both formats: the KV cache, the model and the engine around loaded weights.
+absl::StatusOr<std::unique_ptr<InferenceEngine>> AssembleEngine(
+    const EngineOptions& options, const LlamaConfig& config, Tokenizer tokenizer,
+    std::unique_ptr<ThreadPool> pool, LlamaWeights weights, EngineInfo info,
+    std::optional<Apex4Metadata> apex4_metadata = std::nullopt) {
+  if (tokenizer.vocab_size() > config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer has ", tokenizer.vocab_size(),
+                                                   " tokens, the model's embedding only ",
+                                                   config.vocab_size));
+  }
+  const KvCacheShape shape{config.num_layers, config.num_kv_heads, config.head_dim};
+  ASSIGN_OR_RETURN(std::unique_ptr<PagedKvCache> cache,
+                   PagedKvCache::Create(shape, options.kv_cache_mb << 20));
+  info.architecture = "llama";
+  info.backend = "cpu";
+  info.vocab_size = config.vocab_size;
+  info.context_length = config.context_length;
+  info.num_layers = config.num_layers;
+  info.hidden_size = config.hidden_size;
+  auto model = std::make_unique<LlamaModel>(config, std::move(weights), pool.get());
+  return std::unique_ptr<InferenceEngine>(new CpuEngine(
+      std::move(info), std::move(tokenizer), std::move(pool), std::move(model), std::move(cache),
+      std::move(apex4_metadata), options.model_path));
+}
+
+// An apex4 W4A4 checkpoint directory (tools/quantizer/FORMAT.md). Its tokenizer is the one of
+// the full-precision GGUF it was made from, expected beside the directory (models/) and checked
+// against the recorded sha256.
+absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadApex4CpuEngine(const EngineOptions& options) {
+  ASSIGN_OR_RETURN(const Apex4Checkpoint checkpoint, Apex4Checkpoint::Open(options.model_path));
+  const Apex4Metadata& metadata = checkpoint.metadata();
+  std::filesystem::path directory(options.model_path);
+  if (!directory.has_filename()) directory = directory.parent_path();  // a trailing '/'
+  const std::string source = (directory.parent_path() / metadata.source.file).string();
+  RETURN_IF_ERROR(VerifyApex4Source(metadata, source));
+  ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> gguf, GgufReader::Open(source));
+  ASSIGN_OR_RETURN(Tokenizer tokenizer, TokenizerFromGguf(*gguf));
+  ASSIGN_OR_RETURN(const LlamaConfig config, LlamaConfigFromApex4(metadata));
+  auto pool = std::make_unique<ThreadPool>(options.threads);
+  ASSIGN_OR_RETURN(LlamaWeights weights,
+                   LoadLlamaWeightsFromApex4(checkpoint, config, GranularityPlan{}, pool.get()));
+  EngineInfo info;
+  info.name = directory.filename().string();
+  info.format = "apex4";
+  info.quantization = absl::StrCat("w4a4-", metadata.default_granularity);
+  return AssembleEngine(options, config, std::move(tokenizer), std::move(pool),
+                        std::move(weights), std::move(info), metadata);
+}
 
 }  // namespace
 
@@ -72,37 +145,23 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadCpuEngine(const EngineOptio
     return absl::InvalidArgumentError(
         absl::StrCat("thread count must be at least 1, got ", options.threads));
   }
+  if (Apex4Checkpoint::IsCheckpointDirectory(options.model_path)) {
+    return LoadApex4CpuEngine(options);
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> gguf, GgufReader::Open(options.model_path));
   ASSIGN_OR_RETURN(const LlamaConfig config, LlamaConfigFromGguf(*gguf));
   ASSIGN_OR_RETURN(Tokenizer tokenizer, TokenizerFromGguf(*gguf));
-  if (tokenizer.vocab_size() > config.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat("tokenizer has ", tokenizer.vocab_size(),
-                                                   " tokens, the model's embedding only ",
-                                                   config.vocab_size));
-  }
   auto pool = std::make_unique<ThreadPool>(options.threads);
   ASSIGN_OR_RETURN(LlamaWeights weights, LoadLlamaWeightsFromGguf(*gguf, config, pool.get()));
-  const KvCacheShape shape{config.num_layers, config.num_kv_heads, config.head_dim};
-  ASSIGN_OR_RETURN(std::unique_ptr<PagedKvCache> cache,
-                   PagedKvCache::Create(shape, options.kv_cache_mb << 20));
-
   EngineInfo info;
   // The file name says what users chose ("SmolLM2-135M-Instruct.Q4_1.gguf"); general.name is
   // often a training-run label.
   const std::string file_name = std::filesystem::path(options.model_path).filename().string();
   info.name = file_name.substr(0, file_name.find('.'));
-  info.architecture = "llama";
   info.format = "gguf";
   info.quantization = "fp32";
-  info.backend = "cpu";
-  info.vocab_size = config.vocab_size;
-  info.context_length = config.context_length;
-  info.num_layers = config.num_layers;
-  info.hidden_size = config.hidden_size;
-  auto model = std::make_unique<LlamaModel>(config, std::move(weights), pool.get());
-  return std::unique_ptr<InferenceEngine>(new CpuEngine(std::move(info), std::move(tokenizer),
-                                                        std::move(pool), std::move(model),
-                                                        std::move(cache)));
+  return AssembleEngine(options, config, std::move(tokenizer), std::move(pool),
+                        std::move(weights), std::move(info));
 }
 
 }  // namespace apex4

@@ -1,0 +1,158 @@
+// apex4_eval: accuracy of a model as the server runs it (the CPU engine's forward pass, W4A4
+// layers included): perplexity on a text file over non-overlapping windows and HellaSwag
+// accuracy by length-normalised log-likelihood. Prints one JSON object (and writes --output).
+//
+//   apex4_eval --model models/x.apex4 --perplexity_file ../shared/data/moby_dick.txt \
+//       --max_windows 4 --hellaswag_file ../shared/data/hellaswag_val_dev1000.txt --max_tasks 200
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "engine/cpu_engine.h"
+#include "engine/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "tools/eval/hellaswag.h"
+#include "tools/eval/hellaswag_tasks.h"
+#include "tools/eval/perplexity.h"
+#include "tools/eval/sequence_scorer.h"
+
+ABSL_FLAG(std::string, model, "", "a .gguf file or an apex4 checkpoint directory");
+ABSL_FLAG(int, threads, 2, "compute threads");
+ABSL_FLAG(std::string, granularity, "configured",
+          "W4A4 layers run the checkpoint's configured granularity, or all 'per_channel' or "
+          "all 'g128'");
+ABSL_FLAG(std::string, perplexity_file, "", "text file for perplexity (empty: skip)");
+ABSL_FLAG(int, context, 2048, "perplexity window length in tokens");
+ABSL_FLAG(int64_t, max_windows, 0, "score the first N windows (0: all)");
+ABSL_FLAG(std::string, hellaswag_file, "", "llama.cpp-format HellaSwag file (empty: skip)");
+ABSL_FLAG(int64_t, max_tasks, 0, "score the first N HellaSwag tasks (0: all)");
+ABSL_FLAG(std::string, output, "", "also write the JSON result to this file");
+
+namespace apex4 {
+namespace {
+
+using Json = nlohmann::json;
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Every W4A4 layer at one granularity, through the same interface the node's planner uses.
+absl::Status ApplyUniformGranularity(InferenceEngine& engine, const std::string& granularity) {
+  if (granularity == "configured") return absl::OkStatus();
+  if (granularity != kPerChannel && granularity != kGroup128) {
+    return absl::InvalidArgumentError(absl::StrCat("--granularity: '", granularity,
+                                                   "' is not configured, per_channel or g128"));
+  }
+  const std::vector<LayerToPlan> layers = engine.PlannableLayers();
+  if (layers.empty()) {
+    return absl::InvalidArgumentError("--granularity applies to apex4 checkpoints only");
+  }
+  ExecutionPlan plan;
+  for (const LayerToPlan& layer : layers) {
+    LayerPlanDecision decision;
+    decision.name = layer.name;
+    decision.granularity = granularity;
+    plan.layers.push_back(decision);
+  }
+  return engine.ApplyPlan(plan);
+}
+
+absl::StatusOr<Json> EvaluatePerplexityFile(InferenceEngine& engine, SequenceScorer& scorer,
+                                            const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return absl::NotFoundError(absl::StrCat("cannot open --perplexity_file ", path));
+  std::stringstream text;
+  text << file.rdbuf();
+  const auto start = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(const std::vector<int32_t> tokens,
+                   engine.tokenizer().Encode(text.str(), engine.tokenizer().add_bos(),
+                                             /*parse_special=*/false));
+  ASSIGN_OR_RETURN(const PerplexityResult result,
+                   EvaluatePerplexity(scorer, tokens, absl::GetFlag(FLAGS_context),
+                                      absl::GetFlag(FLAGS_max_windows)));
+  return Json{{"file", path},
+              {"text_tokens", tokens.size()},
+              {"context", absl::GetFlag(FLAGS_context)},
+              {"windows", result.windows},
+              {"scored_tokens", result.scored_tokens},
+              {"mean_nll", result.mean_nll},
+              {"perplexity", result.perplexity},
+              {"seconds", SecondsSince(start)}};
+}
+
+absl::StatusOr<Json> EvaluateHellaswagFile(InferenceEngine& engine, SequenceScorer& scorer,
+                                           const std::string& path) {
+  ASSIGN_OR_RETURN(const std::vector<HellaswagTask> tasks, ReadHellaswagTasks(path));
+  const auto start = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(const HellaswagResult result,
+                   EvaluateHellaswag(scorer, engine.tokenizer(), tasks,
+                                     absl::GetFlag(FLAGS_max_tasks)));
+  return Json{{"file", path},
+              {"tasks", result.tasks},
+              {"correct", result.correct},
+              {"accuracy", result.accuracy_percent},
+              {"seconds", SecondsSince(start)}};
+}
+
+absl::Status Run() {
+  if (absl::GetFlag(FLAGS_model).empty()) return absl::InvalidArgumentError("--model is required");
+  const std::string perplexity_file = absl::GetFlag(FLAGS_perplexity_file);
+  const std::string hellaswag_file = absl::GetFlag(FLAGS_hellaswag_file);
+  if (perplexity_file.empty() && hellaswag_file.empty()) {
+    return absl::InvalidArgumentError("nothing to do: give --perplexity_file and/or --hellaswag_file");
+  }
+  EngineOptions options;
+  options.model_path = absl::GetFlag(FLAGS_model);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  // One sequence at a time, at most one perplexity window long (plus block rounding).
+  options.kv_cache_mb = 256;
+  ASSIGN_OR_RETURN(std::unique_ptr<InferenceEngine> engine, LoadCpuEngine(options));
+  RETURN_IF_ERROR(ApplyUniformGranularity(*engine, absl::GetFlag(FLAGS_granularity)));
+
+  const EngineInfo& info = engine->info();
+  Json result{{"model", options.model_path},
+              {"format", info.format},
+              {"quantization", info.quantization},
+              {"granularity", absl::GetFlag(FLAGS_granularity)},
+              {"kv_cache", "fp32"},
+              {"threads", options.threads}};
+  SequenceScorer scorer(engine.get());
+  if (!perplexity_file.empty()) {
+    ASSIGN_OR_RETURN(result["perplexity"], EvaluatePerplexityFile(*engine, scorer, perplexity_file));
+  }
+  if (!hellaswag_file.empty()) {
+    ASSIGN_OR_RETURN(result["hellaswag"], EvaluateHellaswagFile(*engine, scorer, hellaswag_file));
+  }
+  const std::string text = result.dump(1);
+  std::cout << text << std::endl;
+  if (const std::string output = absl::GetFlag(FLAGS_output); !output.empty()) {
+    std::ofstream file(output);
+    file << text << "\n";
+    if (!file) return absl::InternalError(absl::StrCat("cannot write --output ", output));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace apex4
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Perplexity and HellaSwag accuracy of a GGUF model or an apex4 W4A4 checkpoint, run by the "
+      "CPU engine. Prints JSON.");
+  absl::ParseCommandLine(argc, argv);
+  const absl::Status status = apex4::Run();
+  if (!status.ok()) {
+    std::cerr << "apex4_eval: " << status << std::endl;
+    return 1;
+  }
+  return 0;
+}
