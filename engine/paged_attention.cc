@@ -1,20 +1,58 @@
 #include "engine/paged_attention.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
+
+#include "kernels/cpu/cpu_isa.h"
 
 namespace apex4 {
 namespace {
 
-float Dot(const float* a, const float* b, int n) {
+float DotScalar(const float* a, const float* b, int n) {
   float sum = 0;
   for (int i = 0; i < n; ++i) sum += a[i] * b[i];
   return sum;
 }
 
+void AxpyScalar(float alpha, const float* x, int n, float* y) {
+  for (int i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+// head_dim is a multiple of 8 in every LLaMA-family model; others take the scalar path.
+__attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b, int n) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int i = 0; i < n; i += 8) {
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  }
+  const __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
+  return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
+}
+
+__attribute__((target("avx2,fma"))) void AxpyAvx2(float alpha, const float* x, int n, float* y) {
+  const __m256 a = _mm256_set1_ps(alpha);
+  for (int i = 0; i < n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  }
+}
+
+struct VectorOps {
+  float (*dot)(const float*, const float*, int);
+  void (*axpy)(float, const float*, int, float*);
+};
+
+VectorOps SelectVectorOps(int head_dim) {
+  if (head_dim % 8 == 0 && ResolveCpuIsa(CpuIsa::kBest) != CpuIsa::kScalar) {
+    return {DotAvx2, AxpyAvx2};
+  }
+  return {DotScalar, AxpyScalar};
+}
+
 // One query head of one token; `scores` has room for position + 1 floats.
-void AttendOneHead(const float* q, const AttentionToken& token, const PagedKvCache& cache,
-                   int layer, int kv_head, float* scores, float* out) {
+void AttendOneHead(const VectorOps& ops, const float* q, const AttentionToken& token,
+                   const PagedKvCache& cache, int layer, int kv_head, float* scores, float* out) {
   const int head_dim = cache.shape().head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const int32_t length = token.position + 1;
@@ -23,7 +61,7 @@ void AttendOneHead(const float* q, const AttentionToken& token, const PagedKvCac
     const int32_t block = (*token.block_table)[j / PagedKvCache::kBlockTokens];
     const float* key = cache.keys(block, layer, kv_head) +
                        (j % PagedKvCache::kBlockTokens) * head_dim;
-    scores[j] = Dot(q, key, head_dim) * scale;
+    scores[j] = ops.dot(q, key, head_dim) * scale;
     max_score = std::max(max_score, scores[j]);
   }
   double total = 0;
@@ -37,8 +75,7 @@ void AttendOneHead(const float* q, const AttentionToken& token, const PagedKvCac
     const int32_t block = (*token.block_table)[j / PagedKvCache::kBlockTokens];
     const float* value = cache.values(block, layer, kv_head) +
                          (j % PagedKvCache::kBlockTokens) * head_dim;
-    const float weight = scores[j] * inv_total;
-    for (int i = 0; i < head_dim; ++i) out[i] += weight * value[i];
+    ops.axpy(scores[j] * inv_total, value, head_dim, out);
   }
 }
 
@@ -49,6 +86,7 @@ void PagedAttention(const float* q, const std::vector<AttentionToken>& tokens,
                     ThreadPool* pool) {
   const int head_dim = cache.shape().head_dim;
   const int heads_per_kv = num_heads / cache.shape().num_kv_heads;
+  const VectorOps ops = SelectVectorOps(head_dim);
   auto run = [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t task = begin; task < end; ++task) {
@@ -56,7 +94,7 @@ void PagedAttention(const float* q, const std::vector<AttentionToken>& tokens,
       const int h = static_cast<int>(task % num_heads);
       scores.resize(tokens[t].position + 1);
       const int64_t offset = (t * num_heads + h) * head_dim;
-      AttendOneHead(q + offset, tokens[t], cache, layer, h / heads_per_kv, scores.data(),
+      AttendOneHead(ops, q + offset, tokens[t], cache, layer, h / heads_per_kv, scores.data(),
                     out + offset);
     }
   };

@@ -11,7 +11,6 @@ namespace {
 
 constexpr int kHeads = 4;
 constexpr int kKvHeads = 2;
-constexpr int kHeadDim = 8;
 constexpr int kLayers = 2;
 constexpr int kLayer = 1;
 
@@ -21,34 +20,39 @@ struct ContiguousKv {
 };
 
 // Straight from the definition, in double: softmax(q·k / sqrt(d)) over positions <= position.
-std::vector<double> ReferenceAttention(const float* q, const ContiguousKv& kv, int32_t position) {
-  std::vector<double> out(kHeads * kHeadDim, 0.0);
+std::vector<double> ReferenceAttention(const float* q, const ContiguousKv& kv, int32_t position,
+                                       int head_dim) {
+  std::vector<double> out(kHeads * head_dim, 0.0);
   for (int h = 0; h < kHeads; ++h) {
     const int kv_head = h / (kHeads / kKvHeads);
     std::vector<double> weights(position + 1);
     double total = 0;
     for (int j = 0; j <= position; ++j) {
       double dot = 0;
-      for (int i = 0; i < kHeadDim; ++i) {
-        dot += q[h * kHeadDim + i] * double{kv.keys[(j * kKvHeads + kv_head) * kHeadDim + i]};
+      for (int i = 0; i < head_dim; ++i) {
+        dot += q[h * head_dim + i] * double{kv.keys[(j * kKvHeads + kv_head) * head_dim + i]};
       }
-      weights[j] = std::exp(dot / std::sqrt(double{kHeadDim}));
+      weights[j] = std::exp(dot / std::sqrt(double{head_dim}));
       total += weights[j];
     }
     for (int j = 0; j <= position; ++j) {
-      for (int i = 0; i < kHeadDim; ++i) {
-        out[h * kHeadDim + i] +=
-            weights[j] / total * kv.values[(j * kKvHeads + kv_head) * kHeadDim + i];
+      for (int i = 0; i < head_dim; ++i) {
+        out[h * head_dim + i] +=
+            weights[j] / total * kv.values[(j * kKvHeads + kv_head) * head_dim + i];
       }
     }
   }
   return out;
 }
 
-TEST(PagedAttentionTest, MatchesContiguousAttentionAcrossBlocksAndSequences) {
+// head_dim 8 runs the AVX2 path where the CPU has it, 6 the scalar one.
+class PagedAttentionTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(PagedAttentionTest, MatchesContiguousAttentionAcrossBlocksAndSequences) {
+  const int head_dim = GetParam();
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  auto cache = *PagedKvCache::Create({kLayers, kKvHeads, kHeadDim}, 1 << 20);
+  auto cache = *PagedKvCache::Create({kLayers, kKvHeads, head_dim}, 1 << 20);
   const int32_t lengths[2] = {37, 5};  // three blocks (the last partial), and one
   int64_t ids[2];
   ContiguousKv kv[2];
@@ -60,11 +64,11 @@ TEST(PagedAttentionTest, MatchesContiguousAttentionAcrossBlocksAndSequences) {
       ASSERT_EQ(*cache->Append(ids[s], 1), p);
       const int32_t block = cache->BlockTable(ids[s])[p / PagedKvCache::kBlockTokens];
       for (int h = 0; h < kKvHeads; ++h) {
-        for (int i = 0; i < kHeadDim; ++i) {
+        for (int i = 0; i < head_dim; ++i) {
           const float k = normal(rng), v = normal(rng);
           kv[s].keys.push_back(k);
           kv[s].values.push_back(v);
-          const int64_t offset = (p % PagedKvCache::kBlockTokens) * kHeadDim + i;
+          const int64_t offset = (p % PagedKvCache::kBlockTokens) * head_dim + i;
           cache->keys(block, kLayer, h)[offset] = k;
           cache->values(block, kLayer, h)[offset] = v;
         }
@@ -77,7 +81,7 @@ TEST(PagedAttentionTest, MatchesContiguousAttentionAcrossBlocksAndSequences) {
   std::vector<float> q;
   for (const auto& [s, position] : rows) {
     tokens.push_back({&cache->BlockTable(ids[s]), position});
-    for (int i = 0; i < kHeads * kHeadDim; ++i) q.push_back(normal(rng));
+    for (int i = 0; i < kHeads * head_dim; ++i) q.push_back(normal(rng));
   }
   ThreadPool pool(2);
   for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
@@ -85,9 +89,10 @@ TEST(PagedAttentionTest, MatchesContiguousAttentionAcrossBlocksAndSequences) {
     PagedAttention(q.data(), tokens, *cache, kLayer, kHeads, out.data(), p);
     for (size_t r = 0; r < rows.size(); ++r) {
       const std::vector<double> expected =
-          ReferenceAttention(&q[r * kHeads * kHeadDim], kv[rows[r].first], rows[r].second);
-      for (int i = 0; i < kHeads * kHeadDim; ++i) {
-        EXPECT_NEAR(out[r * kHeads * kHeadDim + i], expected[i], 1e-5) << "row " << r;
+          ReferenceAttention(&q[r * kHeads * head_dim], kv[rows[r].first], rows[r].second,
+                             head_dim);
+      for (int i = 0; i < kHeads * head_dim; ++i) {
+        EXPECT_NEAR(out[r * kHeads * head_dim + i], expected[i], 1e-5) << "row " << r;
       }
     }
   }
@@ -96,6 +101,8 @@ TEST(PagedAttentionTest, MatchesContiguousAttentionAcrossBlocksAndSequences) {
   PagedAttention(q.data(), tokens, *cache, kLayer, kHeads, out.data(), nullptr);
   EXPECT_FLOAT_EQ(out[0], kv[0].values[0]);
 }
+
+INSTANTIATE_TEST_SUITE_P(HeadDims, PagedAttentionTest, ::testing::Values(8, 6));
 
 }  // namespace
 }  // namespace apex4
