@@ -3,7 +3,6 @@
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
-#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <set>
@@ -155,7 +154,8 @@ absl::Status ParseModel(const FieldReader& root, Apex4ModelConfig* model) {
   RETURN_IF_ERROR(reader.Read("eos_token_id", &model->eos_token_id));
   if (model->rope_style != "adjacent_pairs") {
     return MetadataError("model.rope_style",
-                         absl::StrCat("'", model->rope_style, "' is not supported (adjacent_pairs)"));
+                         absl::StrCat("'", model->rope_style,
+                                      "' is not supported (adjacent_pairs)"));
   }
   if (model->num_heads % model->num_kv_heads != 0) {
     return MetadataError("model.num_kv_heads",
@@ -266,18 +266,24 @@ absl::StatusOr<Apex4Linear> ParseLinear(const Json& entry, const std::string& pa
   return linear;
 }
 
+struct LinearShape {
+  int64_t n = 0;
+  int64_t k = 0;
+};
+
 // Output rows and input width of a Llama projection, from the model config.
-absl::Status ExpectedLinearShape(const Apex4ModelConfig& model, const std::string& kind,
-                                 int64_t* n, int64_t* k) {
+absl::StatusOr<LinearShape> ExpectedLinearShape(const Apex4ModelConfig& model,
+                                                const std::string& kind) {
   const int64_t q_width = model.num_heads * model.head_dim;
   const int64_t kv_width = model.num_kv_heads * model.head_dim;
-  if (kind == "attn_q") { *n = q_width; *k = model.hidden_size; }
-  else if (kind == "attn_k" || kind == "attn_v") { *n = kv_width; *k = model.hidden_size; }
-  else if (kind == "attn_output") { *n = model.hidden_size; *k = q_width; }
-  else if (kind == "ffn_gate" || kind == "ffn_up") { *n = model.intermediate_size; *k = model.hidden_size; }
-  else if (kind == "ffn_down") { *n = model.hidden_size; *k = model.intermediate_size; }
-  else return absl::InvalidArgumentError(absl::StrCat("unknown projection '", kind, "'"));
-  return absl::OkStatus();
+  if (kind == "attn_q") return LinearShape{q_width, model.hidden_size};
+  if (kind == "attn_k" || kind == "attn_v") return LinearShape{kv_width, model.hidden_size};
+  if (kind == "attn_output") return LinearShape{model.hidden_size, q_width};
+  if (kind == "ffn_gate" || kind == "ffn_up") {
+    return LinearShape{model.intermediate_size, model.hidden_size};
+  }
+  if (kind == "ffn_down") return LinearShape{model.hidden_size, model.intermediate_size};
+  return absl::InvalidArgumentError(absl::StrCat("unknown projection '", kind, "'"));
 }
 
 // Every block has each projection exactly once, with the shape the config implies.
@@ -297,11 +303,11 @@ absl::Status CheckLayersAgainstModel(const Apex4Metadata& metadata) {
     }
     if (!seen.insert(linear.name).second) return MetadataError(path, "listed twice");
     const std::string kind = linear.name.substr(linear.name.rfind('.') + 1);
-    int64_t n = 0, k = 0;
-    RETURN_IF_ERROR(ExpectedLinearShape(model, kind, &n, &k));
-    if (linear.n != n || linear.k != k) {
-      return MetadataError(path, absl::StrCat("model config implies n=", n, " k=", k, ", got n=",
-                                              linear.n, " k=", linear.k));
+    ASSIGN_OR_RETURN(const LinearShape expected_shape, ExpectedLinearShape(model, kind));
+    if (linear.n != expected_shape.n || linear.k != expected_shape.k) {
+      return MetadataError(path, absl::StrCat("model config implies n=", expected_shape.n,
+                                              " k=", expected_shape.k, ", got n=", linear.n,
+                                              " k=", linear.k));
     }
   }
   for (const std::string& name : expected) {
@@ -393,93 +399,41 @@ absl::StatusOr<std::vector<int64_t>> ParseShape(const Json& json, const std::str
   return shape;
 }
 
-// The safetensors container: 8-byte little-endian header length, JSON header, data section.
-// Every tensor's byte range must lie in the data section, match its dtype and shape, and the
-// data section must end where the last tensor does (no truncation, no trailing bytes).
-absl::StatusOr<std::map<std::string, Apex4TensorInfo>> ParseSafetensors(const std::string& file) {
-  const std::string name = kApex4TensorFile;
-  const int64_t file_size = static_cast<int64_t>(file.size());
-  if (file_size < 8) {
-    return absl::DataLossError(
-        absl::StrCat(name, ": ", file_size, " bytes, too short for the header length"));
+// The tensors of model.safetensors (whose container SafetensorsReader checks), limited to the
+// dtypes apex4 uses and aligned for their element type.
+absl::StatusOr<std::map<std::string, Apex4TensorInfo>> CheckSafetensors(
+    const SafetensorsReader& file) {
+  const auto format = file.metadata().find("format");
+  const auto version = file.metadata().find("format_version");
+  if (format == file.metadata().end() || format->second != "apex4" ||
+      version == file.metadata().end() ||
+      version->second != std::to_string(kApex4FormatVersion)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kApex4TensorFile, ": __metadata__ must say format apex4, format_version ",
+        kApex4FormatVersion));
   }
-  uint64_t header_size = 0;
-  for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | static_cast<uint8_t>(file[i]);
-  if (header_size > static_cast<uint64_t>(file_size - 8)) {
-    return absl::DataLossError(absl::StrCat(name, ": header of ", header_size,
-                                            " bytes does not fit in the file of ", file_size,
-                                            " bytes (truncated?)"));
-  }
-  const Json header =
-      Json::parse(file.begin() + 8, file.begin() + 8 + header_size, nullptr, false);
-  if (header.is_discarded() || !header.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": header is not a JSON object"));
-  }
-  const int64_t data_start = 8 + static_cast<int64_t>(header_size);
-  const int64_t data_size = file_size - data_start;
   std::map<std::string, Apex4TensorInfo> tensors;
-  int64_t data_end = 0;
-  for (const auto& [tensor, entry] : header.items()) {
-    if (tensor == "__metadata__") {
-      if (entry.value("format", "") != "apex4" ||
-          entry.value("format_version", "") != std::to_string(kApex4FormatVersion)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            name, ": __metadata__ is ", entry.dump(), ", expected format apex4 version ",
-            kApex4FormatVersion));
-      }
-      continue;
+  for (const SafetensorsTensor& tensor : file.tensors()) {
+    const int64_t element_bytes = DtypeSize(tensor.dtype);
+    if (element_bytes == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(kApex4TensorFile, ": tensor ", tensor.name,
+                                                     ": dtype ", tensor.dtype,
+                                                     " is not used by apex4"));
     }
-    const std::string field = absl::StrCat("tensor ", tensor);
-    if (!entry.is_object() || !entry.contains("dtype") || !entry["dtype"].is_string() ||
-        !entry.contains("shape") || !entry.contains("data_offsets")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, ": ", field, ": needs dtype, shape and data_offsets"));
+    if (reinterpret_cast<uintptr_t>(tensor.data) % element_bytes != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(kApex4TensorFile, ": tensor ", tensor.name,
+                                                     " is not aligned to its dtype"));
     }
-    Apex4TensorInfo info;
-    info.dtype = entry["dtype"].get<std::string>();
-    if (DtypeSize(info.dtype) == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, ": ", field, ": dtype ", info.dtype, " is not used by apex4"));
-    }
-    ASSIGN_OR_RETURN(info.shape, ParseShape(entry["shape"], field + " shape", name));
-    ASSIGN_OR_RETURN(std::vector<int64_t> offsets,
-                     ParseShape(entry["data_offsets"], field + " data_offsets", name));
-    if (offsets.size() != 2 || offsets[0] > offsets[1]) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, ": ", field, ": bad data_offsets ", ShapeString(offsets)));
-    }
-    int64_t elements = 1;
-    for (int64_t dim : info.shape) elements *= dim;
-    info.size = offsets[1] - offsets[0];
-    if (info.size != elements * DtypeSize(info.dtype)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, ": ", field, ": ", info.dtype, " ", ShapeString(info.shape), " needs ",
-          elements * DtypeSize(info.dtype), " bytes, data_offsets span ", info.size));
-    }
-    if (offsets[1] > data_size) {
-      return absl::DataLossError(absl::StrCat(
-          name, ": ", field, " ends at byte ", offsets[1], " of the data section, which holds ",
-          data_size, " bytes (file truncated?)"));
-    }
-    info.offset = data_start + offsets[0];
-    if (info.offset % DtypeSize(info.dtype) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": ", field, " starts at byte ",
-                                                     info.offset, ", not aligned to its dtype"));
-    }
-    data_end = std::max(data_end, offsets[1]);
-    tensors.emplace(tensor, std::move(info));
-  }
-  if (data_end != data_size) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": ", data_size - data_end,
-                                                   " bytes after the last tensor"));
+    tensors[tensor.name] = {tensor.dtype, tensor.shape, tensor.data,
+                            static_cast<int64_t>(tensor.num_bytes)};
   }
   return tensors;
 }
 
 // apex4.json's tensor list names exactly the tensors of the file, with the same dtype and
 // shape, and each tensor's bytes hash to the listed sha256.
-absl::Status CheckTensorList(const Json& listed, const std::map<std::string, Apex4TensorInfo>& stored,
-                             const std::string& file) {
+absl::Status CheckTensorList(const Json& listed,
+                             const std::map<std::string, Apex4TensorInfo>& stored) {
   if (!listed.is_object()) return MetadataError("tensors", "expected an object");
   for (const auto& [name, info] : stored) {
     if (!listed.contains(name)) {
@@ -508,8 +462,7 @@ absl::Status CheckTensorList(const Json& listed, const std::map<std::string, Ape
           ShapeString(listed_shape), ", ", kApex4TensorFile, " holds ", info.dtype, " ",
           ShapeString(info.shape)));
     }
-    const std::string actual = Sha256Hex(absl::MakeConstSpan(
-        reinterpret_cast<const uint8_t*>(file.data()) + info.offset, info.size));
+    const std::string actual = Sha256Hex(absl::MakeConstSpan(info.data, info.size));
     if (actual != sha256) {
       return absl::DataLossError(absl::StrCat("tensor ", name, ": sha256 mismatch: ",
                                               kApex4MetadataFile, " expects ", sha256,
@@ -606,9 +559,10 @@ absl::StatusOr<Apex4Checkpoint> Apex4Checkpoint::Open(const std::string& directo
   ASSIGN_OR_RETURN(checkpoint.metadata_, ParseMetadata(metadata_json));
   if (!metadata_json.contains("tensors")) return MetadataError("tensors", "missing");
 
-  ASSIGN_OR_RETURN(checkpoint.file_, ReadFile(directory + "/" + kApex4TensorFile));
-  ASSIGN_OR_RETURN(checkpoint.tensors_, ParseSafetensors(checkpoint.file_));
-  RETURN_IF_ERROR(CheckTensorList(metadata_json["tensors"], checkpoint.tensors_, checkpoint.file_));
+  ASSIGN_OR_RETURN(checkpoint.file_,
+                   SafetensorsReader::Open(directory + "/" + kApex4TensorFile));
+  ASSIGN_OR_RETURN(checkpoint.tensors_, CheckSafetensors(*checkpoint.file_));
+  RETURN_IF_ERROR(CheckTensorList(metadata_json["tensors"], checkpoint.tensors_));
   RETURN_IF_ERROR(CheckModelTensors(checkpoint.metadata_, checkpoint.tensors_));
   return checkpoint;
 }
@@ -616,7 +570,7 @@ absl::StatusOr<Apex4Checkpoint> Apex4Checkpoint::Open(const std::string& directo
 absl::StatusOr<const uint8_t*> Apex4Checkpoint::Data(const std::string& name, const char* dtype,
                                                      const std::vector<int64_t>& shape) const {
   RETURN_IF_ERROR(ExpectTensor(tensors_, name, dtype, shape, directory_));
-  return reinterpret_cast<const uint8_t*>(file_.data()) + tensors_.at(name).offset;
+  return tensors_.at(name).data;
 }
 
 absl::StatusOr<absl::Span<const float>> Apex4Checkpoint::F32(

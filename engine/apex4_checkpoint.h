@@ -2,19 +2,21 @@
 // apex4.json (metadata) and model.safetensors (tensors). Open() verifies everything before any
 // weight is used: the format and its version, the model config, every linear layer's variants
 // against the config, every tensor's dtype, shape, byte range and sha256 against the metadata,
-// and that the safetensors file is neither truncated nor padded. A checkpoint that fails any
+// and that the safetensors file is not truncated. A checkpoint that fails any
 // check is refused with a message naming the file, the tensor or field, and expected vs got.
 #ifndef APEX4_ENGINE_APEX4_CHECKPOINT_H_
 #define APEX4_ENGINE_APEX4_CHECKPOINT_H_
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/safetensors_reader.h"
 #include "kernels/w4a4_format.h"
 
 namespace apex4 {
@@ -101,12 +103,12 @@ inline constexpr char kGranularityPerChannelName[] = "per_channel";
 inline constexpr char kGranularityGroup128Name[] = "g128";
 const char* GranularityName(Granularity granularity);
 
-// Where one tensor lives in model.safetensors (offsets from the start of the file).
+// One tensor of model.safetensors, in the file's read-only mapping.
 struct Apex4TensorInfo {
   std::string dtype;  // safetensors spelling: "F32", "U8", "I8", "I32"
   std::vector<int64_t> shape;
-  int64_t offset = 0;
-  int64_t size = 0;
+  const uint8_t* data = nullptr;
+  int64_t size = 0;   // bytes
 };
 
 // A verified checkpoint held in memory. Immutable after Open(); thread-safe to read.
@@ -139,7 +141,7 @@ class Apex4Checkpoint {
   std::string directory_;
   Apex4Metadata metadata_;
   std::map<std::string, Apex4TensorInfo> tensors_;
-  std::string file_;  // model.safetensors, whole
+  std::unique_ptr<SafetensorsReader> file_;  // model.safetensors, mapped
 };
 
 // Checks that the checkpoint was made from the file at `source_path` (its sha256 against

@@ -89,14 +89,21 @@ TEST_F(Apex4CheckpointTest, OpensTheQuantizersCheckpoint) {
 
 TEST_F(Apex4CheckpointTest, FlippedByteIsASha256Mismatch) {
   const std::string dir = Copy("flipped");
-  auto good = Apex4Checkpoint::Open(source_);
-  ASSERT_TRUE(good.ok()) << good.status();
-  const Apex4TensorInfo& info = good->tensors().at("blk.1.ffn_up.qweight.g128");
+  const std::string path = dir + "/model.safetensors";
   {
-    std::fstream file(dir + "/model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
-    file.seekg(info.offset + info.size / 2);
+    // Where the tensor's bytes are, from the safetensors header: 8-byte length, JSON, data.
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    uint64_t header_bytes = 0;
+    file.read(reinterpret_cast<char*>(&header_bytes), sizeof(header_bytes));
+    std::string header(header_bytes, '\0');
+    file.read(header.data(), header_bytes);
+    const auto offsets =
+        nlohmann::json::parse(header)["blk.1.ffn_up.qweight.g128"]["data_offsets"];
+    const int64_t middle =
+        8 + header_bytes + (offsets[0].get<int64_t>() + offsets[1].get<int64_t>()) / 2;
+    file.seekg(middle);
     const char byte = static_cast<char>(file.peek() ^ 0x10);
-    file.seekp(info.offset + info.size / 2);
+    file.seekp(middle);
     file.put(byte);
   }
   auto checkpoint = Apex4Checkpoint::Open(dir);
@@ -112,11 +119,11 @@ TEST_F(Apex4CheckpointTest, TruncatedFileIsRefused) {
   fs::resize_file(path, fs::file_size(path) - 1000);
   auto checkpoint = Apex4Checkpoint::Open(dir);
   ASSERT_FALSE(checkpoint.ok());
-  EXPECT_EQ(checkpoint.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(checkpoint.status().message(), HasSubstr("truncated"));
+  EXPECT_THAT(checkpoint.status().message(), HasSubstr("(truncated?)"));
 
   fs::resize_file(path, 4);
-  EXPECT_THAT(Apex4Checkpoint::Open(dir).status().message(), HasSubstr("too short"));
+  EXPECT_THAT(Apex4Checkpoint::Open(dir).status().message(),
+              HasSubstr("truncated: no 8-byte header length"));
 }
 
 TEST_F(Apex4CheckpointTest, UnknownFormatVersionIsRefused) {

@@ -21,7 +21,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from tools.quantizer.checkpoint import read_checkpoint, write_checkpoint  # noqa: E402
-from tools.quantizer.evaluate import _token_logprobs, hellaswag, perplexity, read_hellaswag  # noqa: E402
+from tools.quantizer.evaluate import (_token_logprobs, hellaswag, perplexity,  # noqa: E402
+                                     read_hellaswag)
 from tools.quantizer.gguf_loader import ModelConfig, expected_shapes, file_sha256  # noqa: E402
 from tools.quantizer.model import forward_hidden  # noqa: E402
 from tools.quantizer.quantize import QuantOptions, quantize_model  # noqa: E402

@@ -107,7 +107,8 @@ absl::Status Run() {
   const std::string perplexity_file = absl::GetFlag(FLAGS_perplexity_file);
   const std::string hellaswag_file = absl::GetFlag(FLAGS_hellaswag_file);
   if (perplexity_file.empty() && hellaswag_file.empty()) {
-    return absl::InvalidArgumentError("nothing to do: give --perplexity_file and/or --hellaswag_file");
+    return absl::InvalidArgumentError(
+        "nothing to do: give --perplexity_file and/or --hellaswag_file");
   }
   EngineOptions options;
   options.model_path = absl::GetFlag(FLAGS_model);
@@ -126,7 +127,8 @@ absl::Status Run() {
               {"threads", options.threads}};
   SequenceScorer scorer(engine.get());
   if (!perplexity_file.empty()) {
-    ASSIGN_OR_RETURN(result["perplexity"], EvaluatePerplexityFile(*engine, scorer, perplexity_file));
+    ASSIGN_OR_RETURN(result["perplexity"],
+                     EvaluatePerplexityFile(*engine, scorer, perplexity_file));
   }
   if (!hellaswag_file.empty()) {
     ASSIGN_OR_RETURN(result["hellaswag"], EvaluateHellaswagFile(*engine, scorer, hellaswag_file));
