@@ -171,6 +171,23 @@ TEST_F(SchedulerTest, CancellationFreesTheKvCacheAndSparesOthers) {
   EXPECT_EQ(engine_->kv_usage().blocks_in_use, 0);
 }
 
+TEST_F(SchedulerTest, AFailingSequenceDoesNotStopTheOthers) {
+  Scheduler scheduler(engine_, &metrics_, SchedulerOptions{.max_batch_size = 1});
+  const std::vector<int32_t> alone = Run(scheduler, Greedy("The sky is", 6)).ids;
+
+  // A token id the engine rejects (the service's validation would have caught it) makes the
+  // batched step fail; only its own sequence may end.
+  Scheduler batched(engine_, &metrics_, SchedulerOptions{.max_batch_size = 2});
+  GenerationOptions poisoned = Greedy("Hello", 6);
+  poisoned.prompt.push_back(engine_->info().vocab_size);
+  std::shared_ptr<GenerationStream> healthy = *batched.Submit(Greedy("The sky is", 6));
+  std::shared_ptr<GenerationStream> failing = *batched.Submit(std::move(poisoned));
+  EXPECT_EQ(Drain(*failing).end.status().code(), absl::StatusCode::kInvalidArgument);
+  Completion completion = Drain(*healthy);
+  ASSERT_TRUE(completion.end.ok()) << completion.end.status();
+  EXPECT_EQ(completion.ids, alone);
+}
+
 TEST_F(SchedulerTest, DeadlineEndsARunningSequence) {
   Scheduler scheduler(engine_, &metrics_, SchedulerOptions{});
   GenerationOptions options = Greedy("Hello", 1000);
