@@ -2,14 +2,12 @@
 // llama-cpp-python (engine/testdata/chat_template_reference.py, run when the suite starts).
 #include "engine/chat_template.h"
 
-#include <cstdlib>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "engine/gguf_reader.h"
+#include "engine/python_reference.h"
 #include "engine/test_files.h"
 #include "engine/tokenizer_loader.h"
 #include "gtest/gtest.h"
@@ -19,22 +17,18 @@ namespace {
 
 using nlohmann::json;
 
-json LoadReference() {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string out = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/chat_reference.json");
-  const std::string command = absl::StrCat("python3 engine/testdata/chat_template_reference.py '",
-                                           DefaultModelPath(), "' '", out, "'");
-  if (std::system(command.c_str()) != 0) {
-    ADD_FAILURE() << command << " failed (needs llama-cpp-python and gguf)";
-    return json();
-  }
-  std::ifstream file(out);
-  return json::parse(file);
+absl::StatusOr<json> LoadReference() {
+  const std::string out = TestOutputDir() + "/chat_reference.json";
+  const absl::Status status =
+      RunPythonReference("engine/testdata/chat_template_reference.py", {DefaultModelPath(), out});
+  if (!status.ok()) return status;
+  return ReadReferenceJson(out);
 }
 
 TEST(ChatTemplateTest, RendersLikeJinjaForTheModelTemplateAndLlama3) {
-  const json reference = LoadReference();
-  ASSERT_TRUE(reference.is_object());
+  const absl::StatusOr<json> loaded = LoadReference();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const json& reference = *loaded;
   auto gguf = GgufReader::Open(DefaultModelPath());
   ASSERT_TRUE(gguf.ok()) << gguf.status();
   auto tokenizer = TokenizerFromGguf(**gguf);

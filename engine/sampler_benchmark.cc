@@ -4,14 +4,12 @@
 //   bazel run -c opt //engine:sampler_benchmark
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
+#include "engine/python_reference.h"
 #include "engine/sampler.h"
 #include "engine/test_files.h"
 
@@ -19,13 +17,13 @@ namespace apex4 {
 namespace {
 
 std::vector<float> BenchmarkLogits() {
-  const std::string out = "/tmp/apex4_sampler_benchmark_logits.json";
-  const std::string command = absl::StrCat("python3 engine/testdata/sampler_reference.py '",
-                                           DefaultModelPath(), "' '", out, "' 2>/dev/null");
-  if (std::system(command.c_str()) == 0) {
-    std::ifstream file(out);
-    std::printf("logits: llama.cpp, default model\n");
-    return nlohmann::json::parse(file)["logits"].get<std::vector<float>>();
+  const std::string out = TestOutputDir() + "/apex4_sampler_benchmark_logits.json";
+  if (RunPythonReference("engine/testdata/sampler_reference.py", {DefaultModelPath(), out}).ok()) {
+    absl::StatusOr<nlohmann::json> reference = ReadReferenceJson(out);
+    if (reference.ok()) {
+      std::printf("logits: llama.cpp, default model\n");
+      return (*reference)["logits"].get<std::vector<float>>();
+    }
   }
   std::printf("logits: random normal(0, 3) over 49152 entries (python3 could not run llama.cpp)\n");
   std::mt19937 rng(1);

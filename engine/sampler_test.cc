@@ -3,14 +3,12 @@
 #include "engine/sampler.h"
 
 #include <cmath>
-#include <cstdlib>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
+#include "engine/python_reference.h"
 #include "engine/test_files.h"
 #include "gtest/gtest.h"
 
@@ -22,13 +20,13 @@ using nlohmann::json;
 class SamplerTest : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    const std::string out = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/sampler_reference.json");
-    const std::string command = absl::StrCat("python3 engine/testdata/sampler_reference.py '",
-                                             DefaultModelPath(), "' '", out, "'");
-    ASSERT_EQ(std::system(command.c_str()), 0) << command << " failed (needs llama-cpp-python)";
-    std::ifstream file(out);
-    reference_ = new json(json::parse(file));
+    const std::string out = TestOutputDir() + "/sampler_reference.json";
+    const absl::Status status =
+        RunPythonReference("engine/testdata/sampler_reference.py", {DefaultModelPath(), out});
+    ASSERT_TRUE(status.ok()) << status;
+    absl::StatusOr<json> reference = ReadReferenceJson(out);
+    ASSERT_TRUE(reference.ok()) << reference.status();
+    reference_ = new json(*std::move(reference));
     logits_ = new std::vector<float>((*reference_)["logits"].get<std::vector<float>>());
   }
 

@@ -3,13 +3,12 @@
 //   bazel run -c opt //engine:tokenizer_benchmark
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
 
-#include "absl/strings/str_cat.h"
 #include "engine/gguf_reader.h"
+#include "engine/python_reference.h"
 #include "engine/test_files.h"
 #include "engine/tokenizer_loader.h"
 
@@ -49,17 +48,10 @@ int Run() {
   std::printf("apex4     decode: %.3f s (%.2f MB/s), round trip %s\n", decode_seconds,
               megabytes / decode_seconds, *decoded == text ? "exact" : "DIFFERS");
 
-  const std::string llama_cpp = absl::StrCat(
-      "python3 -c \"import sys, time, llama_cpp\n"
-      "llama = llama_cpp.Llama(sys.argv[1], vocab_only=True, verbose=False)\n"
-      "text = open(sys.argv[2], 'rb').read()\n"
-      "start = time.perf_counter(); ids = llama.tokenize(text, add_bos=False, special=False)\n"
-      "seconds = time.perf_counter() - start\n"
-      "print('llama.cpp encode: %d tokens in %.3f s (%.2f MB/s, %.0f tokens/s)' % (len(ids), "
-      "seconds, len(text) / 1e6 / seconds, len(ids) / seconds))\" '",
-      DefaultModelPath(), "' '", text_path, "' 2>/dev/null");
   std::fflush(stdout);
-  if (std::system(llama_cpp.c_str()) != 0) std::printf("llama.cpp: python3 cannot load it\n");
+  const absl::Status llama_cpp = RunPythonReference("engine/testdata/llama_cpp_tokenizer_speed.py",
+                                                    {DefaultModelPath(), text_path});
+  if (!llama_cpp.ok()) std::printf("llama.cpp: %s\n", llama_cpp.ToString().c_str());
   return 0;
 }
 

@@ -1,11 +1,12 @@
 #include "engine/tokenizer_loader.h"
 
-#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "engine/gguf_reader.h"
+#include "engine/python_reference.h"
 #include "engine/test_files.h"
 #include "gtest/gtest.h"
 
@@ -15,9 +16,8 @@ namespace {
 // Writes `files` (name, contents) into a fresh folder and returns the tokenizer.json path.
 std::string WriteModelFolder(const std::string& name,
                              const std::vector<std::pair<std::string, std::string>>& files) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/" + name;
-  std::system(("mkdir -p '" + dir + "'").c_str());
+  const std::string dir = TestOutputDir() + "/" + name;
+  std::filesystem::create_directories(dir);
   for (const auto& [file, contents] : files) std::ofstream(dir + "/" + file) << contents;
   return dir + "/tokenizer.json";
 }

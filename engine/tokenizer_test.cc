@@ -2,8 +2,6 @@
 // text: engine/testdata/tokenizer_reference.py writes their answers when the suite starts.
 #include "engine/tokenizer.h"
 
-#include <cstdlib>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -13,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/gguf_reader.h"
 #include "engine/pre_tokenizer.h"
+#include "engine/python_reference.h"
 #include "engine/status_macros.h"
 #include "engine/test_files.h"
 #include "engine/tokenizer_loader.h"
@@ -48,8 +47,9 @@ std::vector<Case> CasesOf(const json& reference) {
 }
 
 json ReadJson(const std::string& path) {
-  std::ifstream file(path);
-  return json::parse(file);
+  absl::StatusOr<json> parsed = ReadReferenceJson(path);
+  EXPECT_TRUE(parsed.ok()) << parsed.status();
+  return parsed.ok() ? *std::move(parsed) : json::object();
 }
 
 std::string Describe(const Case& c) {
@@ -94,16 +94,12 @@ absl::StatusOr<Tokenizer> TokenizerFromGgufFile(const std::string& path) {
 class TokenizerTest : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    reference_dir_ = new std::string(tmp != nullptr ? tmp : "/tmp");
+    reference_dir_ = new std::string(TestOutputDir());
     const std::string data_file = SharedDataPath("moby_dick.txt");
     const std::string data_dir = data_file.substr(0, data_file.rfind('/'));
-    const std::string command =
-        absl::StrCat("python3 engine/testdata/tokenizer_reference.py '", DefaultModelPath(), "' '",
-                     data_dir, "' '", *reference_dir_, "'");
-    ASSERT_EQ(std::system(command.c_str()), 0)
-        << command << " failed (needs llama-cpp-python, gguf and tokenizers: "
-        << "python3 -m pip install -r tools/requirements.txt)";
+    const absl::Status status = RunPythonReference("engine/testdata/tokenizer_reference.py",
+                                                   {DefaultModelPath(), data_dir, *reference_dir_});
+    ASSERT_TRUE(status.ok()) << status;
     reference_ = new json(ReadJson(*reference_dir_ + "/reference.json"));
     cases_ = new std::vector<Case>(CasesOf(*reference_));
     auto tokenizer = TokenizerFromGgufFile(DefaultModelPath());
