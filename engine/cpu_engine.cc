@@ -10,6 +10,7 @@
 #include "engine/apex4_checkpoint.h"
 #include "engine/apex4_llama_weights.h"
 #include "engine/gguf_reader.h"
+#include "engine/hf_llama_loader.h"
 #include "engine/kv_cache.h"
 #include "engine/llama_config.h"
 #include "engine/llama_model.h"
@@ -138,6 +139,23 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadApex4CpuEngine(const Engine
                         std::move(weights), std::move(info), metadata);
 }
 
+// A Hugging Face model directory: config.json, safetensors weights and tokenizer.json.
+absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadHfCpuEngine(const EngineOptions& options) {
+  const std::filesystem::path directory(options.model_path);
+  ASSIGN_OR_RETURN(const LlamaConfig config, LlamaConfigFromHfDirectory(options.model_path));
+  ASSIGN_OR_RETURN(Tokenizer tokenizer,
+                   TokenizerFromJson((directory / "tokenizer.json").string()));
+  auto pool = std::make_unique<ThreadPool>(options.threads);
+  ASSIGN_OR_RETURN(LlamaWeights weights,
+                   LoadLlamaWeightsFromHfDirectory(options.model_path, config, pool.get()));
+  EngineInfo info;
+  info.name = (directory.has_filename() ? directory : directory.parent_path()).filename();
+  info.format = "safetensors";
+  info.quantization = "fp32";
+  return AssembleEngine(options, config, std::move(tokenizer), std::move(pool),
+                        std::move(weights), std::move(info));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadCpuEngine(const EngineOptions& options) {
@@ -148,6 +166,7 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadCpuEngine(const EngineOptio
   if (Apex4Checkpoint::IsCheckpointDirectory(options.model_path)) {
     return LoadApex4CpuEngine(options);
   }
+  if (IsHfModelDirectory(options.model_path)) return LoadHfCpuEngine(options);
   ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> gguf, GgufReader::Open(options.model_path));
   ASSIGN_OR_RETURN(const LlamaConfig config, LlamaConfigFromGguf(*gguf));
   ASSIGN_OR_RETURN(Tokenizer tokenizer, TokenizerFromGguf(*gguf));

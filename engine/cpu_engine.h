@@ -1,6 +1,7 @@
-// The CPU engine: a LLaMA-family model from a GGUF file (weights dequantized to FP32) or an apex4
-// W4A4 checkpoint directory (4-bit projections, tools/quantizer/FORMAT.md), served through the
-// InferenceEngine interface with a paged KV cache.
+// The CPU engine: a LLaMA-family model from a GGUF file (weights dequantized to FP32), a Hugging
+// Face directory (config.json, safetensors, tokenizer.json; FP32) or an apex4 W4A4 checkpoint
+// directory (4-bit projections, tools/quantizer/FORMAT.md), served through the InferenceEngine
+// interface with a paged KV cache.
 #ifndef APEX4_ENGINE_CPU_ENGINE_H_
 #define APEX4_ENGINE_CPU_ENGINE_H_
 
@@ -14,7 +15,7 @@
 namespace apex4 {
 
 struct EngineOptions {
-  std::string model_path;     // a .gguf file, or an apex4 checkpoint directory
+  std::string model_path;     // a .gguf file, a Hugging Face or an apex4 checkpoint directory
   int threads = 2;            // compute threads, the caller's included
   int64_t kv_cache_mb = 512;  // KV-cache pool; bounds the tokens held by all live sequences
   int max_batch_size = 8;     // sequences per step the server will send (sizes nothing yet)

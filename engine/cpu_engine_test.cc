@@ -1,11 +1,13 @@
 #include "engine/cpu_engine.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "engine/test_files.h"
 #include "gtest/gtest.h"
 
@@ -146,6 +148,39 @@ TEST_F(CpuEngineTest, ReportsKernelTimes) {
     EXPECT_GT(seconds.at(kind), 0) << KernelKindName(kind);
   }
   EXPECT_FALSE(seconds.count(KernelKind::kGemmW4A4));
+}
+
+// A Hugging Face directory exported from the default GGUF (FP32 safetensors by
+// tools/gguf_export.py, tokenizer.json by the tokenizer test's writer) serves the same model.
+TEST_F(CpuEngineTest, ServesAHuggingFaceDirectoryLikeTheGguf) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string directory = std::string(tmp != nullptr ? tmp : "/tmp") + "/SmolLM2-hf";
+  const std::string command = absl::StrCat(
+      "python3 tools/gguf_export.py hf '", DefaultModelPath(), "' '", directory, "' && ",
+      "python3 -c 'import sys; sys.path.insert(0, \"engine/testdata\"); "
+      "import tokenizer_reference as t; t.write_hf_tokenizer(sys.argv[1], sys.argv[2])' '",
+      DefaultModelPath(), "' '", directory, "'");
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  EngineOptions options;
+  options.model_path = directory;
+  options.kv_cache_mb = 16;
+  auto hf_engine = LoadCpuEngine(options);
+  ASSERT_TRUE(hf_engine.ok()) << hf_engine.status();
+  const EngineInfo& info = (*hf_engine)->info();
+  EXPECT_EQ(info.name, "SmolLM2-hf");
+  EXPECT_EQ(info.format, "safetensors");
+  EXPECT_EQ(info.quantization, "fp32");
+  EXPECT_EQ(info.context_length, 8192);
+  EXPECT_EQ(*(*hf_engine)->tokenizer().Encode("The capital of France is", false, true),
+            kCapitalPrompt);
+
+  std::vector<float> gguf_logits, hf_logits;
+  const int64_t gguf_id = *engine_->StartSequence(8);
+  const int64_t hf_id = *(*hf_engine)->StartSequence(8);
+  ASSERT_TRUE(engine_->Step({{gguf_id, kCapitalPrompt}}, &gguf_logits).ok());
+  ASSERT_TRUE((*hf_engine)->Step({{hf_id, kCapitalPrompt}}, &hf_logits).ok());
+  EXPECT_EQ(hf_logits, gguf_logits);
+  engine_->EndSequence(gguf_id);
 }
 
 TEST(CpuEngineLoadTest, RefusesMissingModelsAndBadOptions) {
