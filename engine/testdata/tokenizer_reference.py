@@ -17,6 +17,7 @@ Usage: tokenizer_reference.py MODEL.gguf DATA_DIR OUT_DIR
 import ctypes
 import json
 import os
+import random
 import sys
 
 import gguf
@@ -44,6 +45,20 @@ EDGE_CASES = [
     "!!!???...---***", "((([[[{{{}}}]]])))", "a" * 600, "ab" * 300, " " * 40 + "x",
     "\n" * 12 + "y", "über" * 50, "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝕞𝕒𝕥𝕙 𝟙𝟚𝟛", "\U0010fffd private \ue000 use",
 ]
+
+
+def random_strings(count, seed=2026):
+    """Seeded random mixes of the characters the pre-tokenizers treat differently."""
+    pools = [
+        "abcXYZ", "0123456789", " ", "  ", "\n", "\r\n", "\t", "'", "'s", "'LL", "'re", "'VE",
+        ".,;:!?-()[]{}<>|_/\\\"@#$%^&*+=~`", "éÅñßøŒ", "日本語中文한국", "😀👍🏽🇫🇷",
+        "\u0301\u0308", "\u00a0\u2003\u3000\u2028\u0085", "\x1c\x1f\x01", "٣٤½²Ⅻ𝟙",
+        "<|im_start|>", "<|im_end|>", "<|endoftext|>",
+    ]
+    rng = random.Random(seed)
+    return ["".join(rng.choice(rng.choice(pools)) if rng.random() < 0.7 else rng.choice(pools)
+                    for _ in range(rng.randint(1, 30)))
+            for _ in range(count)]
 
 
 def sample_lines(path, every, count):
@@ -94,6 +109,8 @@ def write_llama3_variant(model_path, out_path):
 
 
 def write_hf_tokenizer(model_path, out_dir):
+    """tokenizer.json and tokenizer_config.json for the GGUF's vocabulary (engine/cpu_engine_test
+    uses it too, to build a Hugging Face model directory)."""
     reader = gguf.GGUFReader(model_path)
     tokens = reader.fields["tokenizer.ggml.tokens"].contents()
     types = reader.fields["tokenizer.ggml.token_type"].contents()
@@ -156,7 +173,7 @@ def hf_words(hf, text):
 
 def main():
     model_path, data_dir, out_dir = sys.argv[1:4]
-    texts = (EDGE_CASES
+    texts = (EDGE_CASES + random_strings(300)
              + sample_lines(os.path.join(data_dir, "wikitext2_valid_tokens.txt"), 23, 250)
              + sample_lines(os.path.join(data_dir, "moby_dick.txt"), 29, 250))
     llama3_dir = os.path.join(out_dir, "llama3")
