@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace apex4 {
 namespace {
@@ -11,7 +12,8 @@ using grpc::experimental::InterceptionHookPoints;
 
 class MalformedRequestInterceptor : public grpc::experimental::Interceptor {
  public:
-  explicit MalformedRequestInterceptor(const char* method) : method_(method ? method : "") {}
+  MalformedRequestInterceptor(const char* method, ServerMetrics* metrics)
+      : method_(method != nullptr ? method : ""), metrics_(metrics), start_(absl::Now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     // The server reports the request it received here, null when deserialization failed.
@@ -26,12 +28,19 @@ class MalformedRequestInterceptor : public grpc::experimental::Interceptor {
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                        absl::StrCat("request: not a valid message for ", method_,
                                     " (string fields must be valid UTF-8)")));
+      // The metric's method label is the bare name ("Generate"), as the service writes it.
+      const size_t slash = method_.rfind('/');
+      metrics_->RecordRequest(slash == std::string::npos ? method_ : method_.substr(slash + 1),
+                              grpc::StatusCode::INVALID_ARGUMENT,
+                              absl::ToDoubleSeconds(absl::Now() - start_));
     }
     methods->Proceed();
   }
 
  private:
-  const std::string method_;
+  const std::string method_;  // "/package.Service/Method"
+  ServerMetrics* const metrics_;
+  const absl::Time start_;
   bool request_unparsable_ = false;
 };
 
@@ -39,7 +48,7 @@ class MalformedRequestInterceptor : public grpc::experimental::Interceptor {
 
 grpc::experimental::Interceptor* MalformedRequestInterceptorFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
-  return new MalformedRequestInterceptor(info->method());
+  return new MalformedRequestInterceptor(info->method(), metrics_);
 }
 
 }  // namespace apex4

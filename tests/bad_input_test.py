@@ -137,12 +137,12 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(len(ids), 4)
         self.assertEqual(final["finish_reason"], "FINISH_REASON_LENGTH")
         self.assertTrue(text)
-        # Requests that reach the service are counted; unparsable ones never do.
-        invalid_argument = self.server.metric(
-            'apex4_requests_total{code="INVALID_ARGUMENT",method="Generate"}')
-        expected = sum(1 for c in CASES if c[1] == "Generate" and c[3] == "InvalidArgument"
-                       and not isinstance(c[2], bytes))
-        self.assertEqual(invalid_argument, expected)
+        # Each rejected call is counted once, unparsable ones included.
+        for method in ("Generate", "Tokenize"):
+            counted = self.server.metric(
+                f'apex4_requests_total{{code="INVALID_ARGUMENT",method="{method}"}}')
+            expected = sum(1 for c in CASES if c[1] == method and c[3] == "InvalidArgument")
+            self.assertEqual(counted, expected, method)
 
     @staticmethod
     def _record_table(rows):
