@@ -1,10 +1,13 @@
-"""Issue 8, parts 2 and 3 on the real server: cancellation and deadlines free the KV cache within
-a step, a full queue answers RESOURCE_EXHAUSTED, SIGTERM drains in-flight streams and exits 0,
-and bad flags stop the binary with a message instead of a crash."""
+"""Issue 8, parts 2 and 3 on the real server: health is NOT_SERVING until the model is loaded,
+cancellation and deadlines free the KV cache within a step, a full queue answers
+RESOURCE_EXHAUSTED, SIGTERM drains in-flight streams and exits 0, and bad flags or a bad model
+stop the binary with a message instead of a crash."""
 
+import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -88,6 +91,25 @@ class OverloadAndCancellationTest(unittest.TestCase):
         # Still serving afterwards.
         _, ids, _ = completion(self.server.generate({"text": "Hi", "sampling": {"max_tokens": 2}}))
         self.assertEqual(len(ids), 2)
+
+
+class StartupTest(unittest.TestCase):
+
+    def test_not_serving_while_the_model_loads(self):
+        with tempfile.TemporaryDirectory() as workdir:
+            # Reading a FIFO blocks until someone writes: the load waits for the test.
+            model = os.path.join(workdir, "model.gguf")
+            os.mkfifo(model)
+            server = Server(model=model)
+            wait_for(lambda: server.health() == "NOT_SERVING", 60, "health to answer")
+            with self.assertRaises(GrpcError) as raised:
+                server.generate({"text": "Hi", "sampling": {"max_tokens": 1}}, timeout=30)
+            self.assertEqual(raised.exception.code, "Unavailable")
+            with open(model, "wb"):
+                pass  # an empty "model": the load goes on and must refuse it
+            self.assertEqual(server.process.wait(timeout=60), 1)
+            self.assertIn(model, server.log())
+            server.stop()
 
 
 class ShutdownTest(unittest.TestCase):
