@@ -238,9 +238,9 @@ TEST_F(TokenizerTest, IncrementalDetokenizerReplacesBytesThatNeverComplete) {
   const std::string replacement = "\xEF\xBF\xBD";
   IncrementalDetokenizer detokenizer(&tokenizer());
   EXPECT_EQ(*detokenizer.Append(emoji->front()), "");
-  EXPECT_EQ(*detokenizer.Append(letter->front()), replacement + replacement + "a");
+  EXPECT_EQ(*detokenizer.Append(letter->front()), replacement + "a");
   EXPECT_EQ(*detokenizer.Append(emoji->front()), "");
-  EXPECT_EQ(detokenizer.Flush(), replacement + replacement);
+  EXPECT_EQ(detokenizer.Flush(), replacement);
 }
 
 TEST_F(TokenizerTest, RefusesBadInput) {

@@ -51,6 +51,23 @@ bool IsValidPrefix(std::string_view bytes, size_t length) {
   return true;
 }
 
+// Bytes of the invalid sequence at the start of `rest`: its maximal subpart (the longest start
+// of a valid sequence, at least one byte), which becomes one U+FFFD as in Python and browsers.
+size_t InvalidSequenceLength(std::string_view rest) {
+  const auto lead = static_cast<unsigned char>(rest[0]);
+  const size_t length = SequenceLength(lead);
+  if (length == 0 || rest.size() < 2 ||
+      !SecondByteAllowed(lead, static_cast<unsigned char>(rest[1]))) {
+    return 1;
+  }
+  size_t valid = 2;
+  while (valid < length && valid < rest.size() &&
+         IsContinuation(static_cast<unsigned char>(rest[valid]))) {
+    ++valid;
+  }
+  return valid;
+}
+
 }  // namespace
 
 bool DecodeUtf8(std::string_view text, size_t* offset, uint32_t* codepoint) {
@@ -118,7 +135,7 @@ std::string SanitizeUtf8(std::string_view text) {
       out.append(text.substr(start, offset - start));
     } else {
       AppendUtf8(kReplacementCharacter, &out);
-      ++offset;
+      offset += InvalidSequenceLength(text.substr(offset));
     }
   }
   return out;

@@ -25,7 +25,8 @@ void AppendUtf8(uint32_t codepoint, std::string* out);
 // missing bytes (0 to 3). Streaming holds these bytes back until the next token completes them.
 size_t IncompleteUtf8SuffixLength(std::string_view text);
 
-// Replaces every invalid sequence of `text` with U+FFFD.
+// Replaces each maximal invalid subpart of `text` with one U+FFFD (as Python's
+// decode(errors="replace") does).
 std::string SanitizeUtf8(std::string_view text);
 
 // Character classes as bit flags.

@@ -63,13 +63,21 @@ TEST(UnicodeTest, FindsIncompleteSuffixes) {
   EXPECT_EQ(IncompleteUtf8SuffixLength("\x80\x80"), 0u);
 }
 
-TEST(UnicodeTest, SanitizeReplacesInvalidBytes) {
+// Expected as Python's bytes.decode("utf-8", errors="replace") gives them.
+TEST(UnicodeTest, SanitizeReplacesEachMaximalInvalidSubpart) {
+  const std::string r = "\xEF\xBF\xBD";  // U+FFFD
   EXPECT_EQ(SanitizeUtf8("a\xFF"
                          "b"),
-            "a\xEF\xBF\xBD"
-            "b");
+            "a" + r + "b");
   EXPECT_EQ(SanitizeUtf8("caf\xC3\xA9"), "caf\xC3\xA9");
-  EXPECT_EQ(SanitizeUtf8("\xE2\x82"), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(SanitizeUtf8("\xE2\x82"), r);
+  EXPECT_EQ(SanitizeUtf8("\xF0\x9F"
+                         "a"),
+            r + "a");
+  EXPECT_EQ(SanitizeUtf8("\xF0\x9F\xF0\x9F"), r + r);
+  EXPECT_EQ(SanitizeUtf8("\xED\xA0\x80"), r + r + r);
+  EXPECT_EQ(SanitizeUtf8("\xC0\x80"), r + r);
+  EXPECT_EQ(SanitizeUtf8("\xF4\x90\x80\x80"), r + r + r + r);
 }
 
 TEST(UnicodeTest, ClassifiesLettersNumbersAndWhitespace) {
