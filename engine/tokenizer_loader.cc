@@ -241,12 +241,19 @@ absl::StatusOr<TokenizerSpec> TokenizerSpecFromJson(const std::string& tokenizer
     ASSIGN_OR_RETURN(config, ParseJsonFile(config_path.string()));
   }
   // Values of an unexpected JSON type surface as exceptions from the accessors.
+  absl::StatusOr<TokenizerSpec> spec;
   try {
-    return SpecFromJson(tokenizer, config);
+    spec = SpecFromJson(tokenizer, config);
   } catch (const json::exception& error) {
     return absl::InvalidArgumentError(
         absl::StrCat(tokenizer_json_path, " is malformed: ", error.what()));
   }
+  // Newer transformers versions save the template beside the config instead of inside it.
+  const std::filesystem::path template_path = config_path.parent_path() / "chat_template.jinja";
+  if (spec.ok() && spec->chat_template.empty() && std::filesystem::exists(template_path)) {
+    ASSIGN_OR_RETURN(spec->chat_template, ReadFile(template_path.string()));
+  }
+  return spec;
 }
 
 absl::StatusOr<Tokenizer> TokenizerFromJson(const std::string& tokenizer_json_path) {

@@ -19,7 +19,7 @@ absl::StatusOr<Tokenizer> TokenizerFromGguf(const GgufReader& gguf);
 
 // From a tokenizer.json (BPE model; ByteLevel pre-tokenizer, alone or after single Digits or
 // Llama-3's Split) and, when present beside it, tokenizer_config.json (bos/eos tokens,
-// add_bos_token, chat_template).
+// add_bos_token, chat_template) or chat_template.jinja.
 // Merges may be "left right" strings or [left, right] pairs.
 absl::StatusOr<TokenizerSpec> TokenizerSpecFromJson(const std::string& tokenizer_json_path);
 absl::StatusOr<Tokenizer> TokenizerFromJson(const std::string& tokenizer_json_path);

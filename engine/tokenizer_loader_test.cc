@@ -67,6 +67,16 @@ TEST(TokenizerLoaderTest, ReadsTokenizerConfig) {
   EXPECT_EQ(*tokenizer->Encode("a", true, false), (std::vector<int32_t>{1, 0}));
 }
 
+TEST(TokenizerLoaderTest, ReadsChatTemplateJinjaBesideTheConfig) {
+  const std::string path = WriteModelFolder(
+      "jinja", {{"tokenizer.json", TinyTokenizerJson(R"(["a b"])")},
+                {"tokenizer_config.json", R"({"eos_token": "<|end|>"})"},
+                {"chat_template.jinja", "{{ '<|im_start|>' }}{{ '<|im_end|>' }}\n"}});
+  auto tokenizer = TokenizerFromJson(path);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  EXPECT_EQ(tokenizer->chat_template(), "{{ '<|im_start|>' }}{{ '<|im_end|>' }}\n");
+}
+
 TEST(TokenizerLoaderTest, RefusesWhatItCannotRead) {
   const auto code_of = [](const std::string& name, const std::string& json) {
     return TokenizerFromJson(WriteModelFolder(name, {{"tokenizer.json", json}})).status().code();
