@@ -29,6 +29,16 @@ struct W4A4LinearConfig {
   CpuIsa isa = CpuIsa::kBest;          // for the quantizer, the Hadamard and the GEMM
 };
 
+// Atom-style INT8 outlier input channels (tools/quantizer/FORMAT.md, "Outlier channels"). They
+// bypass the INT4 path, whose weight columns for them are zero, and are multiplied in INT8:
+// y += (q8(x[:, channels]) · weights^T) · sx8 · scales, with q8 per token symmetric:
+// sx8 = absmax / 127, q = clamp(rint(x / sx8), -127, 127).
+struct W4A4OutlierChannels {
+  std::vector<int32_t> channels;  // ascending, distinct, each < in_features; empty: none
+  std::vector<int8_t> weights;    // out_features × channels.size()
+  std::vector<float> scales;      // out_features
+};
+
 // Thread-safety: as LinearLayer. Forward's scratch memory is per calling thread.
 class W4A4Linear : public LinearLayer {
  public:
@@ -39,7 +49,8 @@ class W4A4Linear : public LinearLayer {
   static absl::StatusOr<std::unique_ptr<W4A4Linear>> Create(const W4A4LinearConfig& config,
                                                             std::vector<uint8_t> packed_weights,
                                                             std::vector<float> weight_scales,
-                                                            ThreadPool* pool);
+                                                            ThreadPool* pool,
+                                                            W4A4OutlierChannels outliers = {});
 
   int64_t in_features() const override { return config_.in_features; }
   int64_t out_features() const override { return config_.out_features; }
@@ -55,12 +66,16 @@ class W4A4Linear : public LinearLayer {
 
  private:
   W4A4Linear(const W4A4LinearConfig& config, std::vector<uint8_t> packed_weights,
-             std::vector<float> weight_scales, ThreadPool* pool);
+             std::vector<float> weight_scales, ThreadPool* pool, W4A4OutlierChannels outliers);
+
+  // y += the INT8 product of the outlier channels, quantized by Forward into the scratch.
+  void AddOutlierProducts(const int8_t* x_q8, const float* x_scales, int64_t m, float* y) const;
 
   W4A4LinearConfig config_;
   std::vector<uint8_t> packed_weights_;
   std::vector<float> weight_scales_;
   W4A4Operand weights_;
+  W4A4OutlierChannels outliers_;
   ThreadPool* pool_;
   KernelTimer* timer_ = nullptr;
 };

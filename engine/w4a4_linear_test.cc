@@ -1,5 +1,6 @@
 #include "engine/w4a4_linear.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -127,6 +128,111 @@ TEST(W4A4Linear, OnlineHadamardUndoesTheRotationFoldedIntoTheWeights) {
   }
 }
 
+// Atom's INT8 outlier channels: Forward moves them out of the INT4 path (zeroed before padding
+// and quantizing) and adds their per-token INT8 product, exactly as written out here.
+TEST(W4A4Linear, OutlierChannelsTakeTheInt8Path) {
+  std::mt19937 rng(34);
+  ThreadPool pool(2);
+  const int64_t in = 576, n = 70;
+  W4A4LinearConfig c{in, n, 640, kGroup128, kPerChannel, 0.9f, 0};
+  W4A4OutlierChannels outliers;
+  outliers.channels = {0, 17, 200, 575};
+  std::uniform_int_distribution<int> int8(-127, 127);
+  for (int64_t i = 0; i < n * 4; ++i) outliers.weights.push_back(static_cast<int8_t>(int8(rng)));
+  outliers.scales = Gaussian(n, rng);
+  RandomW4A4Operand w(n, c.packed_k, 128, rng);
+  auto layer = W4A4Linear::Create(c, w.packed, w.scales, &pool, outliers);
+  ASSERT_TRUE(layer.ok()) << layer.status();
+  for (int64_t m : {1, 5}) {
+    std::vector<float> x = Gaussian(m * in, rng);
+    x[1 * in - 1] = 0.0f;  // a row's outliers may be zero; row 0's absmax must stay positive
+    std::vector<float> got(m * n), expected(m * n);
+    (*layer)->Forward(x.data(), m, got.data());
+
+    std::vector<float> inlier = x;
+    std::vector<int8_t> q8(m * 4);
+    std::vector<float> sx8(m);
+    for (int64_t i = 0; i < m; ++i) {
+      float absmax = 0.0f;
+      for (int32_t ch : outliers.channels) absmax = std::max(absmax, std::fabs(x[i * in + ch]));
+      sx8[i] = absmax / 127.0f;
+      for (int o = 0; o < 4; ++o) {
+        const float v = x[i * in + outliers.channels[o]];
+        q8[i * 4 + o] =
+            static_cast<int8_t>(std::clamp(std::nearbyint(v / sx8[i]), -127.0f, 127.0f));
+        inlier[i * in + outliers.channels[o]] = 0.0f;
+      }
+    }
+    std::vector<uint8_t> xp;
+    std::vector<float> xs;
+    ASSERT_TRUE(
+        W4A4Gemm(QuantizeLikeTheFormat(c, inlier, m, &xp, &xs), w.view, expected.data()).ok());
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        int32_t dot = 0;
+        for (int o = 0; o < 4; ++o) dot += q8[i * 4 + o] * outliers.weights[j * 4 + o];
+        expected[i * n + j] += static_cast<float>(dot) * (sx8[i] * outliers.scales[j]);
+      }
+    }
+    ASSERT_EQ(got, expected) << "m=" << m;
+  }
+}
+
+// What the outlier path is for: a few channels 100x larger than the rest ruin per-token INT4
+// activations; carried in INT8 they cost almost nothing.
+TEST(W4A4Linear, OutlierChannelsRescueActivationOutliers) {
+  std::mt19937 rng(35);
+  const int64_t k = 256, n = 32, m = 6;
+  const std::vector<int32_t> channels = {5, 77, 130, 201};
+  const std::vector<float> w = Gaussian(n * k, rng);
+  std::vector<float> x = Gaussian(m * k, rng);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int32_t ch : channels) x[i * k + ch] *= 100.0f;
+  }
+  auto relative_error = [&](const W4A4Linear& layer) {
+    std::vector<float> y(m * n);
+    layer.Forward(x.data(), m, y.data());
+    double err = 0, norm = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        double exact = 0;
+        for (int64_t kk = 0; kk < k; ++kk) exact += double(x[i * k + kk]) * w[j * k + kk];
+        err += (y[i * n + j] - exact) * (y[i * n + j] - exact);
+        norm += exact * exact;
+      }
+    }
+    return std::sqrt(err / norm);
+  };
+  const W4A4LinearConfig c{k, n, k, kGroup128, kPerChannel, 1.0f, 0};
+  std::vector<uint8_t> wp(n * k / 2);
+  std::vector<float> ws(n * 2);
+  ASSERT_TRUE(QuantizeInt4Reference(w.data(), n, k, 128, 1.0f, wp.data(), ws.data()).ok());
+  auto plain = W4A4Linear::Create(c, wp, ws, nullptr);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+
+  // Atom's split: outlier columns to INT8 (per row absmax / 127), zero in the INT4 weights.
+  W4A4OutlierChannels outliers;
+  outliers.channels = channels;
+  std::vector<float> w_inlier = w;
+  for (int64_t j = 0; j < n; ++j) {
+    float absmax = 0.0f;
+    for (int32_t ch : channels) absmax = std::max(absmax, std::fabs(w[j * k + ch]));
+    outliers.scales.push_back(absmax / 127.0f);
+    for (int32_t ch : channels) {
+      outliers.weights.push_back(
+          static_cast<int8_t>(std::nearbyint(w[j * k + ch] / outliers.scales[j])));
+      w_inlier[j * k + ch] = 0.0f;
+    }
+  }
+  ASSERT_TRUE(QuantizeInt4Reference(w_inlier.data(), n, k, 128, 1.0f, wp.data(), ws.data()).ok());
+  auto split = W4A4Linear::Create(c, wp, ws, nullptr, outliers);
+  ASSERT_TRUE(split.ok()) << split.status();
+
+  const double plain_error = relative_error(**plain), split_error = relative_error(**split);
+  EXPECT_GT(plain_error, 3 * split_error) << plain_error << " vs " << split_error;
+  EXPECT_LT(split_error, 0.3);
+}
+
 class RecordingTimer : public KernelTimer {
  public:
   void Record(KernelKind kind, double seconds) override {
@@ -193,6 +299,20 @@ TEST(W4A4Linear, CreateRejectsInconsistentShapes) {
   EXPECT_TRUE(create(c).ok());
   c.packed_k = 256;
   EXPECT_FALSE(create(c).ok());  // 4 x 128 bytes expected now
+
+  auto create_with = [&](std::vector<int32_t> channels, size_t weights, size_t scales) {
+    W4A4OutlierChannels o{std::move(channels), std::vector<int8_t>(weights),
+                          std::vector<float>(scales)};
+    return W4A4Linear::Create(good, std::vector<uint8_t>(4 * 64), std::vector<float>(4), nullptr,
+                              std::move(o))
+        .status();
+  };
+  EXPECT_TRUE(create_with({3, 99}, 8, 4).ok());
+  EXPECT_FALSE(create_with({99, 3}, 8, 4).ok());   // not ascending
+  EXPECT_FALSE(create_with({3, 3}, 8, 4).ok());    // repeated
+  EXPECT_FALSE(create_with({3, 100}, 8, 4).ok());  // past in_features
+  EXPECT_FALSE(create_with({3, 99}, 7, 4).ok());   // weights
+  EXPECT_FALSE(create_with({3, 99}, 8, 3).ok());   // scales
 }
 
 }  // namespace
