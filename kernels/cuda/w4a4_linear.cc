@@ -14,8 +14,12 @@ CudaStatus SelectW4A4Backend(int device, W4A4Backend* backend) {
   int major = 0, minor = 0;
   APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  APEX4_CUDA_CHECK_ARG(major >= 8);  // INT4 or INT8 tensor cores
-  *backend = (major == 9 && minor == 0) ? W4A4Backend::kSm90 : W4A4Backend::kPortable;
+  const int cc = 10 * major + minor;
+  // Only the architectures compiled in (third_party/cuda.bzl): sm_80/86/89 and sm_90a.
+  if (cc != 80 && cc != 86 && cc != 89 && cc != 90) {
+    return CudaStatus{cudaErrorNoKernelImageForDevice, "compute capability not built", __FILE__, __LINE__};
+  }
+  *backend = cc == 90 ? W4A4Backend::kSm90 : W4A4Backend::kPortable;
   return OkCudaStatus();
 }
 

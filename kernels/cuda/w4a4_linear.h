@@ -26,7 +26,8 @@ enum class W4A4Backend : int32_t {
   kPortable = 1,  // INT4 tensor cores, mma.sync m16n8k64 (sm_80/86/89; runs, slowly, on sm_90)
 };
 
-// The fastest backend built for `device`.
+// The fastest backend built for `device`; cudaErrorNoKernelImageForDevice on architectures
+// that are not compiled in (anything but sm_80, sm_86, sm_89, sm_90).
 CudaStatus SelectW4A4Backend(int device, W4A4Backend* backend);
 
 // Rewrites canonical weights (host memory) into the backend's layout, also in host memory.
