@@ -23,7 +23,7 @@ RUN install-build-deps "${CUDA_PKG_VERSION}"
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/root/.cache/bazel \
-    bazel build -c opt --action_env=APEX4_CUDA_ARCHS="${CUDA_ARCHS}" //tools/probe:apex4_probe \
+    bazel --batch build -c opt --action_env=APEX4_CUDA_ARCHS="${CUDA_ARCHS}" //tools/probe:apex4_probe \
     && install -D -m 0755 bazel-bin/tools/probe/apex4_probe /out/usr/local/bin/apex4_probe \
     && runtime-packages /out/usr/local/bin/apex4_probe > /out/runtime-packages.txt \
     && cp /tmp/cuda-keyring.deb /out/cuda-keyring.deb

@@ -35,9 +35,9 @@ RUN install-build-deps "${CUDA_PKG_VERSION}"
 WORKDIR /src
 COPY . .
 # third_party/cuda.bzl reads APEX4_CUDA_ARCHS; bazel-bin lives in the cache mount, so the binary
-# is copied out in the same step.
+# is copied out in the same step; --batch leaves no Bazel server running in the layer.
 RUN --mount=type=cache,target=/root/.cache/bazel \
-    bazel build -c opt --action_env=APEX4_CUDA_ARCHS="${CUDA_ARCHS}" //server:apex4_server \
+    bazel --batch build -c opt --action_env=APEX4_CUDA_ARCHS="${CUDA_ARCHS}" //server:apex4_server \
     && install -D -m 0755 bazel-bin/server/apex4_server /out/usr/local/bin/apex4_server \
     && runtime-packages /out/usr/local/bin/apex4_server > /out/runtime-packages.txt \
     && cp /tmp/cuda-keyring.deb /out/cuda-keyring.deb
