@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .gguf_loader import QuantizerError
+from .tokenizer import encode_prefix
 
 # Linears sharing an input site: the first name of each tuple carries the observer.
 SITES = (("attn_q", "attn_k", "attn_v"), ("attn_output",), ("ffn_gate", "ffn_up"), ("ffn_down",))
@@ -11,10 +12,11 @@ SITE_OF = {name: site[0] for site in SITES for name in site}
 
 
 def calibration_batch(tokenizer, path: str, sequences: int, length: int, seed: int) -> np.ndarray:
-    """`sequences` random windows of `length` tokens from the calibration text: [S, L] int64."""
+    """`sequences` random windows of `length` tokens from the calibration text (its first
+    8 * sequences * length tokens): [S, L] int64."""
     try:
         with open(path, encoding="utf-8") as f:
-            tokens = tokenizer.encode(f.read())
+            tokens = encode_prefix(tokenizer, f.read(), 8 * sequences * length)
     except OSError as e:
         raise QuantizerError(f"cannot read calibration text: {e}") from e
     if len(tokens) < length + 1:
@@ -25,17 +27,22 @@ def calibration_batch(tokenizer, path: str, sequences: int, length: int, seed: i
 
 @dataclass
 class SiteStats:
-    """Accumulates H = sum x x^T (float64) and keeps up to `max_samples` random input rows."""
+    """Accumulates H = sum x x^T (float64; only its diagonal unless `full_hessian`, which GPTQ
+    alone needs) and keeps up to `max_samples` random input rows."""
     max_samples: int
     rows_per_call: int
     rng: np.random.Generator
+    full_hessian: bool
     hessian: np.ndarray = None
     samples: list = field(default_factory=list)
     tokens: int = 0
 
     def __call__(self, x: np.ndarray) -> None:
         rows = x.reshape(-1, x.shape[-1])
-        gram = (rows.T @ rows).astype(np.float64)
+        if self.full_hessian:
+            gram = (rows.T @ rows).astype(np.float64)
+        else:
+            gram = np.diag(np.einsum("tk,tk->k", rows, rows, dtype=np.float64))
         self.hessian = gram if self.hessian is None else self.hessian + gram
         self.tokens += len(rows)
         if sum(len(s) for s in self.samples) < self.max_samples:

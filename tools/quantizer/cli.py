@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from .gguf_loader import QuantizerError, file_sha256, load_gguf
-from .model import KvCacheQuant, LlamaModel
+from .int4 import INT8_MAX
+from .model import ActQuant, KvCacheQuant, LlamaModel
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA_DIR = os.path.join(os.path.dirname(_REPO), "shared", "data")
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="weight scale = absmax / 7 (plain RTN)")
     q.add_argument("--kv-bits", type=int, choices=(4, 16), default=16)
     q.add_argument("--calib", default=os.path.join(DATA_DIR, "wikitext2_valid_tokens.txt"))
-    q.add_argument("--calib-seqs", type=int, default=32)
+    q.add_argument("--calib-seqs", type=int, default=16)
     q.add_argument("--calib-len", type=int, default=512)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", help="checkpoint directory to write (e.g. models/x.apex4)")
@@ -61,17 +62,20 @@ def _parser() -> argparse.ArgumentParser:
                    "one; mixed: re-choose per layer from the stored sensitivity")
     e.add_argument("--mixed-g128-fraction", type=float, default=0.5)
     e.add_argument("--kv-bits", type=int, choices=(4, 16), help="override the KV cache")
+    e.add_argument("--act-bits", type=int, choices=(4, 8, 16), default=4,
+                   help="activations of the quantized layers (8/16: to locate the error)")
     _add_eval_args(e)
     return parser
 
 
 def _evaluate(model: LlamaModel, tokenizer, args, description: dict) -> dict:
     from .evaluate import hellaswag, perplexity, read_hellaswag
+    from .tokenizer import encode_prefix
 
     result = dict(description)
     if args.ppl_windows > 0:
         with open(args.ppl_text, encoding="utf-8") as f:
-            tokens = tokenizer.encode(f.read())
+            tokens = encode_prefix(tokenizer, f.read(), args.ctx * args.ppl_windows)
         result["perplexity"] = perplexity(model, tokens, args.ctx, args.ppl_windows)
         result["perplexity"]["text"] = os.path.basename(args.ppl_text)
     if args.hellaswag_tasks > 0:
@@ -113,6 +117,18 @@ def _quantize(args) -> None:
                    "granularity": args.granularity, "kv_bits": args.kv_bits})
 
 
+def _set_act_bits(model: LlamaModel, bits: int) -> None:
+    """A8 keeps each layer's granularity and clip ratio with 127 levels; A16 drops the
+    activation quantizer (weights stay INT4)."""
+    for block in model.blocks:
+        for linear in block.linears.values():
+            q = linear.act_quant
+            if bits == 16:
+                linear.act_quant = None
+            elif bits == 8:
+                linear.act_quant = ActQuant(q.group_size, q.clip_ratio, INT8_MAX)
+
+
 def _eval(args) -> None:
     from .checkpoint import read_checkpoint
     from .quantize import set_granularity
@@ -130,6 +146,7 @@ def _eval(args) -> None:
         if args.granularity:
             set_granularity(qm.layers, args.granularity, args.mixed_g128_fraction)
         model = qm.build_model()
+        _set_act_bits(model, args.act_bits)
         tokenizer_path = args.tokenizer_gguf or os.path.join(_REPO, "models", qm.source["file"])
         description = {"checkpoint": args.checkpoint, "quantization": qm.meta,
                        "granularity": args.granularity or qm.meta["default_granularity"]}
@@ -137,6 +154,8 @@ def _eval(args) -> None:
         rotated = bool(args.checkpoint) and qm.meta.get("rotation") is not None
         model.kv_quant = KvCacheQuant(key_hadamard=rotated) if args.kv_bits == 4 else None
     description["kv_bits"] = 4 if model.kv_quant else 16
+    if args.checkpoint:
+        description["act_bits"] = args.act_bits
     _evaluate(model, GgufTokenizer(tokenizer_path), args, description)
 
 

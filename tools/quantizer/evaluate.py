@@ -1,5 +1,6 @@
 """Perplexity (non-overlapping windows, every token scored as in the W4A4 papers) and HellaSwag
 (llama.cpp's 6-line format, length-normalised log-likelihood of each ending)."""
+import sys
 import time
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ def perplexity(model: LlamaModel, tokens: np.ndarray, ctx: int, max_windows: int
         hidden = forward_hidden(model, window[None])[0]
         nll -= _token_logprobs(model, hidden[:-1], window[1:]).sum()
         count += ctx - 1
+        print(f"[perplexity] window {w + 1}/{windows}: {np.exp(nll / count):.3f}",
+              file=sys.stderr)
     return {"perplexity": float(np.exp(nll / count)), "windows": windows, "ctx": ctx,
             "tokens_scored": count, "seconds": round(time.time() - start, 1)}
 
@@ -62,7 +65,7 @@ def hellaswag(model: LlamaModel, tokenizer, tasks: list) -> dict:
     from .model import KvCache  # local: only the evaluator reuses caches
 
     start, correct = time.time(), 0
-    for task in tasks:
+    for index, task in enumerate(tasks):
         seqs = [tokenizer.encode(task.context + " " + e) for e in task.endings]
         common = 0
         while all(len(s) > common + 1 and s[common] == seqs[0][common] for s in seqs):
@@ -76,5 +79,8 @@ def hellaswag(model: LlamaModel, tokenizer, tasks: list) -> dict:
             hidden = np.concatenate([prefix_hidden[-1:], hidden[:-1]])
             scores.append(_token_logprobs(model, hidden, seq[common:]).mean())
         correct += int(np.argmax(scores) == task.label)
+        if (index + 1) % 50 == 0:
+            print(f"[hellaswag] {index + 1}/{len(tasks)}: {100.0 * correct / (index + 1):.1f}%",
+                  file=sys.stderr)
     return {"accuracy": 100.0 * correct / len(tasks), "tasks": len(tasks),
             "seconds": round(time.time() - start, 1)}

@@ -12,13 +12,14 @@ import numpy as np
 
 from .gguf_loader import LINEAR_NAMES, ModelConfig
 from .hadamard import block_hadamard
-from .int4 import INT8_MAX, fake_quantize, pad_k
+from .int4 import INT4_MAX, INT8_MAX, fake_quantize, pad_k
 
 
 @dataclass(frozen=True)
 class ActQuant:
     group_size: int  # == k_padded for per-token, 128 for group-128
     clip_ratio: float
+    qmax: int = INT4_MAX  # 7 (INT4); INT8_MAX only to measure how much A4 costs against A8
 
 
 @dataclass
@@ -59,7 +60,8 @@ class Linear:
             x = x.copy()
             x[..., channels] = 0.0
         if self.act_quant is not None:
-            x = fake_quantize(x, self.act_quant.group_size, self.act_quant.clip_ratio)
+            q = self.act_quant
+            x = fake_quantize(x, q.group_size, q.clip_ratio, q.qmax)
         out = x @ self.weight.T
         return out if y is None else out + y
 
@@ -164,16 +166,16 @@ def attention(block: Block, h: np.ndarray, config: ModelConfig, cache: KvCache, 
         cache.values.append(v)
     s = k.shape[1]
     group = nh // nkv  # q head j reads kv head j // group
-    qg = q.reshape(b, t, nkv, group, hd).transpose(0, 2, 3, 1, 4)  # [b, kv, g, t, hd]
-    kt = k.transpose(0, 2, 3, 1)[:, :, None]                      # [b, kv, 1, hd, s]
-    scores = (qg @ kt) * np.float32(1.0 / np.sqrt(hd))             # [b, kv, g, t, s]
+    # [b, kv, group * t, hd] @ [b, kv, hd, s]: plain stacked matmuls, which numpy hands to BLAS.
+    qg = q.reshape(b, t, nkv, group, hd).transpose(0, 2, 3, 1, 4).reshape(b, nkv, group * t, hd)
+    scores = (qg @ k.transpose(0, 2, 3, 1)) * np.float32(1.0 / np.sqrt(hd))
     future = np.arange(s)[None, :] > (start + np.arange(t))[:, None]
-    scores[..., future] = -np.inf
+    scores += np.tile(np.where(future, -np.inf, 0.0).astype(np.float32), (group, 1))
     scores -= scores.max(axis=-1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)
-    out = scores @ v.transpose(0, 2, 1, 3)[:, :, None]             # [b, kv, g, t, hd]
-    out = out.transpose(0, 3, 1, 2, 4).reshape(b, t, nh * hd)
+    out = scores @ v.transpose(0, 2, 1, 3)                          # [b, kv, group * t, hd]
+    out = out.reshape(b, nkv, group, t, hd).transpose(0, 3, 1, 2, 4).reshape(b, t, nh * hd)
     return block.linears["attn_output"](out)
 
 

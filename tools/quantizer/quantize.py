@@ -1,6 +1,6 @@
-"""The quantization pipeline: optional rotation, then block by block on calibration data
-(inputs from the already-quantized earlier blocks, as GPTQ does): weight quantization in both
-granularities (RTN or GPTQ), activation clip search, per-layer sensitivity."""
+"""The quantization pipeline: optional rotation, then block by block on calibration data: weight
+quantization in both granularities (RTN or GPTQ), activation clip search, per-layer
+sensitivity."""
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -20,7 +20,7 @@ GRANULARITIES = ("per_channel", "g128")
 ACT_CLIP_GRID = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
 # Atom keeps 128 of 4096 input channels in INT8; the same fraction of each layer's K here.
 ATOM_OUTLIER_FRACTION = 128 / 4096
-CLIP_SEARCH_SAMPLES = 512  # input rows per site used for the clip search and sensitivity
+CLIP_SEARCH_SAMPLES = 256  # input rows per site used for the clip search and sensitivity
 CALIB_BATCH = 8             # sequences per forward call during calibration
 
 
@@ -34,7 +34,7 @@ class QuantOptions:
     weight_clip_search: bool = True
     kv_bits: int = 16
     calib_path: str = ""
-    calib_seqs: int = 32
+    calib_seqs: int = 16
     calib_len: int = 512
     seed: int = 0
 
@@ -210,22 +210,18 @@ def quantize_model(config: ModelConfig, weights: dict, tokenizer, opts: QuantOpt
     layers = []
     start = time.time()
     for i, block in enumerate(model.blocks):
-        stats = {site[0]: SiteStats(CLIP_SEARCH_SAMPLES, -(-CLIP_SEARCH_SAMPLES // batches), rng)
+        stats = {site[0]: SiteStats(CLIP_SEARCH_SAMPLES, -(-CLIP_SEARCH_SAMPLES // batches), rng,
+                                    full_hessian=opts.gptq)
                  for site in SITES}
         for site, observer in stats.items():
             block.linears[site].observer = observer
-        _run_block(model, i, x)
-        quantized = {}
+        # One float pass per block gives both the statistics and the next block's input: every
+        # block is calibrated on float inputs (non-sequential; one pass instead of two).
+        x = _run_block(model, i, x)
         for name in LINEAR_NAMES:
             online = DOWN_HADAMARD_BLOCK if block.linears[name].input_hadamard_block else None
-            quantized[name] = quantize_linear(f"blk.{i}.{name}", weights[f"blk.{i}.{name}.weight"],
-                                              stats[SITE_OF[name]], opts, online)
-        # Propagate with quantized weights and float activations, GPTQ's sequential setting.
-        propagate_granularity = "per_channel" if opts.granularity == "per_channel" else "g128"
-        for name, layer in quantized.items():
-            block.linears[name] = layer.to_linear(propagate_granularity, quantize_acts=False)
-        x = _run_block(model, i, x)
-        layers.extend(quantized.values())
+            layers.append(quantize_linear(f"blk.{i}.{name}", weights[f"blk.{i}.{name}.weight"],
+                                          stats[SITE_OF[name]], opts, online))
         log(f"[quantize] block {i + 1}/{config.num_layers} done, {time.time() - start:.0f} s")
     set_granularity(layers, opts.granularity, opts.mixed_g128_fraction)
     kv_quant = None
