@@ -16,7 +16,7 @@ using w4a4_internal::kBlockBytes;
 using w4a4_internal::kBlockK;
 using w4a4_internal::kTileCols;
 
-// Below this many multiply-adds (about 1.5 µs on one AVX2 core) waking a second thread costs
+// Below this many multiply-adds (about 3 µs on one core) handing half to a second thread costs
 // more than it saves: SmolLM2's 192 × 576 k/v projections at M = 1 run faster on one.
 constexpr int64_t kMinMacsToSplit = int64_t{1} << 18;
 
