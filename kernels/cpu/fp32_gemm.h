@@ -1,7 +1,8 @@
 // Full-precision GEMM on the CPU: Y[M, N] = X[M, K] · W[N, K]^T, the engine's FP32 linear
-// layers. An AVX2/FMA microkernel chosen at run time, a scalar fallback, multi-threaded over N.
-// At M = 1 (decode) the work is bound by reading W, so each thread streams its own rows of W
-// once; for larger M, a thread's rows of W stay in cache while every block of X rows passes.
+// layers. AVX2/FMA register tiles (up to 4 X rows × 4 W rows) chosen at run time, a scalar
+// fallback, multi-threaded over N. At M = 1 (decode) the work is bound by reading W, so each
+// thread streams its own rows of W once; for larger M, each grain of 16 W rows stays in cache
+// while every block of X rows passes over it.
 #ifndef APEX4_KERNELS_CPU_FP32_GEMM_H_
 #define APEX4_KERNELS_CPU_FP32_GEMM_H_
 
