@@ -24,8 +24,6 @@ class Fp32LinearLayer : public LinearLayer {
   void Forward(const float* x, int64_t m, float* y) const override;
   KernelKind kernel_kind() const override { return KernelKind::kGemmFp32; }
 
-  const std::vector<float>& weights() const { return *weights_; }
-
  private:
   std::shared_ptr<const std::vector<float>> weights_;
   int64_t out_features_;
