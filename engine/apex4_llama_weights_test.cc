@@ -1,0 +1,153 @@
+// The served path of an apex4 checkpoint (LoadCpuEngine → W4A4 layers → LlamaModel) against the
+// quantizer's numpy forward of the same checkpoint, per granularity plan.
+#include "engine/apex4_llama_weights.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "engine/apex4_test_checkpoint.h"
+#include "engine/cpu_engine.h"
+#include "engine/test_files.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace apex4 {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+// Both sides quantize the same activations with the same rule, so each W4A4 layer agrees to
+// float rounding (measured: log-probs within 1e-6). But float summation order differs, and an
+// activation within ~1e-6 of a rounding boundary then lands one INT4 step apart; this random
+// model amplifies such a flip (measured: up to 0.4 at single positions, 0.02-0.04 on average,
+// about one flip per forward). The plans differ from each other by ~0.4 on average.
+constexpr double kMeanTolerance = 0.08;
+
+std::vector<double> EngineLogProbs(InferenceEngine& engine, const std::vector<int32_t>& tokens) {
+  auto sequence = engine.StartSequence(static_cast<int32_t>(tokens.size()));
+  EXPECT_TRUE(sequence.ok()) << sequence.status();
+  std::vector<float> logits;
+  const absl::Status status = engine.StepAllLogits({*sequence, tokens}, &logits);
+  EXPECT_TRUE(status.ok()) << status;
+  engine.EndSequence(*sequence);
+  const int64_t vocab = engine.info().vocab_size;
+  std::vector<double> log_probs;
+  for (size_t p = 0; p + 1 < tokens.size(); ++p) {
+    const float* row = logits.data() + p * vocab;
+    const double max_logit = *std::max_element(row, row + vocab);
+    double sum = 0;
+    for (int64_t v = 0; v < vocab; ++v) sum += std::exp(row[v] - max_logit);
+    log_probs.push_back(row[tokens[p + 1]] - max_logit - std::log(sum));
+  }
+  return log_probs;
+}
+
+struct Difference {
+  double mean = 0;
+  double max = 0;
+};
+
+Difference Compare(const std::vector<double>& a, const std::vector<double>& b) {
+  Difference d;
+  for (size_t i = 0; i < a.size(); ++i) {
+    d.mean += std::fabs(a[i] - b[i]) / a.size();
+    d.max = std::max(d.max, std::fabs(a[i] - b[i]));
+  }
+  return d;
+}
+
+ExecutionPlan UniformPlan(const InferenceEngine& engine, const std::string& granularity) {
+  ExecutionPlan plan;
+  for (const LayerToPlan& layer : engine.PlannableLayers()) {
+    plan.layers.push_back({layer.name, granularity});
+  }
+  return plan;
+}
+
+class Apex4ServedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto tiny = GetTinyApex4Checkpoint();
+    ASSERT_TRUE(tiny.ok()) << tiny.status();
+    tiny_ = *tiny;
+    EngineOptions options;
+    options.model_path = tiny_->directory;
+    auto engine = LoadCpuEngine(options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = *std::move(engine);
+    tokens_ = tiny_->reference["window_tokens"].get<std::vector<int32_t>>();
+  }
+
+  std::vector<double> Reference(const std::string& plan) const {
+    return tiny_->reference[plan]["log_probs"].get<std::vector<double>>();
+  }
+
+  const TinyApex4Checkpoint* tiny_ = nullptr;
+  std::unique_ptr<InferenceEngine> engine_;
+  std::vector<int32_t> tokens_;
+};
+
+TEST_F(Apex4ServedTest, DescribesTheCheckpoint) {
+  EXPECT_EQ(engine_->info().format, "apex4");
+  EXPECT_EQ(engine_->info().quantization, "w4a4-mixed");
+  EXPECT_EQ(engine_->info().hidden_size, 192);
+  const std::vector<LayerToPlan> layers = engine_->PlannableLayers();
+  ASSERT_EQ(layers.size(), 14u);
+  EXPECT_EQ(layers[0].name, "blk.0.attn_q");
+  EXPECT_EQ(layers[0].k, 256);  // padded from 192
+  EXPECT_TRUE(layers[0].has_per_channel && layers[0].has_g128);
+  EXPECT_GT(layers[0].per_channel_over_g128, 0);
+}
+
+TEST_F(Apex4ServedTest, EveryPlanMatchesTheQuantizersForward) {
+  // The plans must differ by more than the tolerance, or the comparison would prove nothing.
+  EXPECT_GT(Compare(Reference("per_channel"), Reference("g128")).mean, 3 * kMeanTolerance);
+  EXPECT_GT(Compare(Reference("configured"), Reference("g128")).mean, 3 * kMeanTolerance);
+
+  // The engine starts at the checkpoint's configured (mixed) plan.
+  for (const std::string plan : {"configured", "per_channel", "g128"}) {
+    if (plan != "configured") {
+      const absl::Status applied = engine_->ApplyPlan(UniformPlan(*engine_, plan));
+      ASSERT_TRUE(applied.ok()) << applied;
+    }
+    const std::vector<double> served = EngineLogProbs(*engine_, tokens_);
+    ASSERT_EQ(served.size(), tokens_.size() - 1);
+    const Difference d = Compare(served, Reference(plan));
+    EXPECT_LT(d.mean, kMeanTolerance) << plan << ", largest difference " << d.max;
+  }
+}
+
+TEST_F(Apex4ServedTest, PlanWithAnUnknownGranularityChangesNothing) {
+  const std::vector<double> before = EngineLogProbs(*engine_, tokens_);
+  ExecutionPlan plan = UniformPlan(*engine_, "g128");
+  plan.layers[5].granularity = "g64";
+  EXPECT_THAT(engine_->ApplyPlan(plan).message(),
+              HasSubstr("blk.0.ffn_up: unknown granularity 'g64'"));
+  EXPECT_EQ(Compare(EngineLogProbs(*engine_, tokens_), before).max, 0.0);
+}
+
+TEST(Apex4Served, SourceGgufMustBeTheRecordedOne) {
+  auto tiny = GetTinyApex4Checkpoint();
+  ASSERT_TRUE(tiny.ok()) << tiny.status();
+  const fs::path dir = fs::path(std::getenv("TEST_TMPDIR")) / "wrong_source";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::create_directory_symlink(fs::absolute((*tiny)->directory), dir / "tiny.apex4");
+  EngineOptions options;
+  options.model_path = (dir / "tiny.apex4").string();
+  EXPECT_EQ(LoadCpuEngine(options).status().code(), absl::StatusCode::kNotFound);
+
+  fs::create_symlink(fs::absolute(SharedDataPath("moby_dick.txt")),
+                     dir / fs::path(DefaultModelPath()).filename());
+  const absl::Status mismatch = LoadCpuEngine(options).status();
+  EXPECT_EQ(mismatch.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(mismatch.message(), HasSubstr("hashes to"));
+}
+
+
+}  // namespace
+}  // namespace apex4
