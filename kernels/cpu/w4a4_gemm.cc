@@ -14,6 +14,7 @@ namespace {
 using w4a4_internal::GemmProblem;
 using w4a4_internal::kBlockBytes;
 using w4a4_internal::kBlockK;
+using w4a4_internal::kSumScale;
 using w4a4_internal::kTileCols;
 
 // Below this many multiply-adds (about 3 µs on one core) handing half to a second thread costs
@@ -43,8 +44,8 @@ struct PreparedActivations {
   std::vector<float> scales;
 };
 
-// Unpacks each 128-block of x into its even-k then odd-k int8 values, with the block's bias
-// correction -8 · Σ qx and its scale (see w4a4_gemm_internal.h). Every SIMD ISA implies AVX2.
+// Unpacks each 128-block of x into its even-k (times 16) then odd-k int8 values, with the
+// block's bias correction and scale (see w4a4_gemm_internal.h). Every SIMD ISA implies AVX2.
 APEX4_TARGET_AVX2 void PrepareActivations(const W4A4Operand& x, PreparedActivations* out) {
   const int64_t blocks = x.k / kBlockK;
   out->values.resize(x.rows * x.k);
@@ -55,23 +56,26 @@ APEX4_TARGET_AVX2 void PrepareActivations(const W4A4Operand& x, PreparedActivati
     for (int64_t b = 0; b < blocks; ++b) {
       const auto [low0, high0, low1, high1] =
           w4a4_internal::Avx2Block::Unpack(x.packed + m * PackedRowBytes(x.k) + b * kBlockBytes);
-      // Σ (q + 8) over the block, from four sums of absolute differences against zero.
+      // Σ (q + 8) over the block, from sums of absolute differences against zero.
       const __m256i zero = _mm256_setzero_si256();
+      const __m256i odd0 = _mm256_srli_epi16(high0, 4), odd1 = _mm256_srli_epi16(high1, 4);
       const __m256i sad = _mm256_add_epi64(
           _mm256_add_epi64(_mm256_sad_epu8(low0, zero), _mm256_sad_epu8(low1, zero)),
-          _mm256_add_epi64(_mm256_sad_epu8(high0, zero), _mm256_sad_epu8(high1, zero)));
+          _mm256_add_epi64(_mm256_sad_epu8(odd0, zero), _mm256_sad_epu8(odd1, zero)));
       const __m128i sad2 =
           _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
       const int64_t biased_sum =
           _mm_cvtsi128_si64(_mm_add_epi64(sad2, _mm_unpackhi_epi64(sad2, sad2)));
       const int64_t xb = m * blocks + b;
-      out->corrections[xb] = static_cast<int32_t>(-8 * (biased_sum - 8 * kBlockK));
-      out->scales[xb] = x.scales[m * x.groups() + b * kBlockK / x.group_size];
+      out->corrections[xb] = static_cast<int32_t>(kSumScale * -8 * (biased_sum - 8 * kBlockK));
+      out->scales[xb] = x.scales[m * x.groups() + b * kBlockK / x.group_size] / kSumScale;
+      // Even k: 16·u - 128 = 16·q (the shift stays inside each byte); odd k: u - 8 = q.
       __m256i* dst = reinterpret_cast<__m256i*>(out->values.data() + xb * kBlockK);
-      _mm256_storeu_si256(dst + 0, _mm256_sub_epi8(low0, eight));
-      _mm256_storeu_si256(dst + 1, _mm256_sub_epi8(low1, eight));
-      _mm256_storeu_si256(dst + 2, _mm256_sub_epi8(high0, eight));
-      _mm256_storeu_si256(dst + 3, _mm256_sub_epi8(high1, eight));
+      const __m256i bias16 = _mm256_set1_epi8(static_cast<char>(0x80));
+      _mm256_storeu_si256(dst + 0, _mm256_xor_si256(_mm256_slli_epi16(low0, 4), bias16));
+      _mm256_storeu_si256(dst + 1, _mm256_xor_si256(_mm256_slli_epi16(low1, 4), bias16));
+      _mm256_storeu_si256(dst + 2, _mm256_sub_epi8(odd0, eight));
+      _mm256_storeu_si256(dst + 3, _mm256_sub_epi8(odd1, eight));
     }
   }
 }

@@ -20,10 +20,9 @@ namespace {
 // 256-bit dpbusd (AVX512-VL) on Avx2Block's unpacked weights: four dpbusd replace four
 // maddubs, three adds and a madd.
 struct Vnni256Block : Avx2Block {
-  APEX4_TARGET_AVX512_VNNI static Sums Dot(const Weights& w, const int8_t* x, int32_t correction) {
+  APEX4_TARGET_AVX512_VNNI static Sums Dot(const Weights& w, const int8_t* x, Sums seed) {
     const __m256i* xv = reinterpret_cast<const __m256i*>(x);
-    __m256i sum = _mm256_zextsi128_si256(_mm_cvtsi32_si128(correction));
-    sum = _mm256_dpbusd_epi32(sum, w.low0, _mm256_loadu_si256(xv));
+    __m256i sum = _mm256_dpbusd_epi32(seed, w.low0, _mm256_loadu_si256(xv));
     sum = _mm256_dpbusd_epi32(sum, w.low1, _mm256_loadu_si256(xv + 1));
     sum = _mm256_dpbusd_epi32(sum, w.high0, _mm256_loadu_si256(xv + 2));
     return _mm256_dpbusd_epi32(sum, w.high1, _mm256_loadu_si256(xv + 3));
@@ -33,20 +32,22 @@ struct Vnni256Block : Avx2Block {
 // One 64-byte load holds a row's whole 128-block.
 struct Vnni512Block {
   struct Weights {
-    __m512i low, high;  // even k, odd k
+    __m512i low, high;  // u of even k, 16·u of odd k
   };
   using Sums = __m512i;
   using Acc = __m512;
 
   APEX4_TARGET_AVX512_VNNI static Weights Unpack(const uint8_t* w) {
-    const __m512i mask = _mm512_set1_epi8(0x0F);
     const __m512i biased =
         _mm512_xor_si512(_mm512_loadu_si512(w), _mm512_set1_epi8(static_cast<char>(0x88)));
-    return {_mm512_and_si512(biased, mask), _mm512_and_si512(_mm512_srli_epi16(biased, 4), mask)};
+    return {_mm512_and_si512(biased, _mm512_set1_epi8(0x0F)),
+            _mm512_and_si512(biased, _mm512_set1_epi8(static_cast<char>(0xF0)))};
   }
-  APEX4_TARGET_AVX512_VNNI static Sums Dot(const Weights& w, const int8_t* x, int32_t correction) {
-    const __m512i sum = _mm512_zextsi128_si512(_mm_cvtsi32_si128(correction));
-    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum, w.low, _mm512_loadu_si512(x)), w.high,
+  APEX4_TARGET_AVX512_VNNI static Sums Seed(int32_t correction) {
+    return _mm512_zextsi128_si512(_mm_cvtsi32_si128(correction));
+  }
+  APEX4_TARGET_AVX512_VNNI static Sums Dot(const Weights& w, const int8_t* x, Sums seed) {
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(seed, w.low, _mm512_loadu_si512(x)), w.high,
                                _mm512_loadu_si512(x + kBlockBytes));
   }
   APEX4_TARGET_AVX512_VNNI static Acc Zero() { return _mm512_setzero_ps(); }

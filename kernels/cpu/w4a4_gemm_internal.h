@@ -4,8 +4,10 @@
 // NOTES: the integer core multiplies *biased* weight nibbles u = qw + 8 (0..15, what XOR 0x8
 // makes of a two's-complement nibble) by signed int8 activations, because both maddubs (AVX2)
 // and dpbusd (VNNI) need one unsigned operand. Σ u·qx = Σ qw·qx + 8·Σ qx, so each 128-block's
-// accumulator starts at the block's correction -8·Σ qx, computed once per activation row. The
-// int32 block sums are exact; scales are applied per block in float.
+// accumulator starts at a correction -8·Σ qx, computed once per activation row. The high
+// nibbles are used in place (masked, not shifted: 16·u) and the even-k activations are stored
+// times 16 to match (16·qx fits int8: -128..112), so every product, and the block sum, is 16
+// times the true one: exact in int32, divided out of the block sums and the activation scales.
 #ifndef APEX4_KERNELS_CPU_W4A4_GEMM_INTERNAL_H_
 #define APEX4_KERNELS_CPU_W4A4_GEMM_INTERNAL_H_
 
@@ -19,7 +21,8 @@ namespace w4a4_internal {
 
 inline constexpr int kBlockK = 128;  // one scale block; every group size is a multiple
 inline constexpr int kBlockBytes = kBlockK / 2;
-inline constexpr int kTileCols = 4;  // weight rows per microkernel tile
+inline constexpr int kTileCols = 4;   // weight rows per microkernel tile
+inline constexpr int kSumScale = 16;  // block sums are kSumScale × Σ qw·qx (see NOTES)
 // NOTES: decode streams the weights from DRAM in short rows (320 bytes at K = 640) read four at
 // a time, which the hardware prefetchers follow poorly: measured on Zen 4, 12 GB/s without
 // software prefetch, 20-30 GB/s with it (a plain 2-thread read reaches 35). 8 KiB is about
@@ -30,9 +33,9 @@ inline constexpr int kWeightPrefetchBytes = 8 << 10;
 // 128-block laid out as its 64 even-k values then its 64 odd-k values: the order in which the
 // low and high nibbles of 64 packed weight bytes come out of a mask and a shift.
 struct GemmProblem {
-  const int8_t* x_values;        // [m][blocks][128]
-  const int32_t* x_corrections;  // [m][blocks]: -8 · Σ qx over the block
-  const float* x_scales;         // [m][blocks]
+  const int8_t* x_values;        // [m][blocks][128]: 16·qx at even k, qx at odd k
+  const int32_t* x_corrections;  // [m][blocks]: kSumScale · -8 · Σ qx over the block
+  const float* x_scales;         // [m][blocks]: sx / kSumScale
   int64_t m = 0;
   const uint8_t* w_packed;  // [n][blocks * 64], canonical layout
   const float* w_scales;
@@ -77,13 +80,14 @@ void RunTiles(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
 
 // The AVX2 block policy of w4a4_gemm_tile.inc, here because the VNNI kernels reuse its unpacking
 // and float epilogue (AVX-512 implies AVX2). A 128-block of one weight row is four ymm of
-// biased nibbles; maddubs products are at most 15·8, so four maddubs outputs (at most 960 per
-// int16 lane) add without saturating before one widening madd.
+// biased nibbles; maddubs products are at most 15·128 (low nibble × 16·qx) or 240·8 (16 × high
+// nibble × qx), so four maddubs outputs (at most 4·3840 per int16 lane) add without saturating
+// before one widening madd.
 #define APEX4_TARGET_AVX2 __attribute__((target("avx2,fma")))
 
 struct Avx2Block {
   struct Weights {
-    __m256i low0, high0, low1, high1;  // even / odd k of bytes 0..31, then of bytes 32..63
+    __m256i low0, high0, low1, high1;  // u of even k, 16·u of odd k: bytes 0..31, then 32..63
   };
   using Sums = __m256i;
   using Acc = __m256;
@@ -95,23 +99,26 @@ struct Avx2Block {
     return u;
   }
 
-  // 32 packed bytes -> their low and high nibbles as u = q + 8 in 0..15, one per byte.
+  // 32 packed bytes -> the biased low nibbles u (0..15) and high nibbles in place (16·u).
   APEX4_TARGET_AVX2 static void UnpackHalf(__m256i packed, __m256i* low, __m256i* high) {
-    const __m256i mask = _mm256_set1_epi8(0x0F);
     const __m256i biased = _mm256_xor_si256(packed, _mm256_set1_epi8(static_cast<char>(0x88)));
-    *low = _mm256_and_si256(biased, mask);
-    *high = _mm256_and_si256(_mm256_srli_epi16(biased, 4), mask);
+    *low = _mm256_and_si256(biased, _mm256_set1_epi8(0x0F));
+    *high = _mm256_and_si256(biased, _mm256_set1_epi8(static_cast<char>(0xF0)));
   }
 
-  // Lane sums of u · x over the block plus `correction` (in lane 0): exact int32.
-  APEX4_TARGET_AVX2 static Sums Dot(const Weights& w, const int8_t* x, int32_t correction) {
+  // The correction in lane 0: what a block's sum starts from.
+  APEX4_TARGET_AVX2 static Sums Seed(int32_t correction) {
+    return _mm256_zextsi128_si256(_mm_cvtsi32_si128(correction));
+  }
+
+  // Lane sums of the block's products plus `seed`: exact int32.
+  APEX4_TARGET_AVX2 static Sums Dot(const Weights& w, const int8_t* x, Sums seed) {
     const __m256i* xv = reinterpret_cast<const __m256i*>(x);
     __m256i sum16 = _mm256_maddubs_epi16(w.low0, _mm256_loadu_si256(xv));
     sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(w.low1, _mm256_loadu_si256(xv + 1)));
     sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(w.high0, _mm256_loadu_si256(xv + 2)));
     sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(w.high1, _mm256_loadu_si256(xv + 3)));
-    return _mm256_add_epi32(_mm256_madd_epi16(sum16, _mm256_set1_epi16(1)),
-                            _mm256_zextsi128_si256(_mm_cvtsi32_si128(correction)));
+    return _mm256_add_epi32(_mm256_madd_epi16(sum16, _mm256_set1_epi16(1)), seed);
   }
 
   APEX4_TARGET_AVX2 static Acc Zero() { return _mm256_setzero_ps(); }
