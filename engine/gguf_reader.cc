@@ -326,8 +326,13 @@ absl::Status GgufReader::Parse() {
       return cursor.Error(absl::StrCat("tensor '", info.name, "' data offset ", info.offset,
                                        " is not a multiple of the alignment ", alignment_));
     }
-    info.num_bytes = static_cast<uint64_t>(num_elements / traits->block_size) *
-                     static_cast<uint64_t>(traits->block_bytes);
+    const uint64_t num_blocks = static_cast<uint64_t>(num_elements / traits->block_size);
+    if (num_blocks > std::numeric_limits<uint64_t>::max() /
+                         static_cast<uint64_t>(traits->block_bytes)) {
+      return cursor.Error(absl::StrCat("tensor '", info.name, "' of ", num_elements, " ",
+                                       traits->name, " elements has a byte size that overflows"));
+    }
+    info.num_bytes = num_blocks * static_cast<uint64_t>(traits->block_bytes);
     if (tensor_index_.contains(info.name)) {
       return cursor.Error(absl::StrCat("duplicate tensor name '", info.name, "'"));
     }

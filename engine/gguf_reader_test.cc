@@ -291,5 +291,17 @@ TEST(GgufReaderTest, RefusesNestedArraysAndMisalignedTensors) {
               HasSubstr("not a whole number of q4_0 blocks"));
 }
 
+// 2^62 F32 elements are 2^64 bytes, which wrapped to a byte size of 0 and passed the range
+// check (found by engine/fuzz/gguf_reader_fuzzer).
+TEST(GgufReaderTest, RefusesTensorWhoseByteSizeOverflows) {
+  GgufBytes file(3, 1, 0);
+  file.String("t").Put<uint32_t>(1).Put<uint64_t>(1ull << 62).Put<uint32_t>(0).Put<uint64_t>(0);
+  file.PadTo(32).Put<uint64_t>(0);
+  auto reader = GgufReader::Open(WriteTempFile("overflow.gguf", file.bytes()));
+  EXPECT_THAT(std::string(reader.status().message()),
+              HasSubstr("tensor 't' of 4611686018427387904 f32 elements has a byte size that "
+                        "overflows"));
+}
+
 }  // namespace
 }  // namespace apex4

@@ -114,6 +114,9 @@ absl::Status SafetensorsReader::Parse() {
       elements *= d;
       tensor.shape.push_back(static_cast<int64_t>(d));
     }
+    if (elements > std::numeric_limits<uint64_t>::max() / element_bytes) {
+      return error(absl::StrCat(where, " shape overflows its byte size"));
+    }
     auto offsets = entry.find("data_offsets");
     if (offsets == entry.end() || !offsets->is_array() || offsets->size() != 2 ||
         !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {

@@ -114,6 +114,12 @@ TEST(SafetensorsReaderTest, RefusesMalformedHeadersNamingTheField) {
   ExpectRefused(SafetensorsBytes(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})",
                                  eight_bytes),
                 "non-integer or negative dimension");
+  // 2^62 F32 elements are 2^64 bytes, which wrapped to 0 and matched an empty byte range
+  // (found by engine/fuzz/safetensors_reader_fuzzer).
+  ExpectRefused(SafetensorsBytes(R"({"w":{"dtype":"F32","shape":[4611686018427387904],)"
+                                 R"("data_offsets":[0,0]}})",
+                                 ""),
+                "tensor 'w' shape overflows its byte size");
   ExpectRefused(SafetensorsBytes(R"({"w":{"dtype":"F32","shape":[2]}})", eight_bytes),
                 "tensor 'w' has no 'data_offsets'");
   ExpectRefused(

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "engine/fuzz/fuzz_input_file.h"
+#include "engine/ggml_types.h"
 #include "engine/gguf_reader.h"
 #include "engine/tokenizer_loader.h"
 
@@ -29,7 +30,13 @@ void ReadEverything(const GgufReader& reader) {
   for (const GgufTensorInfo& tensor : reader.tensors()) {
     auto found = reader.FindTensor(tensor.name);
     if (!found.ok() || *found == nullptr) __builtin_trap();  // every listed tensor is findable
-    (void)tensor.num_elements();
+    // num_bytes is exactly the size of num_elements of the tensor's type, without wrapping.
+    const GgmlTypeTraits* traits = GgmlTypeTraitsFor(tensor.type);
+    if (traits == nullptr) __builtin_trap();  // Open() refuses unknown types
+    const unsigned __int128 exact_bytes =
+        static_cast<unsigned __int128>(tensor.num_elements() / traits->block_size) *
+        static_cast<unsigned __int128>(traits->block_bytes);
+    if (exact_bytes != tensor.num_bytes) __builtin_trap();
     // Open() promises the byte range lies in the file: touch its first and last byte.
     if (tensor.num_bytes > 0) checksum += tensor.data[0] + tensor.data[tensor.num_bytes - 1];
   }

@@ -55,7 +55,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   apex4::v1::TokenizeRequest tokenize;
   if (tokenize.ParseFromArray(data, static_cast<int>(size))) {
     if (apex4::ValidateTokenizeRequest(tokenize, limits).ok()) {
-      Check(apex4::IsValidUtf8(tokenize.text()) && tokenize.text().size() <= limits.max_prompt_bytes);
+      Check(apex4::IsValidUtf8(tokenize.text()) &&
+            tokenize.text().size() <= limits.max_prompt_bytes);
     }
   }
   return 0;
