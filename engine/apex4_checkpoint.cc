@@ -340,10 +340,11 @@ absl::StatusOr<Apex4Metadata> ParseMetadata(const Json& root_json) {
   for (size_t i = 0; i < (*layers)->size(); ++i) {
     auto linear = ParseLinear((**layers)[i], absl::StrCat("layers[", i, "]"));
     if (!linear.ok()) return linear.status();
-    if (linear->outliers.has_value()) {
+    if (linear->outliers.has_value() && linear->online_hadamard_block > 0) {
+      // The outlier channels would index the rotated input, which only the layer itself sees.
       return absl::UnimplementedError(absl::StrCat(
           kApex4MetadataFile, ": ", linear->name,
-          " has INT8 outlier channels (Atom-style), which the CPU engine does not run yet"));
+          " has both INT8 outlier channels and an online Hadamard, which no engine runs"));
     }
     metadata.layers.push_back(*std::move(linear));
   }
@@ -512,6 +513,19 @@ absl::Status CheckModelTensors(const Apex4Metadata& metadata,
       RETURN_IF_ERROR(ExpectTensor(tensors, variant.qweight, "U8",
                                    {linear.n, PackedRowBytes(linear.k_padded)}, why));
       RETURN_IF_ERROR(ExpectTensor(tensors, variant.scales, "F32", {linear.n, groups}, why));
+    }
+    if (linear.outliers.has_value()) {
+      const std::string why = linear.name + " outliers";
+      auto channels = tensors.find(linear.outliers->channels);
+      if (channels == tensors.end() || channels->second.shape.size() != 1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            why, ": tensor ", linear.outliers->channels, " is not a vector in the checkpoint"));
+      }
+      const int64_t count = channels->second.shape[0];
+      RETURN_IF_ERROR(ExpectTensor(tensors, linear.outliers->channels, "I32", {count}, why));
+      RETURN_IF_ERROR(
+          ExpectTensor(tensors, linear.outliers->qweight, "I8", {linear.n, count}, why));
+      RETURN_IF_ERROR(ExpectTensor(tensors, linear.outliers->scales, "F32", {linear.n, 1}, why));
     }
   }
   return absl::OkStatus();

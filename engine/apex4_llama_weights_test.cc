@@ -130,6 +130,24 @@ TEST_F(Apex4ServedTest, PlanWithAnUnknownGranularityChangesNothing) {
   EXPECT_EQ(Compare(EngineLogProbs(*engine_, tokens_), before).max, 0.0);
 }
 
+TEST(Apex4Served, AtomOutlierChannelsMatchTheQuantizersForward) {
+  auto tiny = GetTinyApex4Checkpoint();
+  ASSERT_TRUE(tiny.ok()) << tiny.status();
+  auto checkpoint = Apex4Checkpoint::Open((*tiny)->atom_directory);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  for (const Apex4Linear& layer : checkpoint->metadata().layers) {
+    EXPECT_TRUE(layer.outliers.has_value()) << layer.name;
+  }
+  EngineOptions options;
+  options.model_path = (*tiny)->atom_directory;
+  auto engine = LoadCpuEngine(options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const auto tokens = (*tiny)->reference["window_tokens"].get<std::vector<int32_t>>();
+  const auto expected = (*tiny)->reference["atom"]["log_probs"].get<std::vector<double>>();
+  const Difference d = Compare(EngineLogProbs(**engine, tokens), expected);
+  EXPECT_LT(d.mean, kMeanTolerance) << "largest difference " << d.max;
+}
+
 TEST(Apex4Served, SourceGgufMustBeTheRecordedOne) {
   auto tiny = GetTinyApex4Checkpoint();
   ASSERT_TRUE(tiny.ok()) << tiny.status();

@@ -13,6 +13,7 @@ namespace apex4 {
 
 struct TinyApex4Checkpoint {
   std::string directory;      // the checkpoint; its source GGUF is linked beside it
+  std::string atom_directory; // the same model Atom-style (INT8 outlier channels)
   nlohmann::json reference;   // reference.json: per plan log_probs, perplexity, accuracy
 };
 

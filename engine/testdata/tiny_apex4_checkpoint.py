@@ -7,10 +7,12 @@ numbers for it, for the C++ reader, model and evaluation tests.
 The model is a random 2-block llama with SmolLM2's vocabulary size, so that the engine serves
 it with the real GGUF's tokenizer: OUT_DIR/<gguf> links to SOURCE.gguf (the checkpoint's
 recorded source) and OUT_DIR/tiny.apex4 is the checkpoint (QuaRot + GPTQ, mixed granularity:
-every layer stores both variants, ffn_down carries the online Hadamard, K=192 is padded to 256).
+every layer stores both variants, ffn_down carries the online Hadamard, K=192 is padded to 256);
+OUT_DIR/tiny_atom.apex4 is the same model Atom-style (group-128, INT8 outlier channels).
 OUT_DIR/reference.json holds, per granularity plan, the log-probabilities of the first window's
 tokens, the perplexity over REF_WINDOWS windows of REF_CONTEXT tokens of TEXT, and the HellaSwag
-accuracy on the first REF_TASKS tasks, all computed by tools/quantizer's numpy forward.
+accuracy on the first REF_TASKS tasks, and the first window's log-probabilities under the Atom
+checkpoint ("atom"), all computed by tools/quantizer's numpy forward.
 """
 import json
 import os
@@ -57,6 +59,11 @@ def main(gguf: str, text_path: str, hellaswag_path: str, calib: str, out_dir: st
                  "tokenizer": "gguf"}
     checkpoint = os.path.join(out_dir, "tiny.apex4")
     write_checkpoint(checkpoint, qm)
+    atom_opts = QuantOptions(method="atom", granularity="g128", calib_path=calib, calib_seqs=4,
+                             calib_len=64)
+    atom = quantize_model(CONFIG, random_weights(), tokenizer, atom_opts, log=lambda m: None)
+    atom.source = qm.source
+    write_checkpoint(os.path.join(out_dir, "tiny_atom.apex4"), atom)
     link = os.path.join(out_dir, os.path.basename(gguf))
     if not os.path.exists(link):
         os.symlink(os.path.abspath(gguf), link)
@@ -79,6 +86,9 @@ def main(gguf: str, text_path: str, hellaswag_path: str, calib: str, out_dir: st
             "perplexity": perplexity(model, tokens, REF_CONTEXT, REF_WINDOWS)["perplexity"],
             "hellaswag_accuracy": hellaswag(model, tokenizer, tasks)["accuracy"],
         }
+    model = read_checkpoint(os.path.join(out_dir, "tiny_atom.apex4")).build_model()
+    hidden = forward_hidden(model, window[None])[0]
+    reference["atom"] = {"log_probs": _token_logprobs(model, hidden[:-1], window[1:]).tolist()}
     with open(os.path.join(out_dir, "reference.json"), "w", encoding="utf-8") as f:
         json.dump(reference, f)
 
