@@ -1,12 +1,15 @@
 // CPU decode throughput of the CpuEngine on the default model at 1 and 8 concurrent sequences,
 // beside llama.cpp's (llama-cpp-python, same GGUF, same thread count) when python3 can load it.
 // Each sequence prefills the same prompt from Moby Dick, then all decode greedily together,
-// one token per sequence per step, as the server's continuous batching runs them.
+// one token per sequence per step, as the server's continuous batching runs them. Also prints
+// apex4's prefill throughput, and where each phase's time goes by kernel kind.
 //   bazel build //engine:cpu_engine_benchmark && bazel-bin/engine/cpu_engine_benchmark
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -14,6 +17,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "engine/cpu_engine.h"
 #include "engine/test_files.h"
@@ -22,6 +26,7 @@ ABSL_FLAG(std::string, model, "", "GGUF file (default: the default model)");
 ABSL_FLAG(int, threads, 2, "compute threads");
 ABSL_FLAG(int, prompt_tokens, 64, "prompt length of every sequence");
 ABSL_FLAG(int, decode_tokens, 64, "tokens each sequence decodes (timed)");
+ABSL_FLAG(int, prefill_tokens, 512, "prompt length of the prefill measurement");
 ABSL_FLAG(std::vector<std::string>, concurrency, std::vector<std::string>({"1", "8"}),
           "concurrent sequences, one run each");
 ABSL_FLAG(bool, llama_cpp, true, "also run llama.cpp (engine/llama_cpp_decode_benchmark.py)");
@@ -34,13 +39,41 @@ struct DecodeResult {
   int64_t tokens = 0;
 };
 
+// Sums the engine's kernel times per kind, to show where a phase's time goes.
+class SummingKernelTimer : public KernelTimer {
+ public:
+  void Record(KernelKind kind, double seconds) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    seconds_[static_cast<int>(kind)] += seconds;
+  }
+  // "gemm_fp32 71%, attention 9%, ..." over `total_seconds`, then resets.
+  std::string TakeBreakdown(double total_seconds) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> parts;
+    for (KernelKind kind : kAllKernelKinds) {
+      double& seconds = seconds_[static_cast<int>(kind)];
+      if (seconds > 0) {
+        parts.push_back(absl::StrFormat("%s %.0f%%", KernelKindName(kind),
+                                        100 * seconds / total_seconds));
+      }
+      seconds = 0;
+    }
+    return absl::StrJoin(parts, ", ");
+  }
+
+ private:
+  std::mutex mu_;
+  double seconds_[std::size(kAllKernelKinds)] = {};
+};
+
 int32_t Argmax(const float* row, int32_t n) {
   return static_cast<int32_t>(std::max_element(row, row + n) - row);
 }
 
 absl::StatusOr<DecodeResult> DecodeWithApex4(InferenceEngine& engine,
                                              const std::vector<int32_t>& prompt,
-                                             int concurrency, int decode_tokens) {
+                                             int concurrency, int decode_tokens,
+                                             SummingKernelTimer* timer) {
   const int32_t vocab = engine.info().vocab_size;
   std::vector<int64_t> ids;
   std::vector<int32_t> next(concurrency);
@@ -52,6 +85,7 @@ absl::StatusOr<DecodeResult> DecodeWithApex4(InferenceEngine& engine,
     if (absl::Status status = engine.Step({{*id, prompt}}, &logits); !status.ok()) return status;
     next[s] = Argmax(logits.data(), vocab);
   }
+  timer->TakeBreakdown(1);  // the prefills are not part of the decode breakdown
   std::vector<SequenceStep> batch(concurrency);
   const auto start = std::chrono::steady_clock::now();
   for (int step = 0; step < decode_tokens; ++step) {
@@ -64,6 +98,25 @@ absl::StatusOr<DecodeResult> DecodeWithApex4(InferenceEngine& engine,
   result.tokens = int64_t{concurrency} * decode_tokens;
   for (int64_t id : ids) engine.EndSequence(id);
   return result;
+}
+
+// Seconds to prefill the first `count` tokens of `text_tokens` in one step.
+absl::StatusOr<double> PrefillSeconds(InferenceEngine& engine,
+                                      const std::vector<int32_t>& text_tokens, int count) {
+  if (count > static_cast<int>(text_tokens.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("the text has only ", text_tokens.size(),
+                                                   " tokens, ", count, " requested"));
+  }
+  auto id = engine.StartSequence(count);
+  if (!id.ok()) return id.status();
+  std::vector<float> logits;
+  const auto start = std::chrono::steady_clock::now();
+  const absl::Status status = engine.Step({{*id, {text_tokens.data(), size_t(count)}}}, &logits);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  engine.EndSequence(*id);
+  if (!status.ok()) return status;
+  return seconds;
 }
 
 // Runs the Python benchmark and parses its "<concurrency> <seconds> <tokens>" line.
@@ -115,20 +168,30 @@ int Run() {
   std::printf("model %s, %d threads, %d-token prompt, %d decoded tokens per sequence\n",
               model.c_str(), options.threads, absl::GetFlag(FLAGS_prompt_tokens),
               absl::GetFlag(FLAGS_decode_tokens));
+  SummingKernelTimer timer;
+  (*engine)->set_kernel_timer(&timer);
+  const auto prefill = PrefillSeconds(**engine, *tokens, absl::GetFlag(FLAGS_prefill_tokens));
+  if (!prefill.ok()) {
+    std::fprintf(stderr, "%s\n", prefill.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("apex4-fp32 prefill of %d tokens: %.1f tokens/s (%s)\n",
+              absl::GetFlag(FLAGS_prefill_tokens), absl::GetFlag(FLAGS_prefill_tokens) / *prefill,
+              timer.TakeBreakdown(*prefill).c_str());
   std::printf("%-11s %-12s %12s %12s   load average (1, 5 min)\n", "engine", "concurrency",
               "tokens/s", "ms/step");
   for (const std::string& c : absl::GetFlag(FLAGS_concurrency)) {
     const int concurrency = std::stoi(c);
     auto apex4 = DecodeWithApex4(**engine, prompt, concurrency,
-                                 absl::GetFlag(FLAGS_decode_tokens));
+                                 absl::GetFlag(FLAGS_decode_tokens), &timer);
     if (!apex4.ok()) {
       std::fprintf(stderr, "%s\n", apex4.status().ToString().c_str());
       return 1;
     }
     const int steps = absl::GetFlag(FLAGS_decode_tokens);
-    std::printf("%-11s %-12d %12.1f %12.2f   %s\n", "apex4-fp32", concurrency,
+    std::printf("%-11s %-12d %12.1f %12.2f   %s   (%s)\n", "apex4-fp32", concurrency,
                 apex4->tokens / apex4->seconds, 1e3 * apex4->seconds / steps,
-                LoadAverage().c_str());
+                LoadAverage().c_str(), timer.TakeBreakdown(apex4->seconds).c_str());
     DecodeResult llama;
     if (absl::GetFlag(FLAGS_llama_cpp) && DecodeWithLlamaCpp(model, prompt, concurrency, &llama)) {
       std::printf("%-11s %-12d %12.1f %12.2f   %s\n", "llama.cpp", concurrency,
