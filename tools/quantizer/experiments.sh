@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
 OUT=models/results
-EVAL=(--ppl-windows "${PPL_WINDOWS:-4}" --hellaswag-tasks "${HS_TASKS:-100}")
+WINDOWS=${PPL_WINDOWS:-4}
+FULL=(--ppl-windows "$WINDOWS" --hellaswag-tasks "${HS_TASKS:-100}")
+PPL=(--ppl-windows "$WINDOWS" --hellaswag-tasks 0)
 Q="python3 -m tools.quantizer"
 mkdir -p "$OUT"
 
@@ -25,22 +27,29 @@ quantize() {
   wait
 }
 
+# Every row evaluates the same subsets; on the shared 2-core machine HellaSwag (the slow part)
+# runs only for the rows that bear on the target (FULL), the others measure perplexity (PPL).
 evaluate() {
-  $Q eval --gguf $GGUF "${EVAL[@]}" --json $OUT/fp32.json
-  $Q eval --checkpoint models/smollm2-rtn.apex4 --granularity per_channel "${EVAL[@]}" \
+  local ck=models/smollm2-quarot-gptq.apex4
+  $Q eval --gguf $GGUF "${FULL[@]}" --json $OUT/fp32.json
+  $Q eval --checkpoint models/smollm2-rtn.apex4 --granularity per_channel "${FULL[@]}" \
     --json $OUT/rtn_pc.json
-  $Q eval --checkpoint models/smollm2-rtn.apex4 --granularity g128 "${EVAL[@]}" \
+  $Q eval --checkpoint models/smollm2-rtn.apex4 --granularity g128 "${PPL[@]}" \
     --json $OUT/rtn_g128.json
-  $Q eval --checkpoint models/smollm2-atom.apex4 --granularity g128 "${EVAL[@]}" \
+  $Q eval --checkpoint models/smollm2-atom.apex4 --granularity g128 "${PPL[@]}" \
     --json $OUT/atom_g128.json
-  $Q eval --checkpoint models/smollm2-quarot-rtn.apex4 --granularity g128 "${EVAL[@]}" \
+  $Q eval --checkpoint models/smollm2-quarot-rtn.apex4 --granularity g128 "${FULL[@]}" \
     --json $OUT/quarot_rtn_g128.json
-  for g in g128 per_channel mixed; do
-    $Q eval --checkpoint models/smollm2-quarot-gptq.apex4 --granularity $g "${EVAL[@]}" \
-      --json $OUT/quarot_gptq_$g.json
+  $Q eval --checkpoint $ck --granularity g128 "${FULL[@]}" --json $OUT/quarot_gptq_g128.json
+  for g in per_channel mixed; do
+    $Q eval --checkpoint $ck --granularity $g "${PPL[@]}" --json $OUT/quarot_gptq_$g.json
   done
-  $Q eval --checkpoint models/smollm2-quarot-gptq.apex4 --granularity g128 --kv-bits 4 \
-    "${EVAL[@]}" --json $OUT/quarot_gptq_g128_kv4.json
+  $Q eval --checkpoint $ck --granularity g128 --kv-bits 4 "${FULL[@]}" \
+    --json $OUT/quarot_gptq_g128_kv4.json
+  for a in 16 8; do
+    $Q eval --checkpoint $ck --granularity g128 --act-bits $a "${PPL[@]}" \
+      --json $OUT/quarot_gptq_g128_a$a.json
+  done
 }
 
 case "${1:-all}" in
