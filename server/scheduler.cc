@@ -219,6 +219,7 @@ void Scheduler::Advance(Running& sequence, size_t fed_tokens, absl::Span<const f
   GenerationChunk chunk;
   chunk.token_ids.push_back(*token);
   std::optional<FinishReason> finish;
+  bool stop_string_found = false;
   // The end-of-generation token itself has no text for the client.
   if (options.stop_at_end_of_generation && engine_->tokenizer().IsEndOfGeneration(*token)) {
     finish = FinishReason::kStop;
@@ -227,9 +228,11 @@ void Scheduler::Advance(Running& sequence, size_t fed_tokens, absl::Span<const f
     if (!text.ok()) return Finish(sequence, text.status());
     StopMatcher::Output output = sequence.stop_matcher.Append(*text);
     chunk.text = std::move(output.text);
-    if (output.stopped) finish = FinishReason::kStop;
+    stop_string_found = output.stopped;
   }
-  if (!finish.has_value()) {
+  if (stop_string_found) {
+    finish = FinishReason::kStop;
+  } else if (!finish.has_value()) {
     if (sequence.completion_tokens >= options.max_tokens) {
       finish = FinishReason::kLength;
     } else if (static_cast<int64_t>(options.prompt.size()) + sequence.completion_tokens >=
@@ -242,7 +245,7 @@ void Scheduler::Advance(Running& sequence, size_t fed_tokens, absl::Span<const f
     sequence.stream->Emit(std::move(chunk));
     return;
   }
-  if (*finish != FinishReason::kStop) {
+  if (!stop_string_found) {
     // Release what was held back: a split character's bytes, a possible stop string's start.
     StopMatcher::Output rest = sequence.stop_matcher.Append(sequence.detokenizer.Flush());
     chunk.text += rest.text;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "engine/chat_template.h"
 #include "engine/cpu_engine.h"
 #include "engine/test_files.h"
 #include "gtest/gtest.h"
@@ -140,6 +141,30 @@ TEST_F(SchedulerTest, StopStringEndsBeforeIt) {
   ASSERT_TRUE(stopped.end.ok());
   EXPECT_EQ(stopped.end->finish_reason, FinishReason::kStop);
   EXPECT_EQ(stopped.text, full.text.substr(0, comma));
+}
+
+TEST_F(SchedulerTest, TextHeldForAStopStringIsReleasedAtEndOfGeneration) {
+  absl::StatusOr<ChatTemplate> chat_template = ChatTemplate::FromJinja(
+      engine_->tokenizer().chat_template(),
+      *engine_->tokenizer().TokenPiece(engine_->tokenizer().bos_id(), true));
+  ASSERT_TRUE(chat_template.ok()) << chat_template.status();
+  const std::string prompt =
+      *chat_template->Render({{"user", "What is the capital of France?"}}, true);
+  GenerationOptions options;
+  options.prompt = *engine_->tokenizer().Encode(prompt, false, true);
+  options.max_tokens = 64;
+  Scheduler scheduler(engine_, &metrics_, SchedulerOptions{});
+  Completion plain = Run(scheduler, options);
+  ASSERT_TRUE(plain.end.ok()) << plain.end.status();
+  ASSERT_EQ(plain.end->finish_reason, FinishReason::kStop) << plain.text;  // the model's EOS
+  ASSERT_GE(plain.text.size(), 4u);
+  // A stop string that starts with the answer's last characters but never completes: they are
+  // held back until the end of generation shows they are not a stop string.
+  options.stop = {plain.text.substr(plain.text.size() - 4) + "@@"};
+  Completion held = Run(scheduler, options);
+  ASSERT_TRUE(held.end.ok()) << held.end.status();
+  EXPECT_EQ(held.end->finish_reason, FinishReason::kStop);
+  EXPECT_EQ(held.text, plain.text);
 }
 
 TEST_F(SchedulerTest, FullQueueIsResourceExhausted) {
