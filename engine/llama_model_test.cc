@@ -26,7 +26,7 @@ namespace {
 // dequantized to F32 (tools/gguf_export.py), which llama.cpp runs without quantizing anything.
 //
 // On the F32 file both implementations compute the same FP32 model and differ only in
-// summation order: measured worst relative L2 error 1.2e-5, absolute 1.2e-4 (2026-11-27).
+// summation order: measured worst relative L2 error 1.5e-5, absolute 1.6e-4 (2026-11-27).
 constexpr double kF32MaxRelativeError = 1e-4;
 constexpr double kF32MaxAbsoluteError = 2e-3;
 // On the Q4_1 file llama.cpp multiplies the weights with activations quantized to Q8_1, which
