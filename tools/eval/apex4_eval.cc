@@ -4,11 +4,14 @@
 //
 //   apex4_eval --model models/x.apex4 --perplexity_file ../shared/data/moby_dick.txt \
 //       --max_windows 4 --hellaswag_file ../shared/data/hellaswag_val_dev1000.txt --max_tasks 200
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -26,8 +29,10 @@
 ABSL_FLAG(std::string, model, "", "a .gguf file or an apex4 checkpoint directory");
 ABSL_FLAG(int, threads, 2, "compute threads");
 ABSL_FLAG(std::string, granularity, "configured",
-          "W4A4 layers run the checkpoint's configured granularity, or all 'per_channel' or "
-          "all 'g128'");
+          "W4A4 layers run the checkpoint's configured granularity, all 'per_channel', all "
+          "'g128', or 'mixed': g128 for the --mixed_g128_fraction of layers whose recorded error "
+          "grows most from g128 to per-channel, per-channel for the rest (the quantizer's rule)");
+ABSL_FLAG(double, mixed_g128_fraction, 0.5, "share of layers kept at g128 by --granularity mixed");
 ABSL_FLAG(std::string, perplexity_file, "", "text file for perplexity (empty: skip)");
 ABSL_FLAG(int, context, 2048, "perplexity window length in tokens");
 ABSL_FLAG(int64_t, max_windows, 0, "score the first N windows (0: all)");
@@ -44,23 +49,39 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Every W4A4 layer at one granularity, through the same interface the node's planner uses.
-absl::Status ApplyUniformGranularity(InferenceEngine& engine, const std::string& granularity) {
+// Every W4A4 layer at one granularity, or the mixed split, through the same interface the
+// node's planner uses.
+absl::Status ApplyGranularity(InferenceEngine& engine, const std::string& granularity) {
   if (granularity == "configured") return absl::OkStatus();
-  if (granularity != kPerChannel && granularity != kGroup128) {
-    return absl::InvalidArgumentError(absl::StrCat("--granularity: '", granularity,
-                                                   "' is not configured, per_channel or g128"));
+  if (granularity != kPerChannel && granularity != kGroup128 && granularity != "mixed") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--granularity: '", granularity, "' is not configured, per_channel, g128 or mixed"));
   }
-  const std::vector<LayerToPlan> layers = engine.PlannableLayers();
+  std::vector<LayerToPlan> layers = engine.PlannableLayers();
   if (layers.empty()) {
     return absl::InvalidArgumentError("--granularity applies to apex4 checkpoints only");
   }
   ExecutionPlan plan;
-  for (const LayerToPlan& layer : layers) {
-    LayerPlanDecision decision;
-    decision.name = layer.name;
-    decision.granularity = granularity;
-    plan.layers.push_back(decision);
+  for (const LayerToPlan& layer : layers) plan.layers.push_back({layer.name, granularity});
+  if (granularity == "mixed") {
+    const double fraction = absl::GetFlag(FLAGS_mixed_g128_fraction);
+    if (!(fraction >= 0.0 && fraction <= 1.0)) {
+      return absl::InvalidArgumentError("--mixed_g128_fraction must be in [0, 1]");
+    }
+    std::vector<size_t> order(layers.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return layers[a].per_channel_over_g128 > layers[b].per_channel_over_g128;
+    });
+    const size_t g128_layers = static_cast<size_t>(std::lround(fraction * layers.size()));
+    for (size_t rank = 0; rank < order.size(); ++rank) {
+      const LayerToPlan& layer = layers[order[rank]];
+      if (layer.per_channel_over_g128 <= 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--granularity mixed: ", layer.name, " has no recorded sensitivity"));
+      }
+      plan.layers[order[rank]].granularity = rank < g128_layers ? kGroup128 : kPerChannel;
+    }
   }
   return engine.ApplyPlan(plan);
 }
@@ -116,7 +137,7 @@ absl::Status Run() {
   // One sequence at a time, at most one perplexity window long (plus block rounding).
   options.kv_cache_mb = 256;
   ASSIGN_OR_RETURN(std::unique_ptr<InferenceEngine> engine, LoadCpuEngine(options));
-  RETURN_IF_ERROR(ApplyUniformGranularity(*engine, absl::GetFlag(FLAGS_granularity)));
+  RETURN_IF_ERROR(ApplyGranularity(*engine, absl::GetFlag(FLAGS_granularity)));
 
   const EngineInfo& info = engine->info();
   Json result{{"model", options.model_path},
