@@ -11,8 +11,6 @@ import os
 import sys
 import time
 
-import numpy as np
-
 from .gguf_loader import QuantizerError, file_sha256, load_gguf
 from .int4 import INT8_MAX
 from .model import ActQuant, KvCacheQuant, LlamaModel

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .gguf_loader import QuantizerError
-from .model import LlamaModel, forward_hidden, logits
+from .model import KvCache, LlamaModel, forward_hidden, logits
 
 LOGIT_CHUNK = 512  # rows of the [T, vocab] logits materialised at once
 
@@ -62,14 +62,14 @@ def hellaswag(model: LlamaModel, tokenizer, tasks: list) -> dict:
     """Each ending is scored as context + " " + ending (as llama.cpp does); the tokens after the
     prefix shared by all four sequences are averaged. The shared prefix is run once and its KV
     cache reused, which is exact: every quantizer here works per token."""
-    from .model import KvCache  # local: only the evaluator reuses caches
-
     start, correct = time.time(), 0
     for index, task in enumerate(tasks):
         seqs = [tokenizer.encode(task.context + " " + e) for e in task.endings]
         common = 0
         while all(len(s) > common + 1 and s[common] == seqs[0][common] for s in seqs):
             common += 1
+        if common == 0:
+            raise QuantizerError(f"HellaSwag task '{task.context[:40]}': endings share no prefix")
         prefix_cache = KvCache()
         prefix_hidden = forward_hidden(model, seqs[0][None, :common], prefix_cache)[0]
         scores = []

@@ -8,6 +8,10 @@ use the Sylvester H_128 / H_64 of the FWHT kernels.
 import numpy as np
 
 
+def _is_power_of_two(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
 def sylvester(n: int) -> np.ndarray:
     """H_1 = [1], H_2n = [[H, H], [H, -H]]: the ordering of the C++/CUDA FWHT kernels."""
     if not _is_power_of_two(n):
@@ -30,10 +34,6 @@ def paley_12() -> np.ndarray:
     s[1:, 0] = -1
     s[1:, 1:] = jacobsthal
     return np.eye(q + 1) + s
-
-
-def _is_power_of_two(n: int) -> bool:
-    return n >= 1 and n & (n - 1) == 0
 
 
 def hadamard(n: int) -> np.ndarray:

@@ -111,10 +111,6 @@ class KvCache:
     keys: list = field(default_factory=list)
     values: list = field(default_factory=list)
 
-    @property
-    def length(self) -> int:
-        return self.keys[0].shape[1] if self.keys else 0
-
     def copy(self) -> "KvCache":
         return KvCache(list(self.keys), list(self.values))
 
