@@ -98,14 +98,16 @@ GenerationService::GenerationService(ServerMetrics* metrics, GenerationServiceOp
 
 GenerationService::~GenerationService() = default;
 
-void GenerationService::StartServing(const InferenceEngine* engine, Scheduler* scheduler) {
+void GenerationService::StartServing(const InferenceEngine* engine, Scheduler* scheduler,
+                                     ExecutionPlan plan) {
   RequestLimits limits = options_.limits;
   limits.vocab_size = engine->info().vocab_size;
   const Tokenizer& tokenizer = engine->tokenizer();
   absl::StatusOr<std::string> bos_text = tokenizer.TokenPiece(tokenizer.bos_id(), true);
   served_model_.reset(
       new ServedModel{engine, scheduler, limits,
-                      ChatTemplate::FromJinja(tokenizer.chat_template(), bos_text.value_or(""))});
+                      ChatTemplate::FromJinja(tokenizer.chat_template(), bos_text.value_or("")),
+                      std::move(plan)});
   model_.store(served_model_.get(), std::memory_order_release);
 }
 
@@ -181,7 +183,15 @@ void GenerationService::DescribeModel(const ServedModel& model, v1::ModelInfo* r
   response->set_backend(info.backend);
   response->set_max_batch_size(options_.max_batch_size);
   response->set_max_tokens_limit(model.limits.max_tokens_limit);
-  response->set_rho(options_.rho);
+  response->set_rho(model.plan.rho);
+  for (const LayerPlanDecision& layer : model.plan.layers) {
+    v1::LayerPlan* entry = response->add_plan();
+    entry->set_layer(layer.name);
+    // The decode kernel (smallest M bucket): what a streaming request runs most of the time.
+    entry->set_kernel(layer.buckets.empty() ? "" : layer.buckets.front().kernel);
+    entry->set_weight_granularity(layer.granularity);
+    entry->set_reason(layer.reason);
+  }
 }
 
 absl::Status GenerationService::StreamGeneration(

@@ -29,7 +29,6 @@ struct GenerationServiceOptions {
   RequestLimits limits;  // vocab_size comes from the engine
   int32_t default_max_tokens = 256;
   int32_t max_batch_size = 8;  // reported by GetModelInfo
-  double rho = 0;              // the node's tensor-core / CUDA-core ratio, 0 when unknown
 };
 
 class GenerationService final : public v1::Generation::Service {
@@ -39,8 +38,9 @@ class GenerationService final : public v1::Generation::Service {
   ~GenerationService() override;
 
   // Serves `engine` (read only through its thread-safe info() and tokenizer()) through
-  // `scheduler` from now on. Call once; both must outlive the service.
-  void StartServing(const InferenceEngine* engine, Scheduler* scheduler);
+  // `scheduler` from now on; GetModelInfo reports `plan` (the node planner's choices). Call once;
+  // engine and scheduler must outlive the service.
+  void StartServing(const InferenceEngine* engine, Scheduler* scheduler, ExecutionPlan plan);
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
@@ -55,6 +55,7 @@ class GenerationService final : public v1::Generation::Service {
     Scheduler* scheduler;
     RequestLimits limits;
     absl::StatusOr<ChatTemplate> chat_template;  // error: chat requests get it
+    ExecutionPlan plan;
   };
 
   // The cross-cutting part of every RPC; `handler` runs only once a model is served.

@@ -76,6 +76,16 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                                  .Help("KV-cache blocks held by live sequences.")
                                  .Register(*registry_)
                                  .Add({});
+  node_rho_ = &prometheus::BuildGauge()
+                   .Name("apex4_node_rho")
+                   .Help("Tensor-core integer throughput over FP32 FMA throughput of this node's "
+                         "device (APEX4's rho), from its profile; source is 'file' or 'probe'.")
+                   .Register(*registry_);
+  layer_plan_ = &prometheus::BuildGauge()
+                     .Name("apex4_layer_plan_info")
+                     .Help("The planner's choice for each 4-bit layer: granularity and decode "
+                           "kernel (value 1).")
+                     .Register(*registry_);
   auto& kernel_family = prometheus::BuildHistogram()
                             .Name("apex4_kernel_seconds")
                             .Help("Time spent in each kind of kernel, per call.")
@@ -87,6 +97,17 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
 }
 
 ServerMetrics::~ServerMetrics() = default;
+
+void ServerMetrics::SetNodePlan(const NodeProfile& profile, bool probed,
+                                const ExecutionPlan& plan) {
+  node_rho_->Add({{"device", profile.device.name}, {"source", probed ? "probe" : "file"}})
+      .Set(plan.rho);
+  for (const LayerPlanDecision& layer : plan.layers) {
+    const std::string kernel = layer.buckets.empty() ? "" : layer.buckets.front().kernel;
+    layer_plan_->Add({{"layer", layer.name}, {"granularity", layer.granularity}, {"kernel", kernel}})
+        .Set(1);
+  }
+}
 
 absl::Status ServerMetrics::StartExposer(int port) {
   try {

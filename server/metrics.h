@@ -13,6 +13,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "engine/kernel_timer.h"
+#include "engine/planner/node_profile.h"
+#include "engine/planner/planner.h"
 #include "grpcpp/support/status_code_enum.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
@@ -44,6 +46,10 @@ class ServerMetrics : public KernelTimer {
   void SetBatchSize(int64_t size) { batch_size_->Set(size); }
   void SetKvCacheBlocksInUse(int64_t blocks) { kv_cache_blocks_in_use_->Set(blocks); }
 
+  // The node's profile and plan, set once at start-up: apex4_node_rho{device, source} and one
+  // apex4_layer_plan_info{layer, granularity, kernel} = 1 series per planned layer.
+  void SetNodePlan(const NodeProfile& profile, bool probed, const ExecutionPlan& plan);
+
   // KernelTimer: called by the engine, possibly from its worker threads.
   void Record(KernelKind kind, double seconds) override;
 
@@ -62,6 +68,8 @@ class ServerMetrics : public KernelTimer {
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* batch_size_;
   prometheus::Gauge* kv_cache_blocks_in_use_;
+  prometheus::Family<prometheus::Gauge>* node_rho_;
+  prometheus::Family<prometheus::Gauge>* layer_plan_;
   // Indexed by KernelKind, one series per kind created up front.
   std::array<prometheus::Histogram*, std::size(kAllKernelKinds)> kernel_seconds_;
 };

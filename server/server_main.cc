@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "engine/cpu_engine.h"
+#include "engine/planner/node_planning.h"
 #include "engine/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -115,10 +116,20 @@ void SetHealth(grpc::Server& server, bool serving) {
   health->SetServingStatus(v1::Generation::service_full_name(), serving);
 }
 
+void LogNodePlan(const NodePlan& node) {
+  std::fprintf(stderr, "[apex4] node profile: %s; rho %.1f\n", node.resolved.explanation.c_str(),
+               node.plan.rho);
+  for (const LayerPlanDecision& layer : node.plan.layers) {
+    std::fprintf(stderr, "[apex4] plan %s: %s, decode kernel %s (%s)\n", layer.name.c_str(),
+                 layer.granularity.c_str(),
+                 layer.buckets.empty() ? "-" : layer.buckets.front().kernel.c_str(),
+                 layer.reason.c_str());
+  }
+}
+
 absl::Status Serve(const sigset_t& shutdown_signals) {
   RETURN_IF_ERROR(ValidateFlags());
   const std::string profile = ProfilePath();
-  std::fprintf(stderr, "[apex4] node profile: %s\n", profile.empty() ? "(none)" : profile.c_str());
 
   ServerMetrics metrics;
   RETURN_IF_ERROR(metrics.StartExposer(absl::GetFlag(FLAGS_metrics_port)));
@@ -171,11 +182,21 @@ absl::Status Serve(const sigset_t& shutdown_signals) {
     return engine.status();
   }
   (*engine)->set_kernel_timer(&metrics);
+  NodePlanningOptions planning;
+  planning.profile_path = profile;
+  planning.threads = engine_options.threads;
+  absl::StatusOr<NodePlan> node = PlanAndApply(**engine, planning);
+  if (!node.ok()) {
+    server->Shutdown();
+    return node.status();
+  }
+  LogNodePlan(*node);
+  metrics.SetNodePlan(node->resolved.profile, node->resolved.probed, node->plan);
   SchedulerOptions scheduler_options;
   scheduler_options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   scheduler_options.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);
   Scheduler scheduler(engine->get(), &metrics, scheduler_options);
-  service.StartServing(engine->get(), &scheduler);
+  service.StartServing(engine->get(), &scheduler, std::move(node->plan));
   SetHealth(*server, true);
   const EngineInfo& info = (*engine)->info();
   std::fprintf(stderr, "[apex4] serving %s (%s, %s, %s)\n", info.name.c_str(), info.format.c_str(),

@@ -168,7 +168,7 @@ class Server:
         return None
 
     def stop(self, timeout=60):
-        """SIGTERM, then the exit code (SIGKILL if it does not exit in time)."""
+        """SIGTERM, then the exit code (SIGKILL if it does not exit in time). Idempotent."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -176,7 +176,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        os.unlink(self._log.name)
+        if os.path.exists(self._log.name):
+            os.unlink(self._log.name)
         return self.process.returncode
 
 
