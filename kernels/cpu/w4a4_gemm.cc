@@ -41,15 +41,18 @@ absl::Status ValidateBlockedOperands(const W4A4Operand& x, const W4A4Operand& w)
 struct PreparedActivations {
   std::vector<int8_t> values;
   std::vector<int32_t> corrections;
+  std::vector<int32_t> row_corrections;
   std::vector<float> scales;
 };
 
 // Unpacks each 128-block of x into its even-k (times 16) then odd-k int8 values, with the
-// block's bias correction and scale (see w4a4_gemm_internal.h). Every SIMD ISA implies AVX2.
+// block's and the row's bias correction and the block's scale (see w4a4_gemm_internal.h).
+// Every SIMD ISA implies AVX2.
 APEX4_TARGET_AVX2 void PrepareActivations(const W4A4Operand& x, PreparedActivations* out) {
   const int64_t blocks = x.k / kBlockK;
   out->values.resize(x.rows * x.k);
   out->corrections.resize(x.rows * blocks);
+  out->row_corrections.assign(x.rows, 0);
   out->scales.resize(x.rows * blocks);
   const __m256i eight = _mm256_set1_epi8(8);
   for (int64_t m = 0; m < x.rows; ++m) {
@@ -68,6 +71,7 @@ APEX4_TARGET_AVX2 void PrepareActivations(const W4A4Operand& x, PreparedActivati
           _mm_cvtsi128_si64(_mm_add_epi64(sad2, _mm_unpackhi_epi64(sad2, sad2)));
       const int64_t xb = m * blocks + b;
       out->corrections[xb] = static_cast<int32_t>(kSumScale * -8 * (biased_sum - 8 * kBlockK));
+      out->row_corrections[m] += out->corrections[xb];
       out->scales[xb] = x.scales[m * x.groups() + b * kBlockK / x.group_size] / kSumScale;
       // Even k: 16·u - 128 = 16·q (the shift stays inside each byte); odd k: u - 8 = q.
       __m256i* dst = reinterpret_cast<__m256i*>(out->values.data() + xb * kBlockK);
@@ -87,6 +91,7 @@ void RunFastPath(const W4A4Operand& x, const W4A4Operand& w, CpuIsa isa, ThreadP
   GemmProblem p;
   p.x_values = prepared.values.data();
   p.x_corrections = prepared.corrections.data();
+  p.x_row_corrections = prepared.row_corrections.data();
   p.x_scales = prepared.scales.data();
   p.m = x.rows;
   p.w_packed = w.packed;
@@ -97,6 +102,7 @@ void RunFastPath(const W4A4Operand& x, const W4A4Operand& w, CpuIsa isa, ThreadP
   p.blocks = x.k / kBlockK;
   p.y = y;
   p.block_sums = block_sums;
+  p.scales_per_row = x.group_size == x.k && w.group_size == w.k;
   const auto range = isa == CpuIsa::kAvx512Vnni ? w4a4_internal::GemmRangeAvx512Vnni
                                                 : w4a4_internal::GemmRangeAvx2;
   if (pool == nullptr || p.m * p.n * x.k < kMinMacsToSplit) {

@@ -15,9 +15,9 @@ struct Avx2Kernel {
   // MR × NR float accumulators plus one row's four unpacked registers fit the 16 ymm registers.
   static constexpr int kMaxRows = 2;
 
-  template <int MR, int NR, bool kBlockSums>
+  template <int MR, int NR, Epilogue kEpilogue>
   static void Tile(const GemmProblem& p, int64_t m0, int64_t n0) {
-    BlockTile<Avx2Block, MR, NR, kBlockSums>(p, m0, n0);
+    BlockTile<Avx2Block, MR, NR, kEpilogue>(p, m0, n0);
   }
 };
 

@@ -69,12 +69,12 @@ struct Avx512VnniKernel {
   // NOTES: with one activation row (decode) the 256-bit kernel is faster: on Zen 4, 512-bit
   // unpacking and epilogue cost two 256-bit issues each and nothing amortizes them (measured
   // 1.4 vs 2.0 ns per 128-block and row). With several rows the 512-bit kernel wins.
-  template <int MR, int NR, bool kBlockSums>
+  template <int MR, int NR, Epilogue kEpilogue>
   static void Tile(const GemmProblem& p, int64_t m0, int64_t n0) {
     if constexpr (MR == 1) {
-      BlockTile<Vnni256Block, MR, NR, kBlockSums>(p, m0, n0);
+      BlockTile<Vnni256Block, MR, NR, kEpilogue>(p, m0, n0);
     } else {
-      BlockTile<Vnni512Block, MR, NR, kBlockSums>(p, m0, n0);
+      BlockTile<Vnni512Block, MR, NR, kEpilogue>(p, m0, n0);
     }
   }
 };

@@ -8,6 +8,7 @@
 //   bazel build //kernels/cpu:w4a4_gemm_benchmark
 //   bazel-bin/kernels/cpu/w4a4_gemm_benchmark [--threads=2] [--min_seconds=0.2] [--cold]
 //                                             [--noreference] [--m=1,8,64] [--nodecode_step]
+//                                             [--per_channel]
 // The last line times one whole SmolLM2 decode step's projections (see RunDecodeStep).
 #include <immintrin.h>
 
@@ -51,6 +52,7 @@ struct Options {
   bool cold = false;
   bool reference = true;
   bool decode_step = true;
+  bool per_channel = false;  // weights per channel and activations per token, not group-128
   std::vector<int64_t> m_values = {1, 8, 64};
 };
 
@@ -106,15 +108,17 @@ void Run(const Options& options) {
   ThreadPool pool(options.threads);
   std::mt19937 rng(1);
   std::printf(
-      "W4A4 GEMM benchmark: %d thread(s), best ISA %s, %s weights; best of repeats; W4A4 times "
+      "W4A4 GEMM benchmark: %d thread(s), best ISA %s, %s weights, %s; best of repeats; W4A4 times "
       "include quantizing the activations; fp32 = the engine's Fp32Gemm, gemv = 4-row FMA "
       "GEMV; GB/s = the faster W4A4 kernel's weight bytes / time\n",
-      options.threads, CpuIsaName(BestCpuIsa()), options.cold ? "cold (>= 64 MiB cycled)" : "hot");
+      options.threads, CpuIsaName(BestCpuIsa()), options.cold ? "cold (>= 64 MiB cycled)" : "hot",
+      options.per_channel ? "per-channel x per-token" : "group-128");
   std::printf("%-36s %3s %9s %9s %9s %9s %10s %7s %7s %7s %7s\n", "shape", "M", "fp32 us",
               "gemv us", "avx2 us", "vnni us", "ref us", "W4 GB/s", "avx2 x", "vnni x", "/gemv");
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   for (const LayerShape& shape : kShapes) {
     const int64_t k_padded = (shape.k + 127) / 128 * 128;
+    const int group = options.per_channel ? static_cast<int>(k_padded) : 128;
     const int64_t fp32_bytes = shape.n * shape.k * 4, w4_bytes = shape.n * k_padded / 2;
     std::vector<std::vector<float>> w_fp32(CopiesFor(fp32_bytes, options.cold));
     for (auto& w : w_fp32) {
@@ -123,7 +127,7 @@ void Run(const Options& options) {
     }
     std::vector<RandomW4A4Operand> w_int4;
     for (int64_t c = 0; c < CopiesFor(w4_bytes, options.cold); ++c) {
-      w_int4.emplace_back(shape.n, k_padded, 128, rng);
+      w_int4.emplace_back(shape.n, k_padded, group, rng);
     }
     for (int64_t m : options.m_values) {
       std::vector<float> x(m * shape.k), x_padded(m * k_padded, 0.0f), y(m * shape.n);
@@ -132,8 +136,8 @@ void Run(const Options& options) {
         std::memcpy(&x_padded[i * k_padded], &x[i * shape.k], shape.k * sizeof(float));
       }
       std::vector<uint8_t> xq(m * k_padded / 2);
-      std::vector<float> xs(m * k_padded / 128);
-      const W4A4Operand xo{xq.data(), xs.data(), m, k_padded, 128};
+      std::vector<float> xs(m * k_padded / group);
+      const W4A4Operand xo{xq.data(), xs.data(), m, k_padded, group};
       auto fp32_weights = [&](int call) { return w_fp32[call % w_fp32.size()].data(); };
       auto int4_weights = [&](int call) { return w_int4[call % w_int4.size()].view; };
 
@@ -154,7 +158,7 @@ void Run(const Options& options) {
         if (!CpuSupports(isa)) return 0.0;
         return BestSeconds(
             [&](int call) {
-              (void)QuantizeInt4(x_padded.data(), m, k_padded, 128, 1.0f, xq.data(), xs.data(),
+              (void)QuantizeInt4(x_padded.data(), m, k_padded, group, 1.0f, xq.data(), xs.data(),
                                  isa);
               (void)W4A4Gemm(xo, int4_weights(call), y.data(), {isa, &pool});
             },
@@ -165,7 +169,7 @@ void Run(const Options& options) {
       if (options.reference && shape.n * k_padded * m <= (int64_t{1} << 26)) {
         ref = BestSeconds(
             [&](int call) {
-              (void)QuantizeInt4Reference(x_padded.data(), m, k_padded, 128, 1.0f, xq.data(),
+              (void)QuantizeInt4Reference(x_padded.data(), m, k_padded, group, 1.0f, xq.data(),
                                           xs.data());
               (void)W4A4GemmReference(xo, int4_weights(call), y.data());
             },
@@ -254,6 +258,8 @@ int main(int argc, char** argv) {
       options.cold = true;
     } else if (arg == "--noreference") {
       options.reference = false;
+    } else if (arg == "--per_channel") {
+      options.per_channel = true;
     } else if (arg == "--nodecode_step") {
       options.decode_step = false;
     } else if (arg.rfind("--m=", 0) == 0) {

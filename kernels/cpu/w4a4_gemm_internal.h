@@ -33,9 +33,10 @@ inline constexpr int kWeightPrefetchBytes = 8 << 10;
 // 128-block laid out as its 64 even-k values then its 64 odd-k values: the order in which the
 // low and high nibbles of 64 packed weight bytes come out of a mask and a shift.
 struct GemmProblem {
-  const int8_t* x_values;        // [m][blocks][128]: 16·qx at even k, qx at odd k
-  const int32_t* x_corrections;  // [m][blocks]: kSumScale · -8 · Σ qx over the block
-  const float* x_scales;         // [m][blocks]: sx / kSumScale
+  const int8_t* x_values;            // [m][blocks][128]: 16·qx at even k, qx at odd k
+  const int32_t* x_corrections;      // [m][blocks]: kSumScale · -8 · Σ qx over the block
+  const int32_t* x_row_corrections;  // [m]: the sum of the row's block corrections
+  const float* x_scales;             // [m][blocks]: sx / kSumScale
   int64_t m = 0;
   const uint8_t* w_packed;  // [n][blocks * 64], canonical layout
   const float* w_scales;
@@ -43,8 +44,16 @@ struct GemmProblem {
   int64_t w_scale_block_stride = 0;  // 1 for group-128, 0 for per-channel
   int64_t n = 0;
   int64_t blocks = 0;
+  bool scales_per_row = false;    // both operands have one scale per row (per-channel/token)
   float* y = nullptr;             // [m][n]; or, when null,
   int32_t* block_sums = nullptr;  // [m][n][blocks], exact Σ qx·qw per block (for tests)
+};
+
+// How a tile turns its int32 block sums into output.
+enum class Epilogue {
+  kBlockSums,      // store each block's exact sum (W4A4GemmBlockSums)
+  kScalePerBlock,  // y += sx · sw · sum per block, in float (group-128 on either side)
+  kScalePerRow,    // sum over all blocks in int32, scale once (per-channel × per-token)
 };
 
 // Rows [n_begin, n_end) of the output for all M; n_begin is a multiple of kTileCols.
@@ -53,14 +62,14 @@ void GemmRangeAvx512Vnni(const GemmProblem& p, int64_t n_begin, int64_t n_end);
 
 // Walks the output in tiles of up to Kernel::kMaxRows activation rows × kTileCols weight rows,
 // weight tile outermost so that its bytes stay in L1 while every activation row passes.
-// Kernel::Tile<MR, NR, kBlockSums>(p, m0, n0) computes one tile.
-template <typename Kernel, int MR, bool kBlockSums>
+// Kernel::Tile<MR, NR, kEpilogue>(p, m0, n0) computes one tile.
+template <typename Kernel, int MR, Epilogue kEpilogue>
 void RunTile(int64_t rows, int64_t cols, const GemmProblem& p, int64_t m0, int64_t n0) {
   if constexpr (MR > 1) {
-    if (rows < MR) return RunTile<Kernel, MR - 1, kBlockSums>(rows, cols, p, m0, n0);
+    if (rows < MR) return RunTile<Kernel, MR - 1, kEpilogue>(rows, cols, p, m0, n0);
   }
-  if (cols == kTileCols) return Kernel::template Tile<MR, kTileCols, kBlockSums>(p, m0, n0);
-  for (int64_t j = 0; j < cols; ++j) Kernel::template Tile<MR, 1, kBlockSums>(p, m0, n0 + j);
+  if (cols == kTileCols) return Kernel::template Tile<MR, kTileCols, kEpilogue>(p, m0, n0);
+  for (int64_t j = 0; j < cols; ++j) Kernel::template Tile<MR, 1, kEpilogue>(p, m0, n0 + j);
 }
 
 template <typename Kernel>
@@ -70,9 +79,11 @@ void RunTiles(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
     for (int64_t m0 = 0; m0 < p.m; m0 += Kernel::kMaxRows) {
       const int64_t rows = std::min<int64_t>(Kernel::kMaxRows, p.m - m0);
       if (p.block_sums != nullptr) {
-        RunTile<Kernel, Kernel::kMaxRows, true>(rows, cols, p, m0, n0);
+        RunTile<Kernel, Kernel::kMaxRows, Epilogue::kBlockSums>(rows, cols, p, m0, n0);
+      } else if (p.scales_per_row) {
+        RunTile<Kernel, Kernel::kMaxRows, Epilogue::kScalePerRow>(rows, cols, p, m0, n0);
       } else {
-        RunTile<Kernel, Kernel::kMaxRows, false>(rows, cols, p, m0, n0);
+        RunTile<Kernel, Kernel::kMaxRows, Epilogue::kScalePerBlock>(rows, cols, p, m0, n0);
       }
     }
   }
