@@ -19,6 +19,10 @@ namespace {
 
 using Json = nlohmann::json;
 
+// Limits on sizes read from apex4.json, far above any real model's (2^24 = 16M).
+constexpr int64_t kMaxSize = int64_t{1} << 24;
+constexpr int64_t kMaxLayers = 4096;
+
 constexpr char kLinearKinds[][12] = {"attn_q",   "attn_k", "attn_v", "attn_output",
                                      "ffn_gate", "ffn_up", "ffn_down"};
 
@@ -73,6 +77,15 @@ class FieldReader {
     if (*out <= 0) return MetadataError(Path(key), absl::StrCat("must be positive, got ", *out));
     return absl::OkStatus();
   }
+  // A positive size of at most `max`: bounded so that sums and products of sizes cannot overflow
+  // and a corrupt count cannot make the checks below loop or allocate for ever.
+  absl::Status ReadSize(const char* key, int64_t* out, int64_t max = kMaxSize) const {
+    if (auto s = ReadPositive(key, out); !s.ok()) return s;
+    if (*out > max) {
+      return MetadataError(Path(key), absl::StrCat(*out, " exceeds the limit of ", max));
+    }
+    return absl::OkStatus();
+  }
   // A ratio in (0, 1], as the activation quantizer accepts.
   absl::Status ReadClipRatio(const char* key, float* out) const {
     double value = 0;
@@ -106,7 +119,7 @@ absl::StatusOr<int> ParseHadamardBlock(const FieldReader& parent, const char* ke
   if (!parent.Has(key)) return 0;
   FieldReader hadamard(parent.object()[key], parent.Path(key));
   int64_t block = 0;
-  RETURN_IF_ERROR(hadamard.ReadPositive("block", &block));
+  RETURN_IF_ERROR(hadamard.ReadSize("block", &block));
   if ((block & (block - 1)) != 0) {
     return MetadataError(hadamard.Path("block"),
                          absl::StrCat("Hadamard block ", block, " is not a power of two"));
@@ -139,17 +152,17 @@ absl::Status ParseModel(const FieldReader& root, Apex4ModelConfig* model) {
     return MetadataError("model.architecture",
                          absl::StrCat("'", model->architecture, "' is not supported (llama)"));
   }
-  RETURN_IF_ERROR(reader.ReadPositive("vocab_size", &model->vocab_size));
-  RETURN_IF_ERROR(reader.ReadPositive("hidden_size", &model->hidden_size));
-  RETURN_IF_ERROR(reader.ReadPositive("intermediate_size", &model->intermediate_size));
-  RETURN_IF_ERROR(reader.ReadPositive("num_layers", &model->num_layers));
-  RETURN_IF_ERROR(reader.ReadPositive("num_heads", &model->num_heads));
-  RETURN_IF_ERROR(reader.ReadPositive("num_kv_heads", &model->num_kv_heads));
-  RETURN_IF_ERROR(reader.ReadPositive("head_dim", &model->head_dim));
+  RETURN_IF_ERROR(reader.ReadSize("vocab_size", &model->vocab_size));
+  RETURN_IF_ERROR(reader.ReadSize("hidden_size", &model->hidden_size));
+  RETURN_IF_ERROR(reader.ReadSize("intermediate_size", &model->intermediate_size));
+  RETURN_IF_ERROR(reader.ReadSize("num_layers", &model->num_layers, kMaxLayers));
+  RETURN_IF_ERROR(reader.ReadSize("num_heads", &model->num_heads));
+  RETURN_IF_ERROR(reader.ReadSize("num_kv_heads", &model->num_kv_heads));
+  RETURN_IF_ERROR(reader.ReadSize("head_dim", &model->head_dim));
   RETURN_IF_ERROR(reader.Read("rope_theta", &model->rope_theta));
   RETURN_IF_ERROR(reader.Read("rope_style", &model->rope_style));
   RETURN_IF_ERROR(reader.Read("rms_norm_eps", &model->rms_norm_eps));
-  RETURN_IF_ERROR(reader.ReadPositive("context_length", &model->context_length));
+  RETURN_IF_ERROR(reader.ReadSize("context_length", &model->context_length));
   RETURN_IF_ERROR(reader.Read("bos_token_id", &model->bos_token_id));
   RETURN_IF_ERROR(reader.Read("eos_token_id", &model->eos_token_id));
   if (model->rope_style != "adjacent_pairs") {
@@ -205,9 +218,9 @@ absl::StatusOr<Apex4Linear> ParseLinear(const Json& entry, const std::string& pa
   FieldReader reader(entry, path);
   Apex4Linear linear;
   RETURN_IF_ERROR(reader.Read("name", &linear.name));
-  RETURN_IF_ERROR(reader.ReadPositive("n", &linear.n));
-  RETURN_IF_ERROR(reader.ReadPositive("k", &linear.k));
-  RETURN_IF_ERROR(reader.ReadPositive("k_padded", &linear.k_padded));
+  RETURN_IF_ERROR(reader.ReadSize("n", &linear.n));
+  RETURN_IF_ERROR(reader.ReadSize("k", &linear.k));
+  RETURN_IF_ERROR(reader.ReadSize("k_padded", &linear.k_padded));
   const int64_t expected_padded = (linear.k + kPackAlignK - 1) / kPackAlignK * kPackAlignK;
   if (linear.k_padded != expected_padded) {
     return MetadataError(reader.Path("k_padded"),

@@ -1,5 +1,6 @@
 #include "engine/apex4_checkpoint.h"
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -172,6 +173,29 @@ TEST_F(Apex4CheckpointTest, BadFieldIsNamed) {
   WriteMetadata(dir, metadata);
   EXPECT_THAT(Apex4Checkpoint::Open(dir).status().message(),
               HasSubstr("layers[3].variants.g128.act_clip_ratio: clip ratio 1.5 outside (0, 1]"));
+}
+
+// Sizes beyond any model's are refused before they are used: k = 2^63 - 1 overflowed when
+// rounded up to k_padded, num_heads * head_dim overflowed, and num_layers = 10^12 made the layer
+// check run out of time and memory (found by engine/fuzz/apex4_checkpoint_fuzzer).
+TEST_F(Apex4CheckpointTest, OversizedSizesAreRefused) {
+  const std::string dir = Copy("oversized");
+  const nlohmann::json original = ReadMetadata(dir);
+  nlohmann::json metadata = original;
+  metadata["layers"][0]["k"] = INT64_MAX;
+  WriteMetadata(dir, metadata);
+  EXPECT_THAT(Apex4Checkpoint::Open(dir).status().message(),
+              HasSubstr("layers[0].k: 9223372036854775807 exceeds the limit of 16777216"));
+  metadata = original;
+  metadata["model"]["num_heads"] = int64_t{1} << 62;
+  WriteMetadata(dir, metadata);
+  EXPECT_THAT(Apex4Checkpoint::Open(dir).status().message(),
+              HasSubstr("model.num_heads: 4611686018427387904 exceeds the limit of 16777216"));
+  metadata = original;
+  metadata["model"]["num_layers"] = int64_t{1000000000000};
+  WriteMetadata(dir, metadata);
+  EXPECT_THAT(Apex4Checkpoint::Open(dir).status().message(),
+              HasSubstr("model.num_layers: 1000000000000 exceeds the limit of 4096"));
 }
 
 TEST_F(Apex4CheckpointTest, SourceHashIsChecked) {
