@@ -177,7 +177,7 @@ TEST_F(Apex4CheckpointTest, BadFieldIsNamed) {
 
 // Sizes beyond any model's are refused before they are used: k = 2^63 - 1 overflowed when
 // rounded up to k_padded, num_heads * head_dim overflowed, and num_layers = 10^12 made the layer
-// check run out of time and memory (found by engine/fuzz/apex4_checkpoint_fuzzer).
+// check run out of time and memory (regression inputs in engine/fuzz/testdata/apex4_checkpoint).
 TEST_F(Apex4CheckpointTest, OversizedSizesAreRefused) {
   const std::string dir = Copy("oversized");
   const nlohmann::json original = ReadMetadata(dir);

@@ -292,7 +292,7 @@ TEST(GgufReaderTest, RefusesNestedArraysAndMisalignedTensors) {
 }
 
 // 2^62 F32 elements are 2^64 bytes, which wrapped to a byte size of 0 and passed the range
-// check (found by engine/fuzz/gguf_reader_fuzzer).
+// check (regression input in engine/fuzz/testdata/gguf_reader).
 TEST(GgufReaderTest, RefusesTensorWhoseByteSizeOverflows) {
   GgufBytes file(3, 1, 0);
   file.String("t").Put<uint32_t>(1).Put<uint64_t>(1ull << 62).Put<uint32_t>(0).Put<uint64_t>(0);

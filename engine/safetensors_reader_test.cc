@@ -115,7 +115,7 @@ TEST(SafetensorsReaderTest, RefusesMalformedHeadersNamingTheField) {
                                  eight_bytes),
                 "non-integer or negative dimension");
   // 2^62 F32 elements are 2^64 bytes, which wrapped to 0 and matched an empty byte range
-  // (found by engine/fuzz/safetensors_reader_fuzzer).
+  // (regression input in engine/fuzz/testdata/safetensors_reader).
   ExpectRefused(SafetensorsBytes(R"({"w":{"dtype":"F32","shape":[4611686018427387904],)"
                                  R"("data_offsets":[0,0]}})",
                                  ""),
