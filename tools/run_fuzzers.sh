@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (--config=fuzz: libFuzzer + ASan + UBSan) in a separate
-# Bazel output base, so the default g++ build's cache is untouched, then runs each one for a
+# Bazel output base and without bazel-* links, so the default g++ build's cache and links are
+# untouched, then runs each one for a
 # bounded time from its checked-in seed corpus. Fails on the first crash, leak, sanitizer report
 # or timeout; the reproducer is left in $ARTIFACTS (default /tmp/apex4_fuzz).
 #
@@ -29,7 +30,7 @@ bazel_fuzz() { bazel --output_base="$OUTPUT_BASE" --max_idle_secs=300 "$@"; }
 targets=()
 for entry in "${FUZZERS[@]}"; do targets+=("${entry%:*}"); done
 start=$(date +%s)
-bazel_fuzz build --config=fuzz "${targets[@]}" 2>&1 | grep -v "Cannot export local symbol" || {
+bazel_fuzz build --config=fuzz --symlink_prefix=/ "${targets[@]}" 2>&1 | grep -v "Cannot export local symbol" || {
   echo "[fuzz] build failed" >&2; exit 1; }
 bin="$(bazel_fuzz info --config=fuzz bazel-bin 2>/dev/null)"
 echo "[fuzz] built in $(( $(date +%s) - start ))s"
