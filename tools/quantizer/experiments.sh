@@ -25,6 +25,7 @@ quantize() {
   $Q quantize --gguf $GGUF --method quarot --gptq --no-eval \
     --out models/smollm2-quarot-gptq.apex4 &
   wait
+  $Q quantize --gguf $GGUF --method atom --gptq --no-eval --out models/smollm2-atom-gptq.apex4
 }
 
 # Every row evaluates the same subsets; on the shared 2-core machine HellaSwag (the slow part)
@@ -38,6 +39,8 @@ evaluate() {
     --json $OUT/rtn_g128.json
   $Q eval --checkpoint models/smollm2-atom.apex4 --granularity g128 "${PPL[@]}" \
     --json $OUT/atom_g128.json
+  $Q eval --checkpoint models/smollm2-atom-gptq.apex4 --granularity g128 "${FULL[@]}" \
+    --json $OUT/atom_gptq_g128.json
   $Q eval --checkpoint models/smollm2-quarot-rtn.apex4 --granularity g128 "${FULL[@]}" \
     --json $OUT/quarot_rtn_g128.json
   $Q eval --checkpoint $ck --granularity g128 "${FULL[@]}" --json $OUT/quarot_gptq_g128.json
