@@ -1,12 +1,13 @@
 // libFuzzer target: GgufReader::Open on arbitrary bytes, then every metadata getter on every
-// key (matching and mismatching types), every tensor lookup, and the tokenizer spec built from
-// the metadata, as the server does when it loads a model.
+// key (matching and mismatching types), every tensor lookup, and the model config and tokenizer
+// built from the metadata, as the server does when it loads a model.
 #include <cstddef>
 #include <cstdint>
 
 #include "engine/fuzz/fuzz_input_file.h"
 #include "engine/ggml_types.h"
 #include "engine/gguf_reader.h"
+#include "engine/llama_config.h"
 #include "engine/tokenizer_loader.h"
 
 namespace apex4 {
@@ -41,6 +42,7 @@ void ReadEverything(const GgufReader& reader) {
     if (tensor.num_bytes > 0) checksum += tensor.data[0] + tensor.data[tensor.num_bytes - 1];
   }
   (void)checksum;
+  (void)LlamaConfigFromGguf(reader);
   auto spec = TokenizerSpecFromGguf(reader);
   if (spec.ok()) (void)Tokenizer::Create(*std::move(spec));
 }

@@ -6,9 +6,9 @@
 Seeds are small real inputs: the first KiB of the default model's GGUF, tiny GGUF files written
 with the gguf package (every metadata type; a byte-level BPE tokenizer), safetensors files
 written with the safetensors package, a micro apex4 checkpoint written by tools/quantizer, and
-text lines for the tokenizer. Deterministic, so re-running it changes nothing.
+text lines for the tokenizer. Values are fixed; re-running may only reorder JSON keys in the
+safetensors headers.
 """
-import io
 import json
 import os
 import sys
@@ -43,6 +43,7 @@ def gguf_bytes(fill):
 
 
 def gguf_seeds(model):
+    import gguf
     with open(model, "rb") as f:
         out("gguf_reader", "smollm2_first_1k.gguf", f.read(1024))
 
@@ -75,6 +76,23 @@ def gguf_seeds(model):
         w.add_chat_template("{{ messages }}")
         w.add_tensor("token_embd.weight", np.zeros((7, 4), dtype=np.float32))
     out("gguf_reader", "tokenizer.gguf", gguf_bytes(tokenizer))
+
+    # The real model's scalar metadata (llama.*, general.*) with no arrays or tensors, so that
+    # the model config reader gets a valid input.
+    reader = gguf.GGUFReader(model)
+
+    def model_metadata(w):
+        for field in reader.fields.values():
+            if field.name.startswith("GGUF.") or field.name == "general.architecture":
+                continue
+            kind = field.types[0]
+            if kind == gguf.GGUFValueType.ARRAY:
+                continue
+            if kind == gguf.GGUFValueType.STRING:
+                w.add_string(field.name, bytes(field.parts[field.data[0]]).decode())
+            else:
+                w.add_key_value(field.name, field.parts[field.data[0]][0].item(), kind)
+    out("gguf_reader", "smollm2_metadata.gguf", gguf_bytes(model_metadata))
 
 
 def safetensors_bytes(tensors, metadata=None):
