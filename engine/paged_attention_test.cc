@@ -9,8 +9,13 @@
 namespace apex4 {
 namespace {
 
-constexpr int kHeads = 4;
-constexpr int kKvHeads = 2;
+// head_dim 8 runs the AVX2 path where the CPU has it, 6 the scalar one; grouped-query shapes
+// from 1 to 9 query heads per KV head.
+struct Geometry {
+  int head_dim;
+  int heads;
+  int kv_heads;
+};
 constexpr int kLayers = 2;
 constexpr int kLayer = 1;
 
@@ -21,16 +26,17 @@ struct ContiguousKv {
 
 // Straight from the definition, in double: softmax(q·k / sqrt(d)) over positions <= position.
 std::vector<double> ReferenceAttention(const float* q, const ContiguousKv& kv, int32_t position,
-                                       int head_dim) {
-  std::vector<double> out(kHeads * head_dim, 0.0);
-  for (int h = 0; h < kHeads; ++h) {
-    const int kv_head = h / (kHeads / kKvHeads);
+                                       const Geometry& g) {
+  const int head_dim = g.head_dim, heads = g.heads, kv_heads = g.kv_heads;
+  std::vector<double> out(heads * head_dim, 0.0);
+  for (int h = 0; h < heads; ++h) {
+    const int kv_head = h / (heads / kv_heads);
     std::vector<double> weights(position + 1);
     double total = 0;
     for (int j = 0; j <= position; ++j) {
       double dot = 0;
       for (int i = 0; i < head_dim; ++i) {
-        dot += q[h * head_dim + i] * double{kv.keys[(j * kKvHeads + kv_head) * head_dim + i]};
+        dot += q[h * head_dim + i] * double{kv.keys[(j * kv_heads + kv_head) * head_dim + i]};
       }
       weights[j] = std::exp(dot / std::sqrt(double{head_dim}));
       total += weights[j];
@@ -38,21 +44,21 @@ std::vector<double> ReferenceAttention(const float* q, const ContiguousKv& kv, i
     for (int j = 0; j <= position; ++j) {
       for (int i = 0; i < head_dim; ++i) {
         out[h * head_dim + i] +=
-            weights[j] / total * kv.values[(j * kKvHeads + kv_head) * head_dim + i];
+            weights[j] / total * kv.values[(j * kv_heads + kv_head) * head_dim + i];
       }
     }
   }
   return out;
 }
 
-// head_dim 8 runs the AVX2 path where the CPU has it, 6 the scalar one.
-class PagedAttentionTest : public ::testing::TestWithParam<int> {};
+class PagedAttentionTest : public ::testing::TestWithParam<Geometry> {};
 
 TEST_P(PagedAttentionTest, MatchesContiguousAttentionAcrossBlocksAndSequences) {
-  const int head_dim = GetParam();
+  const Geometry g = GetParam();
+  const int head_dim = g.head_dim, heads = g.heads, kv_heads = g.kv_heads;
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  auto cache = *PagedKvCache::Create({kLayers, kKvHeads, head_dim}, 1 << 20);
+  auto cache = *PagedKvCache::Create({kLayers, kv_heads, head_dim}, 1 << 20);
   const int32_t lengths[2] = {37, 5};  // three blocks (the last partial), and one
   int64_t ids[2];
   ContiguousKv kv[2];
@@ -63,7 +69,7 @@ TEST_P(PagedAttentionTest, MatchesContiguousAttentionAcrossBlocksAndSequences) {
       if (p >= lengths[s]) continue;
       ASSERT_EQ(*cache->Append(ids[s], 1), p);
       const int32_t block = cache->BlockTable(ids[s])[p / PagedKvCache::kBlockTokens];
-      for (int h = 0; h < kKvHeads; ++h) {
+      for (int h = 0; h < kv_heads; ++h) {
         for (int i = 0; i < head_dim; ++i) {
           const float k = normal(rng), v = normal(rng);
           kv[s].keys.push_back(k);
@@ -81,28 +87,29 @@ TEST_P(PagedAttentionTest, MatchesContiguousAttentionAcrossBlocksAndSequences) {
   std::vector<float> q;
   for (const auto& [s, position] : rows) {
     tokens.push_back({&cache->BlockTable(ids[s]), position});
-    for (int i = 0; i < kHeads * head_dim; ++i) q.push_back(normal(rng));
+    for (int i = 0; i < heads * head_dim; ++i) q.push_back(normal(rng));
   }
   ThreadPool pool(2);
   for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
     std::vector<float> out(q.size(), NAN);
-    PagedAttention(q.data(), tokens, *cache, kLayer, kHeads, out.data(), p);
+    PagedAttention(q.data(), tokens, *cache, kLayer, heads, out.data(), p);
     for (size_t r = 0; r < rows.size(); ++r) {
       const std::vector<double> expected =
-          ReferenceAttention(&q[r * kHeads * head_dim], kv[rows[r].first], rows[r].second,
-                             head_dim);
-      for (int i = 0; i < kHeads * head_dim; ++i) {
-        EXPECT_NEAR(out[r * kHeads * head_dim + i], expected[i], 1e-5) << "row " << r;
+          ReferenceAttention(&q[r * heads * head_dim], kv[rows[r].first], rows[r].second, g);
+      for (int i = 0; i < heads * head_dim; ++i) {
+        EXPECT_NEAR(out[r * heads * head_dim + i], expected[i], 1e-5) << "row " << r;
       }
     }
   }
   // Position 0 attends only to itself: the output is its value vector.
   std::vector<float> out(q.size());
-  PagedAttention(q.data(), tokens, *cache, kLayer, kHeads, out.data(), nullptr);
+  PagedAttention(q.data(), tokens, *cache, kLayer, heads, out.data(), nullptr);
   EXPECT_FLOAT_EQ(out[0], kv[0].values[0]);
 }
 
-INSTANTIATE_TEST_SUITE_P(HeadDims, PagedAttentionTest, ::testing::Values(8, 6));
+INSTANTIATE_TEST_SUITE_P(Geometries, PagedAttentionTest,
+                         ::testing::Values(Geometry{8, 4, 2}, Geometry{6, 4, 2},
+                                           Geometry{8, 18, 2}, Geometry{8, 3, 3}));
 
 }  // namespace
 }  // namespace apex4
