@@ -102,6 +102,7 @@ absl::Status DequantizeToFloat(uint32_t type, const uint8_t* data, int64_t count
     return absl::InvalidArgumentError(absl::StrCat("element count ", count, " is not a multiple of the ",
                                                    GgmlTypeName(type), " block size ", block_size));
   }
+  if (count == 0) return absl::OkStatus();  // `out` may be null (an empty vector's data())
   const int64_t num_blocks = count / block_size;
   switch (static_cast<GgmlType>(type)) {
     case GgmlType::kF32:

@@ -136,8 +136,12 @@ absl::Status SafetensorsReader::Parse() {
     tensor.num_bytes = end - begin;
     tensors_.push_back(std::move(tensor));
   }
+  // An empty tensor may share its offset with the next tensor (the safetensors package writes
+  // them so): at equal offsets it sorts first, so that it is not taken for an overlap.
   std::sort(tensors_.begin(), tensors_.end(),
-            [](const SafetensorsTensor& a, const SafetensorsTensor& b) { return a.data < b.data; });
+            [](const SafetensorsTensor& a, const SafetensorsTensor& b) {
+              return a.data != b.data ? a.data < b.data : a.num_bytes < b.num_bytes;
+            });
   for (size_t i = 0; i < tensors_.size(); ++i) {
     if (i > 0 && tensors_[i].data < tensors_[i - 1].data + tensors_[i - 1].num_bytes) {
       return error(absl::StrCat("tensors '", tensors_[i - 1].name, "' and '", tensors_[i].name,
