@@ -87,7 +87,7 @@ absl::Status LlamaModel::Forward(absl::Span<const ForwardEntry> batch, PagedKvCa
   for (const ForwardEntry& entry : batch) num_tokens_ += entry.tokens.size();
   Scratch& s = scratch_;
   s.hidden.resize(num_tokens_ * hidden);
-  s.normed.resize(num_tokens_ * std::max(hidden, q_dim));
+  s.normed.resize(num_tokens_ * hidden);
   s.query.resize(num_tokens_ * q_dim);
   s.key.resize(num_tokens_ * kv_dim);
   s.value.resize(num_tokens_ * kv_dim);
