@@ -30,8 +30,8 @@ import deploy_testlib as lib
 # oldest minor still maintained by the major clouds), and the newest schemas kubernetes-validate has.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 DOCKERFILES = ("server.Dockerfile", "probe.Dockerfile")
-# Packages tools/setup.sh installs that only tests and local runs use, not the build.
-NOT_BUILD_PACKAGES = {"python3-grpcio", "prometheus", "unzip"}
+# Packages tools/setup.sh installs that only tests, fuzzing and local runs use, not the build.
+NOT_BUILD_PACKAGES = {"python3-grpcio", "prometheus", "unzip", "clang", "libclang-rt-14-dev"}
 PRESTOP_SLEEP = re.compile(r"^(/bin/|/usr/bin/)?sleep$")
 
 
