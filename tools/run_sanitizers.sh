@@ -22,9 +22,13 @@ if [ ${#targets[@]} -eq 0 ]; then
   done
 fi
 
+# Tests that assert a speed, which instrumented -O1 code on a loaded machine need not reach
+# (gtest negative filter, applied to every test binary).
+SPEED_TESTS="CpuProbe.MeasuresPlausibleRates"
+
 start=$(date +%s)
 # A Bazel server of its own; it exits when idle for 5 minutes.
 bazel --output_base="$OUTPUT_BASE" --max_idle_secs=300 test --config=asan \
   --test_size_filters=small,medium --test_lang_filters=cc --build_tests_only \
-  --symlink_prefix=/ "${options[@]}" -- "${targets[@]}"
+  --test_filter="-${SPEED_TESTS}" --symlink_prefix=/ "${options[@]}" -- "${targets[@]}"
 echo "[asan] done in $(( $(date +%s) - start ))s"
