@@ -1,6 +1,5 @@
 #include "engine/llama_model.h"
 
-#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <iterator>
