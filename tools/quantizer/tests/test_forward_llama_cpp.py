@@ -9,8 +9,9 @@ from tools.quantizer.gguf_loader import load_gguf
 from tools.quantizer.model import LlamaModel, forward_hidden, logits
 from tools.quantizer.tokenizer import GgufTokenizer
 
-MODEL = os.path.join(os.path.dirname(__file__), "..", "..", "..", "models",
-                     "SmolLM2-135M-Instruct.Q4_1.gguf")
+# Bazel's //tools:quantizer_test passes the model's runfile path; by hand, the repo's models/.
+MODEL = os.environ.get("APEX4_MODEL") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "..", "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 PROMPT = "The capital of France is Paris. The quick brown fox jumps over the lazy dog because"
 
 
