@@ -24,7 +24,10 @@ namespace {
 constexpr int kChains = 4;
 constexpr int kThreads = 256;
 
-__global__ void MmaInt8Loop(int iterations, int* sink) {
+// Integer mma.sync with the same fragments either way: m16n8k32 s8 (INT8 tensor cores) or
+// m16n8k64 s4 (INT4 tensor cores; emulated on Hopper).
+template <bool kInt4>
+__global__ void MmaIntLoop(int iterations, int* sink) {
 #if __CUDA_ARCH__ >= 800
   unsigned a[4] = {threadIdx.x, threadIdx.x ^ 1u, threadIdx.x * 3u, 7u};
   unsigned b[2] = {threadIdx.x + 5u, 9u};
@@ -32,32 +35,19 @@ __global__ void MmaInt8Loop(int iterations, int* sink) {
   for (int i = 0; i < iterations; ++i) {
 #pragma unroll
     for (int c = 0; c < kChains; ++c) {
-      asm volatile(
-          "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-          "{%8,%9}, {%0,%1,%2,%3};\n"
-          : "+r"(acc[c][0]), "+r"(acc[c][1]), "+r"(acc[c][2]), "+r"(acc[c][3])
-          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    }
-  }
-  int total = 0;
-  for (int c = 0; c < kChains; ++c) total += acc[c][0] + acc[c][1] + acc[c][2] + acc[c][3];
-  if (total == 0x7fffffff) sink[0] = total;
-#endif
-}
-
-__global__ void MmaInt4Loop(int iterations, int* sink) {
-#if __CUDA_ARCH__ >= 800
-  unsigned a[4] = {threadIdx.x, threadIdx.x ^ 1u, threadIdx.x * 3u, 7u};
-  unsigned b[2] = {threadIdx.x + 5u, 9u};
-  int acc[kChains][4] = {};
-  for (int i = 0; i < iterations; ++i) {
-#pragma unroll
-    for (int c = 0; c < kChains; ++c) {
-      asm volatile(
-          "mma.sync.aligned.m16n8k64.row.col.s32.s4.s4.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-          "{%8,%9}, {%0,%1,%2,%3};\n"
-          : "+r"(acc[c][0]), "+r"(acc[c][1]), "+r"(acc[c][2]), "+r"(acc[c][3])
-          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+      if constexpr (kInt4) {
+        asm volatile(
+            "mma.sync.aligned.m16n8k64.row.col.s32.s4.s4.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+            "{%8,%9}, {%0,%1,%2,%3};\n"
+            : "+r"(acc[c][0]), "+r"(acc[c][1]), "+r"(acc[c][2]), "+r"(acc[c][3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+      } else {
+        asm volatile(
+            "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+            "{%8,%9}, {%0,%1,%2,%3};\n"
+            : "+r"(acc[c][0]), "+r"(acc[c][1]), "+r"(acc[c][2]), "+r"(acc[c][3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+      }
     }
   }
   int total = 0;
@@ -197,9 +187,9 @@ bool MeasureCudaThroughput(int device, CudaThroughput* out, std::string* error) 
   bool ok = true;
   if (facts.compute_capability >= 80) {
     // Ops per mma per warp: 2·M·N·K.
-    ok = ok && LoopRate(MmaInt8Loop, blocks, 4096, kChains * 2.0 * 16 * 8 * 32, 0, sink,
+    ok = ok && LoopRate(MmaIntLoop<false>, blocks, 4096, kChains * 2.0 * 16 * 8 * 32, 0, sink,
                         &out->mma_int8_ops, error);
-    ok = ok && LoopRate(MmaInt4Loop, blocks, facts.compute_capability >= 90 ? 256 : 4096,
+    ok = ok && LoopRate(MmaIntLoop<true>, blocks, facts.compute_capability >= 90 ? 256 : 4096,
                         kChains * 2.0 * 16 * 8 * 64, 0, sink, &out->mma_int4_ops, error);
     ok = ok && LoopRate(MmaFp16Loop, blocks, 4096, kChains * 2.0 * 16 * 8 * 16, 0, sink,
                         &out->mma_fp16_ops, error);
