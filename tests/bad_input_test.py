@@ -11,7 +11,7 @@ import subprocess
 import textwrap
 import unittest
 
-from server_harness import SERVICE, Server, completion, parse_grpc_error
+from server_harness import SERVICE, SharedServerTestCase, completion, parse_grpc_error
 
 VOCAB_SIZE = 49152  # SmolLM2's vocabulary
 SYSTEM_PYTHON = "/usr/bin/python3"  # has python3-grpcio
@@ -91,18 +91,9 @@ RAW_CALL = textwrap.dedent("""
 """)
 
 
-class BadInputTest(unittest.TestCase):
+class BadInputTest(SharedServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server("--max_tokens_limit=2048")
-        cls.server.wait_serving()
-
-    @classmethod
-    def tearDownClass(cls):
-        exit_code = cls.server.stop()
-        if exit_code != 0:
-            raise AssertionError(f"server exited with {exit_code} after SIGTERM")
+    SERVER_FLAGS = ("--max_tokens_limit=2048",)
 
     def call(self, method, request):
         """Sends `request` and returns (code, message)."""

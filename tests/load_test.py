@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from server_harness import SERVICE, GrpcError, Server, completion
+from server_harness import GrpcError, Server, completion
 
 PROMPTS = ["Write a haiku about the sea.", "Name three capital cities.",
            "Explain rain to a child.", "What is a prime number?"]

@@ -11,7 +11,7 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from server_harness import SERVICE, Server, completion, free_port
+from server_harness import SERVICE, SharedServerTestCase, completion, free_port
 
 # Facts about SmolLM2-135M from its published config (not from this code base).
 SMOLLM2_VOCAB_SIZE = 49152
@@ -27,18 +27,9 @@ def chat(question, max_tokens, **sampling):
             "sampling": {"max_tokens": max_tokens, **sampling}}
 
 
-class ServerEndToEndTest(unittest.TestCase):
+class ServerEndToEndTest(SharedServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server("--max_batch_size=4", "--default_max_tokens=8")
-        cls.server.wait_serving()
-
-    @classmethod
-    def tearDownClass(cls):
-        exit_code = cls.server.stop()
-        if exit_code != 0:
-            raise AssertionError(f"server exited with {exit_code} after SIGTERM")
+    SERVER_FLAGS = ("--max_batch_size=4", "--default_max_tokens=8")
 
     def test_health_and_reflection(self):
         self.assertEqual(self.server.health(), "SERVING")

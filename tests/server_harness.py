@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 import urllib.request
 
 WORKSPACE = "apex4"
@@ -179,6 +180,24 @@ class Server:
         if os.path.exists(self._log.name):
             os.unlink(self._log.name)
         return self.process.returncode
+
+
+class SharedServerTestCase(unittest.TestCase):
+    """A test class whose tests share one server, started with SERVER_FLAGS; it must exit 0 on
+    SIGTERM at the end."""
+
+    SERVER_FLAGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(*cls.SERVER_FLAGS)
+        cls.server.wait_serving()
+
+    @classmethod
+    def tearDownClass(cls):
+        exit_code = cls.server.stop()
+        if exit_code != 0:
+            raise AssertionError(f"server exited with {exit_code} after SIGTERM")
 
 
 def completion(messages):

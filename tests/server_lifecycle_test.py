@@ -11,8 +11,8 @@ import tempfile
 import time
 import unittest
 
-from server_harness import (SERVICE, GrpcError, Server, completion, model_path,
-                            parse_json_stream, server_binary)
+from server_harness import (SERVICE, GrpcError, Server, SharedServerTestCase, completion,
+                            model_path, parse_json_stream, server_binary)
 
 LONG = {"text": "Once upon a time", "sampling": {"max_tokens": 2000, "ignore_eos": True}}
 
@@ -27,18 +27,9 @@ def wait_for(condition, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-class OverloadAndCancellationTest(unittest.TestCase):
+class OverloadAndCancellationTest(SharedServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server("--max_batch_size=1", "--max_queue_size=1")
-        cls.server.wait_serving()
-
-    @classmethod
-    def tearDownClass(cls):
-        exit_code = cls.server.stop()
-        if exit_code != 0:
-            raise AssertionError(f"server exited with {exit_code} after SIGTERM")
+    SERVER_FLAGS = ("--max_batch_size=1", "--max_queue_size=1")
 
     def kv_blocks(self):
         return self.server.metric("apex4_kv_cache_blocks_in_use")
