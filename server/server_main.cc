@@ -1,7 +1,9 @@
 // apex4_server: serves one model over gRPC (apex4.v1.Generation, grpc.health.v1, reflection) with
 // Prometheus metrics on a separate port. Start-up: validate flags, open both ports (health says
 // NOT_SERVING), load the model, then SERVING. SIGTERM or SIGINT: NOT_SERVING, refuse new
-// streams, let in-flight ones finish within --shutdown_grace_seconds, exit 0.
+// streams, let in-flight ones finish within --shutdown_grace_seconds, exit 0. With
+// --tls_cert_file and --tls_key_file the gRPC port speaks TLS (and with --tls_client_ca_file
+// requires client certificates); the metrics port is always plain HTTP.
 #include <signal.h>
 
 #include <algorithm>
@@ -32,6 +34,7 @@
 #include "server/malformed_request_interceptor.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
+#include "server/tls_credentials.h"
 
 ABSL_FLAG(int, grpc_port, 50051, "Port of the gRPC API, health and reflection (0: any free one).");
 ABSL_FLAG(int, metrics_port, 9090, "Port of the Prometheus /metrics endpoint (0: any free one).");
@@ -50,6 +53,14 @@ ABSL_FLAG(
     int, shutdown_grace_seconds, 25,
     "After SIGTERM, how long in-flight streams may take to finish before they are cancelled.");
 ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest gRPC message accepted or sent, in bytes.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain (leaf first) of the gRPC port; with --tls_key_file turns on TLS. "
+          "Empty: plaintext. The metrics port stays plain HTTP.");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "PEM private key (not encrypted) of --tls_cert_file; the two go together.");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA certificate(s): when set, every gRPC client must present a certificate they "
+          "signed (mutual TLS). Needs --tls_cert_file and --tls_key_file.");
 
 namespace apex4 {
 namespace {
@@ -130,6 +141,10 @@ void LogNodePlan(const NodePlan& node) {
 absl::Status Serve(const sigset_t& shutdown_signals) {
   RETURN_IF_ERROR(ValidateFlags());
   const std::string profile = ProfilePath();
+  ASSIGN_OR_RETURN(
+      const ServerTransport transport,
+      MakeServerTransport({absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file),
+                           absl::GetFlag(FLAGS_tls_client_ca_file)}));
 
   ServerMetrics metrics;
   RETURN_IF_ERROR(metrics.StartExposer(absl::GetFlag(FLAGS_metrics_port)));
@@ -149,7 +164,7 @@ absl::Status Serve(const sigset_t& shutdown_signals) {
   int grpc_port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("0.0.0.0:", absl::GetFlag(FLAGS_grpc_port)),
-                           grpc::InsecureServerCredentials(), &grpc_port);
+                           transport.credentials, &grpc_port);
   builder.SetResourceQuota(quota);
   // Without this a second server on the same port would silently share its traffic.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -165,8 +180,10 @@ absl::Status Serve(const sigset_t& shutdown_signals) {
         absl::StrCat("cannot serve gRPC on port ", absl::GetFlag(FLAGS_grpc_port)));
   }
   SetHealth(*server, false);
-  std::fprintf(stderr, "[apex4] gRPC on port %d, metrics on port %d; loading %s\n", grpc_port,
-               metrics.exposer_port(), absl::GetFlag(FLAGS_model).c_str());
+  std::fprintf(stderr,
+               "[apex4] gRPC on port %d (%s), metrics on port %d (plain HTTP); loading %s\n",
+               grpc_port, transport.description.c_str(), metrics.exposer_port(),
+               absl::GetFlag(FLAGS_model).c_str());
 
   EngineOptions engine_options;
   engine_options.model_path = absl::GetFlag(FLAGS_model);

@@ -96,13 +96,15 @@ def parse_grpc_error(stderr):
 
 
 class Server:
-    """One apex4_server process on free loopback ports."""
+    """One apex4_server process on free loopback ports. `transport` is how grpcurl connects:
+    "-plaintext", or its TLS flags ("-cacert", ca, ...) for a server started with --tls_*."""
 
-    def __init__(self, *flags, model=None):
+    def __init__(self, *flags, model=None, transport=("-plaintext",)):
         self.grpc_port = free_port()
         self.metrics_port = free_port()
         self.address = f"127.0.0.1:{self.grpc_port}"
         self.grpcurl_path = find_grpcurl()
+        self.transport = list(transport)
         self._log = tempfile.NamedTemporaryFile(prefix="apex4_server_", suffix=".log",
                                                 delete=False)
         self.process = subprocess.Popen(
@@ -126,9 +128,10 @@ class Server:
             time.sleep(0.5)
         raise TimeoutError(f"server not SERVING after {timeout} s:\n{self.log()}")
 
-    def grpcurl(self, method, request=None, timeout=120, max_time=None):
-        """Calls `method` ("Service/Method") and returns the parsed messages; raises GrpcError."""
-        args = [self.grpcurl_path, "-plaintext"]
+    def grpcurl(self, method, request=None, timeout=120, max_time=None, transport=None):
+        """Calls `method` ("Service/Method") and returns the parsed messages; raises GrpcError.
+        `transport` replaces the server's for this call."""
+        args = [self.grpcurl_path, *(self.transport if transport is None else transport)]
         if max_time is not None:
             args += ["-max-time", str(max_time)]
         if request is not None:
@@ -143,7 +146,7 @@ class Server:
     def start_grpcurl(self, method, request):
         """A call in the background, for cancellation and shutdown tests."""
         return subprocess.Popen(
-            [self.grpcurl_path, "-plaintext", "-d", json.dumps(request), self.address, method],
+            [self.grpcurl_path, *self.transport, "-d", json.dumps(request), self.address, method],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def health(self):
