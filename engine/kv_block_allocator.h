@@ -10,8 +10,11 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 
 namespace apex4 {
 
@@ -61,6 +64,38 @@ class KvBlockAllocator {
   int64_t next_id_ = 1;
   absl::flat_hash_map<int64_t, Sequence> sequences_;
 };
+
+// Checks one forward step before anything changes, for every engine alike: each entry (with
+// .sequence_id and .tokens) appends at least one token, no sequence appears twice, token ids
+// are in [0, vocab_size) and each sequence has room left in its reservation.
+template <typename Entry>
+absl::Status ValidateStep(absl::Span<const Entry> batch, int32_t vocab_size,
+                          const KvBlockAllocator& kv) {
+  absl::flat_hash_set<int64_t> seen;
+  for (const Entry& entry : batch) {
+    if (entry.tokens.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", entry.sequence_id, " has no tokens in this step"));
+    }
+    if (!seen.insert(entry.sequence_id).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", entry.sequence_id, " appears twice in one step"));
+    }
+    for (int32_t token : entry.tokens) {
+      if (token < 0 || token >= vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("token id ", token, " of sequence ",
+                                                       entry.sequence_id, " is outside [0, ",
+                                                       vocab_size, ")"));
+      }
+    }
+    if (absl::Status status =
+            kv.CheckAppend(entry.sequence_id, static_cast<int32_t>(entry.tokens.size()));
+        !status.ok()) {
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace apex4
 

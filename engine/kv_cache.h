@@ -44,6 +44,7 @@ class PagedKvCache {
     return allocator_.Append(id, num_tokens);
   }
   const std::vector<int32_t>& BlockTable(int64_t id) const { return allocator_.BlockTable(id); }
+  const KvBlockAllocator& allocator() const { return allocator_; }
 
   // The kBlockTokens × head_dim keys (values) of one block, layer and KV head.
   float* keys(int32_t block, int layer, int kv_head) { return Slab(block, layer, kv_head, 0); }

@@ -5,7 +5,6 @@
 #include <iterator>
 #include <utility>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "engine/llama_ops.h"
 #include "engine/status_macros.h"
@@ -49,34 +48,9 @@ class LlamaModel::StepTimer {
 LlamaModel::LlamaModel(const LlamaConfig& config, LlamaWeights weights, ThreadPool* pool)
     : config_(config), weights_(std::move(weights)), pool_(pool) {}
 
-absl::Status LlamaModel::Validate(absl::Span<const ForwardEntry> batch,
-                                  const PagedKvCache& cache) const {
-  absl::flat_hash_set<int64_t> seen;
-  for (const ForwardEntry& entry : batch) {
-    if (entry.tokens.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sequence ", entry.sequence_id, " has no tokens in this step"));
-    }
-    if (!seen.insert(entry.sequence_id).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sequence ", entry.sequence_id, " appears twice in one step"));
-    }
-    for (int32_t token : entry.tokens) {
-      if (token < 0 || token >= config_.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("token id ", token, " of sequence ",
-                                                       entry.sequence_id, " is outside [0, ",
-                                                       config_.vocab_size, ")"));
-      }
-    }
-    RETURN_IF_ERROR(
-        cache.CheckAppend(entry.sequence_id, static_cast<int32_t>(entry.tokens.size())));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status LlamaModel::Forward(absl::Span<const ForwardEntry> batch, PagedKvCache* cache,
                                  KernelTimer* timer, std::vector<float>* logits) {
-  RETURN_IF_ERROR(Validate(batch, *cache));
+  RETURN_IF_ERROR(ValidateStep(batch, config_.vocab_size, cache->allocator()));
   StepTimer step_timer(timer);
   const int64_t hidden = config_.hidden_size;
   const int64_t q_dim = int64_t{config_.num_heads} * config_.head_dim;

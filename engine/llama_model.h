@@ -54,7 +54,6 @@ class LlamaModel {
 
   class StepTimer;
 
-  absl::Status Validate(absl::Span<const ForwardEntry> batch, const PagedKvCache& cache) const;
   void RunLayer(int layer_index, PagedKvCache* cache, StepTimer* timer);
   // The next-token distribution's logits for the rows of scratch_.logit_rows.
   void ComputeLogits(StepTimer* timer, std::vector<float>* logits);

@@ -85,10 +85,8 @@ std::string GgufTensorName(LlamaWeightKind kind, int layer) {
   return "";
 }
 
-absl::StatusOr<LlamaWeights> LoadLlamaWeightsFromGguf(const GgufReader& gguf,
-                                                      const LlamaConfig& config,
-                                                      ThreadPool* pool) {
-  auto source = [&gguf](const LlamaWeightRequest& request) -> absl::StatusOr<std::vector<float>> {
+LlamaWeightSource GgufWeightSource(const GgufReader& gguf) {
+  return [&gguf](const LlamaWeightRequest& request) -> absl::StatusOr<std::vector<float>> {
     const std::string name = GgufTensorName(request.kind, request.layer);
     ASSIGN_OR_RETURN(const GgufTensorInfo* tensor, gguf.FindTensor(name));
     // ggml order lists the contiguous dimension first.
@@ -102,7 +100,12 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeightsFromGguf(const GgufReader& gguf,
     }
     return DequantizeTensor(*tensor);
   };
-  return BuildLlamaWeights(config, source, pool);
+}
+
+absl::StatusOr<LlamaWeights> LoadLlamaWeightsFromGguf(const GgufReader& gguf,
+                                                      const LlamaConfig& config,
+                                                      ThreadPool* pool) {
+  return BuildLlamaWeights(config, GgufWeightSource(gguf), pool);
 }
 
 }  // namespace apex4

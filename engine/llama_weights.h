@@ -69,6 +69,9 @@ absl::StatusOr<LlamaWeights> BuildLlamaWeights(const LlamaConfig& config,
 // GGUF's tensor name for a weight ("blk.3.attn_q.weight").
 std::string GgufTensorName(LlamaWeightKind kind, int layer);
 
+// Weights of a llama.cpp GGUF file, dequantized to FP32 (the file must outlive the source).
+LlamaWeightSource GgufWeightSource(const GgufReader& gguf);
+
 // Dequantized to FP32 from a llama.cpp GGUF file.
 absl::StatusOr<LlamaWeights> LoadLlamaWeightsFromGguf(const GgufReader& gguf,
                                                       const LlamaConfig& config,
