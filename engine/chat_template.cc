@@ -114,28 +114,57 @@ const char* ChatTemplate::format_name() const {
 
 absl::StatusOr<std::string> ChatTemplate::Render(absl::Span<const ChatMessage> messages,
                                                  bool add_generation_prompt) const {
+  std::vector<TextRange> message_ranges;
+  return RenderWithMessageRanges(messages, add_generation_prompt, &message_ranges);
+}
+
+absl::StatusOr<std::vector<int32_t>> ChatTemplate::Encode(absl::Span<const ChatMessage> messages,
+                                                          bool add_generation_prompt,
+                                                          const Tokenizer& tokenizer) const {
+  std::vector<TextRange> message_ranges;
+  absl::StatusOr<std::string> prompt =
+      RenderWithMessageRanges(messages, add_generation_prompt, &message_ranges);
+  if (!prompt.ok()) return prompt.status();
+  return tokenizer.EncodeWithLiteralRanges(*prompt, /*add_bos=*/false, message_ranges);
+}
+
+absl::StatusOr<std::string> ChatTemplate::RenderWithMessageRanges(
+    absl::Span<const ChatMessage> messages, bool add_generation_prompt,
+    std::vector<TextRange>* message_ranges) const {
   if (messages.empty()) return absl::InvalidArgumentError("chat has no messages");
   for (const ChatMessage& message : messages) {
     if (message.role.empty()) return absl::InvalidArgumentError("chat message has no role");
   }
+  message_ranges->clear();
   std::string prompt;
+  // Appends text that came from a message, recording where it lies.
+  const auto append_message_text = [&](std::string_view text) {
+    message_ranges->push_back({prompt.size(), prompt.size() + text.size()});
+    prompt.append(text);
+  };
   switch (format_) {
     case ChatFormat::kChatMl:
       if (!default_system_prompt_.empty() && messages.front().role != "system") {
         absl::StrAppend(&prompt, kChatMlSystemOpening, default_system_prompt_, kChatMlClosing);
       }
       for (const ChatMessage& message : messages) {
-        absl::StrAppend(&prompt, "<|im_start|>", message.role, "\n", message.content,
-                        kChatMlClosing);
+        prompt.append("<|im_start|>");
+        append_message_text(message.role);
+        prompt.append("\n");
+        append_message_text(message.content);
+        prompt.append(kChatMlClosing);
       }
       if (add_generation_prompt) absl::StrAppend(&prompt, "<|im_start|>assistant\n");
       break;
     case ChatFormat::kLlama3:
       prompt = bos_text_;
       for (const ChatMessage& message : messages) {
+        prompt.append("<|start_header_id|>");
+        append_message_text(message.role);
+        prompt.append("<|end_header_id|>\n\n");
         // The template trims each message (Jinja's trim: leading and trailing whitespace).
-        absl::StrAppend(&prompt, "<|start_header_id|>", message.role, "<|end_header_id|>\n\n",
-                        std::string(StripPythonWhitespace(message.content)), "<|eot_id|>");
+        append_message_text(StripPythonWhitespace(message.content));
+        prompt.append("<|eot_id|>");
       }
       if (add_generation_prompt) {
         absl::StrAppend(&prompt, "<|start_header_id|>assistant<|end_header_id|>\n\n");

@@ -4,12 +4,15 @@
 #ifndef APEX4_ENGINE_CHAT_TEMPLATE_H_
 #define APEX4_ENGINE_CHAT_TEMPLATE_H_
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/tokenizer.h"
 
 namespace apex4 {
 
@@ -33,11 +36,20 @@ class ChatTemplate {
   static absl::StatusOr<ChatTemplate> FromJinja(std::string_view jinja_source,
                                                 std::string bos_text);
 
-  // The prompt text, to be tokenized with special tokens parsed and without adding BOS.
-  // With `add_generation_prompt` it ends with the opening of an assistant turn.
-  // INVALID_ARGUMENT for no messages or an empty role.
+  // The prompt text, as the model's Jinja template writes it. With `add_generation_prompt` it
+  // ends with the opening of an assistant turn. INVALID_ARGUMENT for no messages or an empty
+  // role. To turn a conversation into tokens, use Encode: tokenizing this text with special
+  // tokens parsed would let a message's content write control tokens.
   absl::StatusOr<std::string> Render(absl::Span<const ChatMessage> messages,
                                      bool add_generation_prompt) const;
+
+  // The prompt's token ids (BOS included where the template writes it): control tokens of the
+  // template's own markup are parsed, the messages' roles and contents are ordinary text, so a
+  // message that contains "<|im_end|>" cannot end its turn or open another. Otherwise the ids
+  // are those of Render's text tokenized with special tokens parsed.
+  absl::StatusOr<std::vector<int32_t>> Encode(absl::Span<const ChatMessage> messages,
+                                              bool add_generation_prompt,
+                                              const Tokenizer& tokenizer) const;
 
   ChatFormat format() const { return format_; }
   const char* format_name() const;
@@ -46,6 +58,11 @@ class ChatTemplate {
   const std::string& default_system_prompt() const { return default_system_prompt_; }
 
  private:
+  // Render's text, and where the messages' roles and contents lie in it (in order).
+  absl::StatusOr<std::string> RenderWithMessageRanges(absl::Span<const ChatMessage> messages,
+                                                      bool add_generation_prompt,
+                                                      std::vector<TextRange>* message_ranges) const;
+
   ChatTemplate(ChatFormat format, std::string default_system_prompt, std::string bos_text)
       : format_(format),
         default_system_prompt_(std::move(default_system_prompt)),

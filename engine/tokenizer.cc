@@ -91,7 +91,12 @@ struct Tokenizer::Impl {
   absl::flat_hash_set<int32_t> end_of_generation;
 
   void EncodeWord(std::string_view word, std::vector<int32_t>* ids) const;
-  std::vector<Fragment> SplitSpecialTokens(std::string_view text, bool parse_special) const;
+  // Control tokens are matched only with `parse_special` and outside `literal_ranges`.
+  std::vector<Fragment> SplitSpecialTokens(std::string_view text, bool parse_special,
+                                           absl::Span<const TextRange> literal_ranges) const;
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_bos,
+                                              bool parse_special,
+                                              absl::Span<const TextRange> literal_ranges) const;
 };
 
 // Byte-pair merging of one pre-tokenized word: repeatedly merges the adjacent pair with the
@@ -159,13 +164,22 @@ void Tokenizer::Impl::EncodeWord(std::string_view word, std::vector<int32_t>* id
   }
 }
 
+// Whether [begin, end) overlaps one of `ranges` (sorted, disjoint).
+bool OverlapsAny(absl::Span<const TextRange> ranges, size_t begin, size_t end) {
+  const auto after = std::upper_bound(
+      ranges.begin(), ranges.end(), begin,
+      [](size_t position, const TextRange& range) { return position < range.end; });
+  return after != ranges.end() && after->begin < end;
+}
+
 // Cuts the matched special tokens out of `text`, longest token first, as llama.cpp's
 // tokenizer_st_partition does.
-std::vector<Fragment> Tokenizer::Impl::SplitSpecialTokens(std::string_view text,
-                                                          bool parse_special) const {
+std::vector<Fragment> Tokenizer::Impl::SplitSpecialTokens(
+    std::string_view text, bool parse_special, absl::Span<const TextRange> literal_ranges) const {
   std::vector<Fragment> fragments = {{text}};
   for (const auto& [token_text, id] : special_tokens) {
-    if (!parse_special && spec.token_types[id] != TokenType::kUserDefined) continue;
+    const bool user_defined = spec.token_types[id] == TokenType::kUserDefined;
+    if (!parse_special && !user_defined) continue;
     std::vector<Fragment> split;
     for (const Fragment& fragment : fragments) {
       if (fragment.special_id != kNoToken) {
@@ -173,10 +187,17 @@ std::vector<Fragment> Tokenizer::Impl::SplitSpecialTokens(std::string_view text,
         continue;
       }
       std::string_view rest = fragment.text;
-      for (size_t found; (found = rest.find(token_text)) != std::string_view::npos;) {
+      size_t from = 0;
+      for (size_t found; (found = rest.find(token_text, from)) != std::string_view::npos;) {
+        const size_t begin = static_cast<size_t>(rest.data() - text.data()) + found;
+        if (!user_defined && OverlapsAny(literal_ranges, begin, begin + token_text.size())) {
+          from = found + 1;  // literal text here; look further on
+          continue;
+        }
         if (found > 0) split.push_back({rest.substr(0, found)});
         split.push_back({rest.substr(found, token_text.size()), id});
         rest.remove_prefix(found + token_text.size());
+        from = 0;
       }
       if (!rest.empty()) split.push_back({rest});
     }
@@ -277,24 +298,45 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
-absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bool add_bos,
-                                                       bool parse_special) const {
+absl::StatusOr<std::vector<int32_t>> Tokenizer::Impl::Encode(
+    std::string_view text, bool add_bos, bool parse_special,
+    absl::Span<const TextRange> literal_ranges) const {
   if (!IsValidUtf8(text)) return absl::InvalidArgumentError("text is not valid UTF-8");
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 2);
-  if (add_bos && impl_->spec.add_bos && impl_->spec.bos_id != kNoToken) {
-    ids.push_back(impl_->spec.bos_id);
-  }
-  for (const Fragment& fragment : impl_->SplitSpecialTokens(text, parse_special)) {
+  if (add_bos && spec.add_bos && spec.bos_id != kNoToken) ids.push_back(spec.bos_id);
+  for (const Fragment& fragment : SplitSpecialTokens(text, parse_special, literal_ranges)) {
     if (fragment.special_id != kNoToken) {
       ids.push_back(fragment.special_id);
       continue;
     }
-    for (std::string_view word : PreTokenize(impl_->pre_tokenizer, fragment.text)) {
-      impl_->EncodeWord(word, &ids);
+    for (std::string_view word : PreTokenize(pre_tokenizer, fragment.text)) {
+      EncodeWord(word, &ids);
     }
   }
   return ids;
+}
+
+absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bool add_bos,
+                                                       bool parse_special) const {
+  return impl_->Encode(text, add_bos, parse_special, {});
+}
+
+absl::StatusOr<std::vector<int32_t>> Tokenizer::EncodeWithLiteralRanges(
+    std::string_view text, bool add_bos, absl::Span<const TextRange> literal_ranges) const {
+  std::vector<TextRange> nonempty;  // an empty range covers nothing
+  nonempty.reserve(literal_ranges.size());
+  size_t previous_end = 0;
+  for (const TextRange& range : literal_ranges) {
+    if (range.begin < previous_end || range.end < range.begin || range.end > text.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("literal range [", range.begin, ", ",
+                                                     range.end, ") is out of order or outside the ",
+                                                     text.size(), " bytes of text"));
+    }
+    previous_end = range.end;
+    if (range.end > range.begin) nonempty.push_back(range);
+  }
+  return impl_->Encode(text, add_bos, /*parse_special=*/true, nonempty);
 }
 
 absl::StatusOr<std::string> Tokenizer::TokenPiece(int32_t id, bool render_special) const {

@@ -4,6 +4,7 @@
 #ifndef APEX4_ENGINE_TOKENIZER_H_
 #define APEX4_ENGINE_TOKENIZER_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -28,6 +29,12 @@ enum class TokenType : int32_t {
 };
 
 inline constexpr int32_t kNoToken = -1;
+
+// Bytes [begin, end) of a text.
+struct TextRange {
+  size_t begin = 0;
+  size_t end = 0;
+};
 
 // Everything a tokenizer is made from, independent of the file it came from.
 struct TokenizerSpec {
@@ -66,6 +73,14 @@ class Tokenizer {
   // BOS only if the model asks for it (TokenizerSpec::add_bos), as llama.cpp's add_special does.
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_bos,
                                               bool parse_special) const;
+  // Encode(text, add_bos, /*parse_special=*/true), except that no control token is matched where
+  // it would overlap one of `literal_ranges` (sorted, disjoint ranges of `text`): there
+  // "<|im_end|>" is ordinary text, as with parse_special false. For prompts that put untrusted
+  // text (chat messages) inside trusted markup. The pieces between control tokens are
+  // pre-tokenized whole, so text without control tokens gets the same ids as from Encode.
+  // INVALID_ARGUMENT for ranges out of order or past the end of `text`.
+  absl::StatusOr<std::vector<int32_t>> EncodeWithLiteralRanges(
+      std::string_view text, bool add_bos, absl::Span<const TextRange> literal_ranges) const;
 
   // Raw bytes of one token (may be part of a UTF-8 character). Control tokens give their text
   // only with `render_special`. INVALID_ARGUMENT for an id out of range.

@@ -57,7 +57,7 @@ SamplerConfig ToSamplerConfig(const v1::SamplingParams& params) {
 }
 
 // The conversation as prompt tokens: rendered by the template (which writes BOS itself where the
-// model wants one), control tokens parsed.
+// model wants one); control tokens come only from the template's markup, the messages are text.
 absl::StatusOr<std::vector<int32_t>> EncodeChat(const absl::StatusOr<ChatTemplate>& chat_template,
                                                 const Tokenizer& tokenizer,
                                                 const v1::ChatMessages& chat) {
@@ -71,9 +71,7 @@ absl::StatusOr<std::vector<int32_t>> EncodeChat(const absl::StatusOr<ChatTemplat
   for (const v1::ChatMessage& message : chat.messages()) {
     messages.push_back({message.role(), message.content()});
   }
-  ASSIGN_OR_RETURN(std::string rendered,
-                   chat_template->Render(messages, /*add_generation_prompt=*/true));
-  return tokenizer.Encode(rendered, /*add_bos=*/false, /*parse_special=*/true);
+  return chat_template->Encode(messages, /*add_generation_prompt=*/true, tokenizer);
 }
 
 absl::StatusOr<std::vector<int32_t>> PromptTokens(const absl::StatusOr<ChatTemplate>& chat_template,
@@ -85,6 +83,7 @@ absl::StatusOr<std::vector<int32_t>> PromptTokens(const absl::StatusOr<ChatTempl
                                   request.token_ids().ids().end());
     case v1::GenerateRequest::kChat: return EncodeChat(chat_template, tokenizer, request.chat());
     case v1::GenerateRequest::kText:
+      // Raw prompts may write control tokens (generation.proto documents it).
       return tokenizer.Encode(request.text(), tokenizer.add_bos(), /*parse_special=*/true);
     case v1::GenerateRequest::INPUT_NOT_SET: break;
   }
