@@ -32,7 +32,8 @@ enum class FinishReason {
 struct GenerationSummary {
   FinishReason finish_reason = FinishReason::kLength;
   int32_t prompt_tokens = 0;
-  int32_t completion_tokens = 0;
+  int32_t completion_tokens = 0;  // tokens streamed; an end-of-generation token that ended it is
+                                  // not one
   double time_to_first_token_seconds = 0;
   double total_seconds = 0;
 };

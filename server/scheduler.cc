@@ -28,8 +28,9 @@ struct Scheduler::Running {
   StopMatcher stop_matcher;
   size_t prompt_fed = 0;          // prompt tokens already in the KV cache
   int32_t last_token = kNoToken;  // sampled, fed at the next step
-  int32_t completion_tokens = 0;
-  absl::Time first_token_time;
+  int32_t sampled_tokens = 0;     // an end-of-generation token that stops the stream included
+  int32_t completion_tokens = 0;  // the tokens streamed to the client
+  absl::Time first_token_time;    // of the first sampled token
   bool finished = false;
 };
 
@@ -208,22 +209,24 @@ void Scheduler::Advance(Running& sequence, size_t fed_tokens, absl::Span<const f
   }
   absl::StatusOr<int32_t> token = sequence.sampler.Sample(logits);
   if (!token.ok()) return Finish(sequence, token.status());
-  ++sequence.completion_tokens;
-  metrics_->AddGeneratedTokens(1);
+  ++sequence.sampled_tokens;
+  metrics_->AddGeneratedTokens(1);  // the engine's work, a final end-of-generation token included
   const absl::Time now = absl::Now();
-  if (sequence.completion_tokens == 1) {
+  if (sequence.sampled_tokens == 1) {
     sequence.first_token_time = now;
     metrics_->ObserveTimeToFirstToken(absl::ToDoubleSeconds(now - sequence.arrival));
   }
 
   GenerationChunk chunk;
-  chunk.token_ids.push_back(*token);
   std::optional<FinishReason> finish;
   bool stop_string_found = false;
-  // The end-of-generation token itself has no text for the client.
+  // The end-of-generation token only ends the stream: the client gets neither its id nor a chunk
+  // of its own, and usage does not count it (with ignore_eos it is an ordinary token).
   if (options.stop_at_end_of_generation && engine_->tokenizer().IsEndOfGeneration(*token)) {
     finish = FinishReason::kStop;
   } else {
+    ++sequence.completion_tokens;
+    chunk.token_ids.push_back(*token);
     absl::StatusOr<std::string> text = sequence.detokenizer.Append(*token);
     if (!text.ok()) return Finish(sequence, text.status());
     StopMatcher::Output output = sequence.stop_matcher.Append(*text);
@@ -235,7 +238,7 @@ void Scheduler::Advance(Running& sequence, size_t fed_tokens, absl::Span<const f
   } else if (!finish.has_value()) {
     if (sequence.completion_tokens >= options.max_tokens) {
       finish = FinishReason::kLength;
-    } else if (static_cast<int64_t>(options.prompt.size()) + sequence.completion_tokens >=
+    } else if (static_cast<int64_t>(options.prompt.size()) + sequence.sampled_tokens >=
                engine_->info().context_length) {
       finish = FinishReason::kContextFull;
     }
@@ -255,7 +258,8 @@ void Scheduler::Advance(Running& sequence, size_t fed_tokens, absl::Span<const f
       chunk.text += sequence.stop_matcher.Flush();
     }
   }
-  sequence.stream->Emit(std::move(chunk));
+  // Held-back text may remain to be sent where the last token brought none of its own.
+  if (!chunk.token_ids.empty() || !chunk.text.empty()) sequence.stream->Emit(std::move(chunk));
   GenerationSummary summary;
   summary.finish_reason = *finish;
   summary.prompt_tokens = static_cast<int32_t>(options.prompt.size());
@@ -263,9 +267,9 @@ void Scheduler::Advance(Running& sequence, size_t fed_tokens, absl::Span<const f
   summary.time_to_first_token_seconds =
       absl::ToDoubleSeconds(sequence.first_token_time - sequence.arrival);
   summary.total_seconds = absl::ToDoubleSeconds(now - sequence.arrival);
-  if (sequence.completion_tokens > 1) {
+  if (sequence.sampled_tokens > 1) {
     metrics_->ObserveTimePerOutputToken(absl::ToDoubleSeconds(now - sequence.first_token_time) /
-                                        (sequence.completion_tokens - 1));
+                                        (sequence.sampled_tokens - 1));
   }
   Finish(sequence, summary);
 }

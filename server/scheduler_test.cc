@@ -1,6 +1,7 @@
 // The scheduler with the real CPU engine on the real SmolLM2 model (small max_tokens).
 #include "server/scheduler.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@ struct Completion {
   std::vector<int32_t> ids;
   std::string text;
   int chunks = 0;
+  int empty_chunks = 0;  // neither text nor token ids
 };
 
 // Reads a stream to its end (bounded: a test must not hang).
@@ -29,6 +31,7 @@ Completion Drain(GenerationStream& stream) {
     GenerationStream::Output output = stream.Next(absl::Milliseconds(100));
     for (GenerationChunk& chunk : output.chunks) {
       ++completion.chunks;
+      if (chunk.text.empty() && chunk.token_ids.empty()) ++completion.empty_chunks;
       completion.text += chunk.text;
       completion.ids.insert(completion.ids.end(), chunk.token_ids.begin(), chunk.token_ids.end());
     }
@@ -72,6 +75,24 @@ class SchedulerTest : public ::testing::Test {
     options.prompt = Encode(prompt);
     options.max_tokens = max_tokens;
     options.stop_at_end_of_generation = false;
+    return options;
+  }
+
+  // A one-message conversation in the model's chat template, stopping at its end of turn.
+  GenerationOptions Chat(const std::string& question, int max_tokens) {
+    absl::StatusOr<ChatTemplate> chat_template = ChatTemplate::FromJinja(
+        engine_->tokenizer().chat_template(),
+        *engine_->tokenizer().TokenPiece(engine_->tokenizer().bos_id(), true));
+    GenerationOptions options;
+    options.max_tokens = max_tokens;
+    if (!chat_template.ok()) {
+      ADD_FAILURE() << chat_template.status();
+      return options;  // no prompt: Submit refuses it
+    }
+    absl::StatusOr<std::vector<int32_t>> prompt =
+        chat_template->Encode({{"user", question}}, true, engine_->tokenizer());
+    EXPECT_TRUE(prompt.ok()) << prompt.status();
+    options.prompt = prompt.value_or(std::vector<int32_t>());
     return options;
   }
 
@@ -143,16 +164,33 @@ TEST_F(SchedulerTest, StopStringEndsBeforeIt) {
   EXPECT_EQ(stopped.text, full.text.substr(0, comma));
 }
 
+TEST_F(SchedulerTest, EndOfGenerationTokenEndsTheStreamUnseen) {
+  GenerationOptions options = Chat("What is the capital of France?", 64);
+  Scheduler scheduler(engine_, &metrics_, SchedulerOptions{});
+  Completion stopped = Run(scheduler, options);
+  ASSERT_TRUE(stopped.end.ok()) << stopped.end.status();
+  ASSERT_EQ(stopped.end->finish_reason, FinishReason::kStop) << stopped.text;  // the model's EOS
+  ASSERT_FALSE(stopped.ids.empty());
+  for (int32_t id : stopped.ids) EXPECT_FALSE(engine_->tokenizer().IsEndOfGeneration(id)) << id;
+  EXPECT_EQ(stopped.empty_chunks, 0);
+  EXPECT_EQ(stopped.chunks, static_cast<int>(stopped.ids.size()));
+  EXPECT_EQ(stopped.end->completion_tokens, static_cast<int>(stopped.ids.size()));
+  EXPECT_EQ(stopped.text, *engine_->tokenizer().Decode(stopped.ids));
+
+  // Not stopping there, the same token is an ordinary one, streamed and counted.
+  options.stop_at_end_of_generation = false;
+  options.max_tokens = static_cast<int32_t>(stopped.ids.size()) + 1;
+  Completion going_on = Run(scheduler, options);
+  ASSERT_TRUE(going_on.end.ok()) << going_on.end.status();
+  EXPECT_EQ(going_on.end->finish_reason, FinishReason::kLength);
+  ASSERT_EQ(going_on.ids.size(), stopped.ids.size() + 1);
+  EXPECT_TRUE(std::equal(stopped.ids.begin(), stopped.ids.end(), going_on.ids.begin()));
+  EXPECT_TRUE(engine_->tokenizer().IsEndOfGeneration(going_on.ids.back()));
+  EXPECT_EQ(going_on.end->completion_tokens, static_cast<int>(going_on.ids.size()));
+}
+
 TEST_F(SchedulerTest, TextHeldForAStopStringIsReleasedAtEndOfGeneration) {
-  absl::StatusOr<ChatTemplate> chat_template = ChatTemplate::FromJinja(
-      engine_->tokenizer().chat_template(),
-      *engine_->tokenizer().TokenPiece(engine_->tokenizer().bos_id(), true));
-  ASSERT_TRUE(chat_template.ok()) << chat_template.status();
-  const std::string prompt =
-      *chat_template->Render({{"user", "What is the capital of France?"}}, true);
-  GenerationOptions options;
-  options.prompt = *engine_->tokenizer().Encode(prompt, false, true);
-  options.max_tokens = 64;
+  GenerationOptions options = Chat("What is the capital of France?", 64);
   Scheduler scheduler(engine_, &metrics_, SchedulerOptions{});
   Completion plain = Run(scheduler, options);
   ASSERT_TRUE(plain.end.ok()) << plain.end.status();

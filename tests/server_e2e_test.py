@@ -135,6 +135,22 @@ class ServerEndToEndTest(SharedServerTestCase):
                                       "sampling": {"max_tokens": 1}})[-1]
         self.assertEqual(final["usage"]["prompt_tokens"], len(attacked))
 
+    def test_end_of_sequence_token_is_not_streamed(self):
+        end_ids = set(self.special_ids("<|im_end|>", "<|endoftext|>"))
+        messages = self.server.generate(chat("What is the capital of France?", 64))
+        text, ids, final = completion(messages)
+        self.assertEqual(final["finish_reason"], "FINISH_REASON_STOP", text)  # the model's EOS
+        self.assertIn("Paris", text)
+        self.assertFalse(end_ids & set(ids), ids)
+        for chunk in messages[:-1]:
+            self.assertTrue(chunk.get("token_ids") or chunk.get("text"), "empty chunk")
+        self.assertEqual(final["usage"]["completion_tokens"], len(ids))
+        # With ignore_eos the same token is an ordinary one and is streamed.
+        ignoring = completion(self.server.generate(
+            chat("What is the capital of France?", len(ids) + 1, ignore_eos=True)))[1]
+        self.assertEqual(ignoring[:len(ids)], ids)
+        self.assertIn(ignoring[len(ids)], end_ids)
+
     def test_model_info_describes_the_model(self):
         info = self.server.grpcurl(f"{SERVICE}/GetModelInfo", {})[0]
         self.assertEqual(info["architecture"], "llama")
