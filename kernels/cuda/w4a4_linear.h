@@ -62,12 +62,23 @@ enum class ActivationType : int32_t { kFloat32 = 0, kBFloat16 = 1 };
 
 // One pass per token: optional RMSNorm, optional 128-wide Walsh-Hadamard rotation, symmetric
 // INT4 quantization (bit for bit QuantizeInt4Reference on the transformed values) and packing.
+//
+// Zero-padded K (the CPU engine's W4A4Linear for layers whose width is not a multiple of 128):
+// a row holds k_valid real values; columns k_valid..k-1 are zeros whatever x holds there (they
+// are not read). The order is the CPU engine's: RMSNorm over the k_valid columns (as
+// engine/llama_ops.cc RmsNorm before the layer), zero padding to k, Hadamard on the padded row,
+// quantization of all k columns (per-token absmax and group-128 groups over the padded row).
+// RMSNorm sums the squares in double and forms 1 / sqrt(mean + eps) in double, rounded once to
+// float, as RmsNorm does; the padded pipeline therefore matches the CPU engine (RmsNorm, pad,
+// HadamardTransform block 128, QuantizeInt4) bit for bit, up to the order of a double sum.
 struct W4A4QuantizeArgs {
-  const void* x = nullptr;                  // device: rows × k of `type`
+  const void* x = nullptr;                  // device: rows × x_row_stride of `type`
   ActivationType type = ActivationType::kFloat32;
   int64_t rows = 0;
-  int64_t k = 0;                            // multiple of 128
-  const float* rmsnorm_weight = nullptr;    // device: k floats; null skips RMSNorm
+  int64_t k = 0;                            // multiple of 128 (the packed, padded width)
+  int64_t x_row_stride = 0;                 // elements between rows of x; 0 means k; >= k_valid
+  int64_t k_valid = 0;                      // logical width in (0, k]; 0 means k
+  const float* rmsnorm_weight = nullptr;    // device: k_valid floats; null skips RMSNorm
   float rmsnorm_eps = 1e-6f;
   bool hadamard = false;                    // x[blk] ← H128 · x[blk] / sqrt(128) per 128 block
   Granularity granularity = Granularity::kPerChannel;  // per token or group-128

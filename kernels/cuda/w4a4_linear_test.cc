@@ -15,80 +15,24 @@
 #include <string>
 #include <vector>
 
+#include "engine/llama_ops.h"
+#include "kernels/cpu/hadamard_transform.h"
 #include "kernels/cpu/w4a4_reference.h"
+#include "kernels/cuda/testing/gpu_test_util.h"
 #include "kernels/cuda/w4a4_linear.h"
 
 namespace apex4::cuda {
 namespace {
 
-int g_failures = 0;
-
-#define EXPECT_TRUE_MSG(cond, ...)                        \
-  do {                                                    \
-    if (!(cond)) {                                        \
-      ++g_failures;                                       \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-      std::printf(__VA_ARGS__);                           \
-      std::printf("\n");                                  \
-    }                                                     \
-  } while (0)
-
-#define ASSERT_CUDA_OK(expr)                                                                  \
-  do {                                                                                        \
-    const CudaStatus s_ = (expr);                                                             \
-    if (!s_.ok()) {                                                                           \
-      std::printf("FATAL %s (%s at %s:%d)\n", cudaGetErrorString(s_.code), s_.statement,      \
-                  s_.file, s_.line);                                                          \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
-#define ASSERT_CUDA(call) ASSERT_CUDA_OK(([&] { APEX4_CUDA_RETURN_IF_ERROR(call); return OkCudaStatus(); })())
+using testing::Bf16ToFloat;
+using testing::DeviceBuffer;
+using testing::FloatToBf16Truncate;
 
 void RequireOk(const absl::Status& status, const char* what) {
   if (!status.ok()) {
     std::printf("FATAL reference %s: %s\n", what, std::string(status.message()).c_str());
     std::exit(1);
   }
-}
-
-template <typename T>
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(size_t count) : count_(count) {
-    ASSERT_CUDA(cudaMalloc(&ptr_, std::max<size_t>(count, 1) * sizeof(T)));
-  }
-  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) {
-    ASSERT_CUDA(cudaMemcpy(ptr_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  ~DeviceBuffer() { cudaFree(ptr_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  T* get() const { return ptr_; }
-  std::vector<T> ToHost() const {
-    std::vector<T> host(count_);
-    ASSERT_CUDA(cudaMemcpy(host.data(), ptr_, count_ * sizeof(T), cudaMemcpyDeviceToHost));
-    return host;
-  }
-
- private:
-  T* ptr_ = nullptr;
-  size_t count_;
-};
-
-float Bf16ToFloat(__nv_bfloat16 v) {
-  uint16_t bits;
-  std::memcpy(&bits, &v, 2);
-  const uint32_t wide = uint32_t{bits} << 16;
-  float f;
-  std::memcpy(&f, &wide, 4);
-  return f;
-}
-__nv_bfloat16 FloatToBf16Truncate(float f) {  // test inputs only: any bf16 value will do
-  uint32_t wide;
-  std::memcpy(&wide, &f, 4);
-  __nv_bfloat16_raw raw;
-  raw.x = static_cast<uint16_t>(wide >> 16);
-  return __nv_bfloat16(raw);
 }
 
 // A random canonical operand: `rows` × k nibbles in [-8, 7], scales in [0.5, 2) / 64.
@@ -329,12 +273,94 @@ void TestQuantize(ActivationType type, Granularity granularity, bool rmsnorm, bo
               (long long)rows, (long long)k, (long long)diff_elems, worst_scale, ok ? "ok" : "FAIL");
 }
 
-int Main() {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("no CUDA device: skipped\n");
-    return 0;
+// A layer whose K is zero-padded, against the CPU engine's own steps: RmsNorm over the k_valid
+// columns (engine/llama_ops.cc, before the layer), a zero-padded k-wide copy, the 128-wide
+// Hadamard (HadamardTransformReference) and QuantizeInt4Reference (engine/w4a4_linear.cc). x has
+// `stride` elements per row; the columns from k_valid on are NaN, so reading them would show.
+// The GPU must match bit for bit.
+void TestQuantizePadded(ActivationType type, Granularity granularity, bool rmsnorm, bool hadamard,
+                        int64_t rows, int64_t k_valid, int64_t k, int64_t stride, float clip,
+                        std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(rows * stride, std::nanf("")), gamma(k_valid);
+  std::vector<__nv_bfloat16> xb(rows * stride);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < k_valid; ++i) {
+      x[r * stride + i] = normal(rng) * (1.0f + 4.0f * (normal(rng) > 2.0f));
+    }
   }
+  for (float& v : gamma) v = 0.5f + std::fabs(normal(rng));
+  for (size_t i = 0; i < x.size(); ++i) {
+    xb[i] = FloatToBf16Truncate(x[i]);  // NaN stays NaN
+    if (type == ActivationType::kBFloat16) x[i] = Bf16ToFloat(xb[i]);
+  }
+  const float eps = 1e-5f;
+
+  // The CPU engine.
+  std::vector<float> valid(rows * k_valid);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy(&x[r * stride], &x[r * stride] + k_valid, &valid[r * k_valid]);
+  }
+  if (rmsnorm) RmsNorm(valid.data(), gamma.data(), rows, k_valid, eps, valid.data());
+  std::vector<float> padded(rows * k, 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy(&valid[r * k_valid], &valid[(r + 1) * k_valid], &padded[r * k]);
+  }
+  if (hadamard) RequireOk(HadamardTransformReference(padded.data(), rows, k, 128), "hadamard");
+  const int group = GroupSizeFor(granularity, k);
+  std::vector<uint8_t> ref_packed(rows * k / 2);
+  std::vector<float> ref_scales(rows * (k / group));
+  RequireOk(QuantizeInt4Reference(padded.data(), rows, k, group, clip, ref_packed.data(), ref_scales.data()),
+            "quantize");
+
+  DeviceBuffer<float> dxf(x), dgamma(gamma);
+  DeviceBuffer<__nv_bfloat16> dxb(xb);
+  DeviceBuffer<uint8_t> dpacked(rows * k / 2);
+  DeviceBuffer<float> dscales(rows * (k / group));
+  ASSERT_CUDA(cudaMemset(dpacked.get(), 0xAA, rows * k / 2));
+  ASSERT_CUDA(cudaMemset(dscales.get(), 0xFF, rows * (k / group) * 4));
+  W4A4QuantizeArgs args;
+  args.x = type == ActivationType::kBFloat16 ? static_cast<const void*>(dxb.get()) : dxf.get();
+  args.type = type;
+  args.rows = rows;
+  args.k = k;
+  args.x_row_stride = stride;
+  args.k_valid = k_valid;
+  args.rmsnorm_weight = rmsnorm ? dgamma.get() : nullptr;
+  args.rmsnorm_eps = eps;
+  args.hadamard = hadamard;
+  args.granularity = granularity;
+  args.clip_ratio = clip;
+  args.packed = dpacked.get();
+  args.scales = dscales.get();
+  ASSERT_CUDA_OK(QuantizeW4A4Activations(args, nullptr));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  const std::vector<uint8_t> packed = dpacked.ToHost();
+  const std::vector<float> scales = dscales.ToHost();
+  int64_t diff_elems = 0, diff_scales = 0;
+  for (int64_t i = 0; i < rows * k; ++i) {
+    diff_elems += UnpackInt4(packed[i / 2], i & 1) != UnpackInt4(ref_packed[i / 2], i & 1);
+  }
+  for (size_t i = 0; i < scales.size(); ++i) {
+    diff_scales += std::memcmp(&scales[i], &ref_scales[i], sizeof(float)) != 0;
+  }
+  const bool ok = diff_elems == 0 && diff_scales == 0;
+  EXPECT_TRUE_MSG(ok, "quantize padded %s %s norm=%d hadamard=%d k_valid=%lld k=%lld stride=%lld: %lld elements "
+                  "and %lld scales differ from the CPU engine's path",
+                  type == ActivationType::kBFloat16 ? "bf16" : "f32",
+                  granularity == Granularity::kGroup128 ? "g128" : "per-token", rmsnorm, hadamard,
+                  (long long)k_valid, (long long)k, (long long)stride, (long long)diff_elems,
+                  (long long)diff_scales);
+  std::printf("quantize %-4s %-9s norm=%d hadamard=%d rows=%lld padded k_valid=%lld k=%lld stride=%lld: "
+              "%lld elements, %lld scales differ  %s\n",
+              type == ActivationType::kBFloat16 ? "bf16" : "f32",
+              granularity == Granularity::kGroup128 ? "g128" : "per-token", rmsnorm, hadamard,
+              (long long)rows, (long long)k_valid, (long long)k, (long long)stride, (long long)diff_elems,
+              (long long)diff_scales, ok ? "ok" : "FAIL");
+}
+
+int Main() {
+  if (!testing::HaveCudaDevice()) return 0;
   cudaDeviceProp prop;
   ASSERT_CUDA(cudaGetDeviceProperties(&prop, 0));
   const uint32_t seed = std::random_device{}();
@@ -351,6 +377,21 @@ int Main() {
   }
   TestQuantize(ActivationType::kFloat32, Granularity::kPerChannel, false, false, 5, 28672, 0.9f, rng);
   TestQuantize(ActivationType::kFloat32, Granularity::kGroup128, true, true, 3, 11008, 0.85f, rng);
+  // Zero-padded K (SmolLM2's hidden size 576 → 640), rows wider than k; then the per-element
+  // load path (a stride that is not 16-byte aligned), contiguous rows of k_valid, and a k_valid
+  // that ends inside an 8-element chunk.
+  for (ActivationType type : {ActivationType::kFloat32, ActivationType::kBFloat16}) {
+    for (Granularity g : {Granularity::kPerChannel, Granularity::kGroup128}) {
+      for (int variant = 0; variant < 4; ++variant) {
+        TestQuantizePadded(type, g, variant & 1, variant & 2, 37, 576, 640, 704, 1.0f, rng);
+      }
+    }
+  }
+  TestQuantizePadded(ActivationType::kFloat32, Granularity::kPerChannel, true, true, 9, 576, 640, 579, 0.9f, rng);
+  TestQuantizePadded(ActivationType::kBFloat16, Granularity::kGroup128, true, true, 9, 576, 640, 577, 1.0f, rng);
+  TestQuantizePadded(ActivationType::kBFloat16, Granularity::kPerChannel, true, false, 9, 576, 640, 576, 1.0f, rng);
+  TestQuantizePadded(ActivationType::kFloat32, Granularity::kGroup128, true, true, 5, 1001, 1024, 1003, 1.0f, rng);
+  TestQuantizePadded(ActivationType::kFloat32, Granularity::kPerChannel, true, true, 5, 4096, 4096, 4160, 1.0f, rng);
 
   W4A4Backend best;
   ASSERT_CUDA_OK(SelectW4A4Backend(0, &best));
@@ -367,8 +408,7 @@ int Main() {
     }
     if (backend == W4A4Backend::kPortable) break;
   }
-  std::printf(g_failures == 0 ? "ALL TESTS PASSED\n" : "%d CHECKS FAILED\n", g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return testing::FinishTests();
 }
 
 }  // namespace

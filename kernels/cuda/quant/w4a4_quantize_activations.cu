@@ -1,13 +1,22 @@
 #include "kernels/cuda/quant/w4a4_quantize_activations.h"
 
+#include <cstdint>
+
 #include "kernels/cuda/quant/w4a4_quantize_activations.cuh"
 
 namespace apex4::cuda {
 namespace {
 
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 template <typename T>
 CudaStatus Launch(const quant::QuantizeParams& params, int64_t rows, cudaStream_t stream) {
-  auto* kernel = &quant::w4a4_quantize_activations_kernel<T>;
+  // Whole 8-element chunks load as 16 bytes when every row start (and the RMSNorm weight) is
+  // 16-byte aligned; other strides take per-element loads.
+  const bool vector = Aligned16(params.x) && (params.x_row_stride * sizeof(T)) % 16 == 0 &&
+                      (params.rmsnorm_weight == nullptr || Aligned16(params.rmsnorm_weight));
+  auto* kernel = vector ? &quant::w4a4_quantize_activations_kernel<T, true>
+                        : &quant::w4a4_quantize_activations_kernel<T, false>;
   const int smem = params.per_token ? params.k * static_cast<int>(sizeof(float)) : 0;
   APEX4_CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
@@ -25,7 +34,13 @@ CudaStatus LaunchW4A4QuantizeActivations(const W4A4QuantizeArgs& args, cudaStrea
   // opt-in limit except sm_86/89 (≤ 99 KB, k ≤ 24576), which the launch then reports.
   APEX4_CUDA_CHECK_ARG(args.k > 0 && args.k % 128 == 0 && args.k <= 32768);
   APEX4_CUDA_CHECK_ARG(args.clip_ratio > 0.0f && args.clip_ratio <= 1.0f);
+  const int64_t k_valid = args.k_valid == 0 ? args.k : args.k_valid;
+  const int64_t x_row_stride = args.x_row_stride == 0 ? args.k : args.x_row_stride;
+  APEX4_CUDA_CHECK_ARG(k_valid > 0 && k_valid <= args.k);
+  APEX4_CUDA_CHECK_ARG(x_row_stride >= k_valid);
   const quant::QuantizeParams params{args.x,
+                                     x_row_stride,
+                                     static_cast<int>(k_valid),
                                      args.rmsnorm_weight,
                                      args.rmsnorm_eps,
                                      args.hadamard,

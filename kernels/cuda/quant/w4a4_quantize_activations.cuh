@@ -1,11 +1,15 @@
-// Fused activation quantizer: RMSNorm (optional) → 128-wide Walsh-Hadamard rotation (optional)
-// → symmetric INT4 per token or per group-128 → canonical packing, one pass over each row.
+// Fused activation quantizer: RMSNorm (optional) → zero padding to k (optional) → 128-wide
+// Walsh-Hadamard rotation (optional) → symmetric INT4 per token or per group-128 → canonical
+// packing, one pass over each row.
 //
 // One CTA per token row. A half-warp owns one 128-wide block (8 elements per lane), so the
 // Hadamard butterflies are 3 in-register stages and 4 shuffles, and a group-128 absmax is a
 // 16-lane reduction. Per-token rows keep the transformed values in shared memory until the
 // row's absmax is known. The quantization step is QuantizeInt4Reference's float32 arithmetic
-// with explicit rounding intrinsics, so results match it bit for bit.
+// with explicit rounding intrinsics, so results match it bit for bit. RMSNorm reduces in double
+// like engine/llama_ops.cc's RmsNorm (products of floats are exact in double), and the Hadamard
+// butterflies run in HadamardTransformReference's order, so the whole chain matches the CPU
+// engine's (RmsNorm, pad, HadamardTransform, QuantizeInt4) up to the order of the double sum.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -23,7 +27,9 @@ inline constexpr float kInvSqrt128 = 0.08838834764831845f;
 
 struct QuantizeParams {
   const void* x;
-  const float* rmsnorm_weight;  // null: no RMSNorm
+  int64_t x_row_stride;         // elements between rows
+  int k_valid;                  // columns >= k_valid are zeros (not read)
+  const float* rmsnorm_weight;  // null: no RMSNorm; k_valid floats
   float rmsnorm_eps;
   bool hadamard;
   bool per_token;
@@ -49,6 +55,18 @@ __device__ __forceinline__ void Load8<__nv_bfloat16>(const __nv_bfloat16* src, f
     const float2 f = __bfloat1622float2(h[i]);
     v[2 * i] = f.x, v[2 * i + 1] = f.y;
   }
+}
+
+// Elements [i, i + 8) of a row whose columns >= k_valid are zeros. kVector: 16-byte loads for
+// whole valid chunks (the launcher checks the alignment of x and its row stride).
+template <bool kVector, typename T>
+__device__ __forceinline__ void LoadValid8(const T* row, int i, int k_valid, float (&v)[8]) {
+  if (kVector && i + 8 <= k_valid) {
+    Load8(row + i, v);
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < 8; ++j) v[j] = i + j < k_valid ? static_cast<float>(row[i + j]) : 0.0f;
 }
 
 // Sylvester H128 / sqrt(128) on the 128 values held 8 per lane by 16 consecutive lanes.
@@ -82,8 +100,8 @@ __device__ __forceinline__ float HalfWarpMax(float v) {
   return v;
 }
 
-template <typename Op>
-__device__ float BlockReduce(float v, float* scratch, Op op) {
+template <typename V, typename Op>
+__device__ V BlockReduce(V v, V* scratch, Op op) {
 #pragma unroll
   for (int m = 16; m >= 1; m /= 2) v = op(v, __shfl_xor_sync(0xFFFFFFFFu, v, m));
   __syncthreads();  // scratch may still be read by a previous reduction
@@ -113,27 +131,30 @@ struct Int4Quantizer {
   }
 };
 
-template <typename T>
+template <typename T, bool kVector>
 __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(const QuantizeParams p) {
   extern __shared__ float row_cache[];  // per-token rows only: k floats
   __shared__ float scratch[kMaxThreads / 32];
   const int threads = blockDim.x, blocks_per_pass = threads / 16;  // 128-wide blocks per pass
   const int64_t row = blockIdx.x;
-  const T* x = static_cast<const T*>(p.x) + row * p.k;
+  const T* x = static_cast<const T*>(p.x) + row * p.x_row_stride;
   const int half_warp = threadIdx.x / 16, sub = threadIdx.x % 16;
   const int blocks = p.k / 128;
 
   float rstd = 1.0f;
   if (p.rmsnorm_weight != nullptr) {
-    float sum = 0.0f;
-    for (int i = threadIdx.x * 8; i < p.k; i += threads * 8) {
+    // RmsNorm's arithmetic: exact squares summed in double, 1 / sqrt(sum / n + eps) in double,
+    // rounded once to float.
+    __shared__ double dscratch[kMaxThreads / 32];
+    double sum = 0.0;
+    for (int i = threadIdx.x * 8; i < p.k_valid; i += threads * 8) {
       float v[8];
-      Load8(x + i, v);
+      LoadValid8<kVector>(x, i, p.k_valid, v);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) sum = fmaf(v[j], v[j], sum);
+      for (int j = 0; j < 8; ++j) sum = fma(double(v[j]), double(v[j]), sum);
     }
-    sum = BlockReduce(sum, scratch, [](float a, float b) { return a + b; });
-    rstd = rsqrtf(sum / p.k + p.rmsnorm_eps);
+    sum = BlockReduce(sum, dscratch, [](double a, double b) { return a + b; });
+    rstd = static_cast<float>(1.0 / sqrt(sum / p.k_valid + double(p.rmsnorm_eps)));
   }
 
   float absmax = 0.0f;
@@ -142,13 +163,12 @@ __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(
     const int b = b0 + half_warp;
     const int i = (b < blocks ? b : 0) * 128 + sub * 8;
     float v[8];
-    Load8(x + i, v);
+    LoadValid8<kVector>(x, i, p.k_valid, v);
     if (p.rmsnorm_weight != nullptr) {
-      const float4 g0 = *reinterpret_cast<const float4*>(p.rmsnorm_weight + i);
-      const float4 g1 = *reinterpret_cast<const float4*>(p.rmsnorm_weight + i + 4);
-      const float g[8] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
+      float g[8];
+      LoadValid8<kVector>(p.rmsnorm_weight, i, p.k_valid, g);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = v[j] * rstd * g[j];
+      for (int j = 0; j < 8; ++j) v[j] = i + j < p.k_valid ? v[j] * rstd * g[j] : 0.0f;
     }
     if (p.hadamard) Hadamard128(v);
     float local = 0.0f;
