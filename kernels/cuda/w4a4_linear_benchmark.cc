@@ -1,7 +1,8 @@
 // Times the W4A4 GEMM (each granularity) and the activation quantizer against cuBLAS BF16,
 // cuBLASLt FP8 e4m3 (per-tensor scales, and per-token × per-channel "outer vector" scales) and
 // cuBLASLt INT8, in one run on one card, on LLaMA-2-7B / LLaMA-2-70B / LLaMA-3-8B linear shapes.
-// All operands are synthetic random data.
+// BF16 and outer-vector FP8 are the GPU engine's baselines (DenseGemm, dense/dense_linear.h);
+// per-tensor FP8 and INT8 are timed here only. All operands are synthetic random data.
 // Usage: w4a4_linear_benchmark [--only=MODEL/LAYER,...] [M ...]
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -14,10 +15,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/dense/dense_linear.h"
 #include "kernels/cuda/w4a4_linear.h"
 
 namespace apex4::cuda {
@@ -147,7 +150,8 @@ double TimeUs(F run, int copies) {
 }
 
 // One cuBLASLt TN GEMM: D[n×m col-major] = op(A=W[n,k] row-major)ᵀ-view · X — i.e. Y[m, n]
-// row-major = X · Wᵀ, the layout our kernel writes.
+// row-major = X · Wᵀ, the layout our kernel writes; per-tensor scales when a_scale is given.
+// (The baselines with per-token × per-channel scales and BF16 go through DenseGemm.)
 struct LtGemm {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
@@ -156,7 +160,7 @@ struct LtGemm {
 
   LtGemm(cublasLtHandle_t lt, cudaDataType_t in, cudaDataType_t out, cublasComputeType_t compute,
          cudaDataType_t scale_type, int64_t m, int64_t n, int64_t k, const float* a_scale,
-         const float* b_scale, cublasLtMatmulMatrixScale_t scale_mode, void* ws, size_t ws_bytes) {
+         const float* b_scale, size_t ws_bytes) {
     CHECK_BLAS(cublasLtMatmulDescCreate(&desc, compute, scale_type));
     const cublasOperation_t t = CUBLAS_OP_T, nop = CUBLAS_OP_N;
     CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof(t)));
@@ -164,8 +168,6 @@ struct LtGemm {
     if (a_scale != nullptr) {
       CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof(a_scale)));
       CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof(b_scale)));
-      CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &scale_mode, sizeof(scale_mode)));
-      CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &scale_mode, sizeof(scale_mode)));
     }
     CHECK_BLAS(cublasLtMatrixLayoutCreate(&a, in, k, n, k));
     CHECK_BLAS(cublasLtMatrixLayoutCreate(&b, in, k, m, k));
@@ -222,6 +224,8 @@ int Main(int argc, char** argv) {
 
   cublasLtHandle_t lt;
   CHECK_BLAS(cublasLtCreate(&lt));
+  std::unique_ptr<DenseGemm> dense;
+  CHECK_OK(DenseGemm::Create(nullptr, &dense));
   const size_t lt_ws_bytes = 64 << 20;
   void* lt_ws = Alloc(lt_ws_bytes);
   const int64_t max_m = *std::max_element(ms.begin(), ms.end());
@@ -252,16 +256,10 @@ int Main(int argc, char** argv) {
     CHECK_CUDA(cudaDeviceSynchronize());
 
     for (int64_t m : ms) {
-      cublasLtMatmulMatrixScale_t scalar = CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
-      cublasLtMatmulMatrixScale_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-      const LtGemm bf16(lt, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F, m, n, k, nullptr, nullptr,
-                        scalar, lt_ws, lt_ws_bytes);
-      const LtGemm fp8t(lt, CUDA_R_8F_E4M3, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F, m, n, k, s8, s8, scalar,
-                        lt_ws, lt_ws_bytes);
-      const LtGemm fp8r(lt, CUDA_R_8F_E4M3, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F, m, n, k, s8, s8, outer,
-                        lt_ws, lt_ws_bytes);
+      const LtGemm fp8t(lt, CUDA_R_8F_E4M3, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F, m, n, k, s8, s8,
+                        lt_ws_bytes);
       const LtGemm int8(lt, CUDA_R_8I, CUDA_R_32I, CUBLAS_COMPUTE_32I, CUDA_R_32I, m, n, k, nullptr, nullptr,
-                        scalar, lt_ws, lt_ws_bytes);
+                        lt_ws_bytes);
       auto time_lt = [&](const LtGemm& g, const std::vector<void*>& w, const void* x, bool integer) {
         if (!g.ok) return -1.0;
         return TimeUs([&](int c) {
@@ -269,9 +267,19 @@ int Main(int argc, char** argv) {
                 w[c], x, y, lt_ws, lt_ws_bytes);
         }, copies);
       };
-      const double t_bf16 = time_lt(bf16, wbf, xbf, false);
+      auto* yb = static_cast<__nv_bfloat16*>(y);
+      const double t_bf16 = TimeUs([&](int c) {
+        CHECK_OK(dense->Bf16(static_cast<const __nv_bfloat16*>(xbf), k, static_cast<const __nv_bfloat16*>(wbf[c]),
+                             yb, n, m, n, k));
+      }, copies);
       const double t_fp8t = time_lt(fp8t, w8, x8, false);
-      const double t_fp8r = time_lt(fp8r, w8, x8, false);
+      // s8 holds max(M, N) scales: per token and per channel. The first call picks and caches the
+      // algorithm (or finds none: -1, as for the Lt variants).
+      auto fp8r = [&](int c) {
+        return dense->Fp8(static_cast<const __nv_fp8_e4m3*>(x8), s8, static_cast<const __nv_fp8_e4m3*>(w8[c]), s8,
+                          yb, n, m, n, k);
+      };
+      const double t_fp8r = fp8r(0).ok() ? TimeUs([&](int c) { CHECK_OK(fp8r(c)); }, copies) : -1.0;
       const double t_int8 = time_lt(int8, w8, x8, true);
 
       W4A4QuantizeArgs q;
@@ -322,6 +330,7 @@ int Main(int argc, char** argv) {
     }
     for (void* p : {xbf, x8, x4, static_cast<void*>(sx), static_cast<void*>(s8), y}) CHECK_CUDA(cudaFree(p));
   }
+  dense.reset();
   cublasLtDestroy(lt);
   CHECK_CUDA(cudaFree(lt_ws));
   return 0;
