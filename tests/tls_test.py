@@ -14,6 +14,20 @@ from server_harness import SERVICE, GrpcError, Server, completion, model_path, s
 
 CA_SUBJECT = "/CN=apex4 test CA"
 
+# (input, outcome, message) of every refused connection and bad flag, written as a Markdown table
+# among the test's outputs (tests/bad_inputs.md has a copy).
+RECORDED = []
+
+
+def tearDownModule():  # pylint: disable=invalid-name
+    directory = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
+    if not directory:
+        return
+    with open(os.path.join(directory, "tls_cases.md"), "w", encoding="utf-8") as out:
+        out.write("| input | outcome | message |\n|---|---|---|\n")
+        for name, outcome, message in RECORDED:
+            out.write(f"| {name} | {outcome} | {message[:160]} |\n")
+
 
 def openssl(*args):
     binary = shutil.which("openssl")
@@ -113,15 +127,21 @@ class TlsTestCase(unittest.TestCase):
         self.assertEqual(len(ids), 4)
         self.assertEqual(final["finish_reason"], "FINISH_REASON_LENGTH")
 
-    def assert_refused(self, server, transport, server_log_says):
+    def assert_refused(self, name, server, transport, server_log_says):
         """A call with `transport` fails to connect, and the server's log gives the reason."""
         with self.assertRaises(GrpcError) as raised:
             server.grpcurl("grpc.health.v1.Health/Check", {}, timeout=60,
                            transport=[*transport, "-connect-timeout", "5"])
-        self.assertIn("Failed to dial target host", raised.exception.message)
+        message = raised.exception.message.strip()
+        self.assertIn("Failed to dial target host", message)
         if server_log_says is not None:
             self.assertIn(server_log_says, server.log())
-        return raised.exception.message
+        detail = message.split(": ", 1)[-1]
+        outcome = "handshake fails, no call"
+        if server_log_says is not None:
+            outcome += f"; server logs \"{server_log_says}\""
+        RECORDED.append((name, outcome, f"grpcurl: {detail}"))
+        return message
 
 
 class TlsServerTest(TlsTestCase):
@@ -135,9 +155,11 @@ class TlsServerTest(TlsTestCase):
         # The certificate names localhost too.
         self.assert_generates_text(server, address=f"localhost:{server.grpc_port}")
         # A client that does not speak TLS gets nothing; the server saw a non-TLS record.
-        self.assert_refused(server, ["-plaintext"], "wrong version number")
+        self.assert_refused("plaintext client, TLS port", server, ["-plaintext"],
+                            "wrong version number")
         # A client that trusts another CA (with the same name) rejects the server.
-        message = self.assert_refused(server, ["-cacert", self.impostor_ca[0]], None)
+        message = self.assert_refused("client trusting another CA of the same name", server,
+                                      ["-cacert", self.impostor_ca[0]], None)
         self.assertIn("certificate signed by unknown authority", message)
         # Metrics stay plain HTTP.
         self.assertIsNotNone(server.metric("apex4_generated_tokens_total"))
@@ -148,7 +170,8 @@ class TlsServerTest(TlsTestCase):
         server = self.start(*self.tls_flags(cert=self.impostor_server_cert),
                             transport=["-cacert", self.impostor_ca[0]])
         self.assert_generates_text(server)  # it is a working TLS server for its own CA
-        message = self.assert_refused(server, ["-cacert", self.ca[0]], None)
+        message = self.assert_refused("server certificate from another CA", server,
+                                      ["-cacert", self.ca[0]], None)
         self.assertIn("certificate signed by unknown authority", message)
 
     def test_client_certificates_are_required_and_verified(self):
@@ -158,12 +181,15 @@ class TlsServerTest(TlsTestCase):
         server = self.start(*self.tls_flags(client_ca=ca_cert), transport=with_client_cert)
         self.assertIn("(TLS, client certificates required)", server.log())
         self.assert_generates_text(server)
-        self.assert_refused(server, ["-cacert", ca_cert], "peer did not return a certificate")
+        self.assert_refused("no client certificate, --tls_client_ca_file set", server,
+                            ["-cacert", ca_cert], "peer did not return a certificate")
         # Signed by a key that is not the CA's, under the CA's name: the signature fails.
-        self.assert_refused(server, ["-cacert", ca_cert, "-cert", self.impostor_client_cert[0],
-                                     "-key", self.impostor_client_cert[1]],
+        self.assert_refused("client certificate from another CA of the same name", server,
+                            ["-cacert", ca_cert, "-cert", self.impostor_client_cert[0],
+                             "-key", self.impostor_client_cert[1]],
                             "certificate verify failed")
-        self.assert_refused(server, ["-plaintext"], "wrong version number")
+        self.assert_refused("plaintext client, --tls_client_ca_file set", server,
+                            ["-plaintext"], "wrong version number")
         self.assert_generates_text(server)
 
 
@@ -188,35 +214,42 @@ class TlsFlagsTest(TlsTestCase):
             lines = source.read().splitlines()
             out.write("\n".join(lines[:3] + lines[-1:]) + "\n")
         cases = [
-            # (flags, the flag the message must name, what else it must say)
-            ([f"--tls_cert_file={cert}"], "--tls_key_file", "go together"),
-            ([f"--tls_key_file={key}"], "--tls_cert_file", "go together"),
-            ([f"--tls_client_ca_file={self.ca[0]}"], "--tls_client_ca_file",
-             "--tls_cert_file"),
-            ([f"--tls_cert_file={missing}", f"--tls_key_file={key}"], "--tls_cert_file",
-             missing),
-            ([f"--tls_cert_file={cert}", f"--tls_key_file={missing}"], "--tls_key_file",
-             missing),
-            ([f"--tls_cert_file={empty}", f"--tls_key_file={key}"], "--tls_cert_file", "empty"),
-            ([f"--tls_cert_file={key}", f"--tls_key_file={key}"], "--tls_cert_file",
-             "no PEM certificate"),
-            ([f"--tls_cert_file={truncated}", f"--tls_key_file={key}"], "--tls_cert_file",
+            # (input, flags, the flag the message must name, what else it must say)
+            ("certificate without key", [f"--tls_cert_file={cert}"], "--tls_key_file",
+             "go together"),
+            ("key without certificate", [f"--tls_key_file={key}"], "--tls_cert_file",
+             "go together"),
+            ("client CA without certificate and key", [f"--tls_client_ca_file={self.ca[0]}"],
+             "--tls_client_ca_file", "--tls_cert_file"),
+            ("missing certificate file", [f"--tls_cert_file={missing}", f"--tls_key_file={key}"],
+             "--tls_cert_file", missing),
+            ("missing key file", [f"--tls_cert_file={cert}", f"--tls_key_file={missing}"],
+             "--tls_key_file", missing),
+            ("empty certificate file", [f"--tls_cert_file={empty}", f"--tls_key_file={key}"],
+             "--tls_cert_file", "empty"),
+            ("key file given as certificate", [f"--tls_cert_file={key}", f"--tls_key_file={key}"],
+             "--tls_cert_file", "no PEM certificate"),
+            ("truncated certificate",
+             [f"--tls_cert_file={truncated}", f"--tls_key_file={key}"], "--tls_cert_file",
              "does not parse"),
-            ([f"--tls_cert_file={self.workdir}", f"--tls_key_file={key}"], "--tls_cert_file",
+            ("directory as certificate",
+             [f"--tls_cert_file={self.workdir}", f"--tls_key_file={key}"], "--tls_cert_file",
              "Is a directory"),
-            ([f"--tls_cert_file={cert}", f"--tls_key_file={cert}"], "--tls_key_file",
-             "no PEM private key"),
-            ([f"--tls_cert_file={cert}", f"--tls_key_file={encrypted_key}"], "--tls_key_file",
+            ("certificate given as key", [f"--tls_cert_file={cert}", f"--tls_key_file={cert}"],
+             "--tls_key_file", "no PEM private key"),
+            ("encrypted key",
+             [f"--tls_cert_file={cert}", f"--tls_key_file={encrypted_key}"], "--tls_key_file",
              "encrypted"),
-            ([f"--tls_cert_file={cert}", f"--tls_key_file={self.client_cert[1]}"],
+            ("key of another certificate",
+             [f"--tls_cert_file={cert}", f"--tls_key_file={self.client_cert[1]}"],
              "--tls_key_file", "does not belong"),
-            ([*self.tls_flags(), f"--tls_client_ca_file={missing}"], "--tls_client_ca_file",
-             missing),
-            ([*self.tls_flags(), f"--tls_client_ca_file={key}"], "--tls_client_ca_file",
-             "no PEM certificate"),
+            ("missing client CA file", [*self.tls_flags(), f"--tls_client_ca_file={missing}"],
+             "--tls_client_ca_file", missing),
+            ("key file given as client CA", [*self.tls_flags(), f"--tls_client_ca_file={key}"],
+             "--tls_client_ca_file", "no PEM certificate"),
         ]
-        for flags, named, detail in cases:
-            with self.subTest(flags=flags):
+        for name, flags, named, detail in cases:
+            with self.subTest(name):
                 result = self.run_binary(*flags)
                 self.assertEqual(result.returncode, 1, result.stderr)
                 error = [line for line in result.stderr.splitlines() if "error" in line]
@@ -225,7 +258,8 @@ class TlsFlagsTest(TlsTestCase):
                 self.assertIn(detail, error[-1])
                 # Stopped before opening a port, let alone loading the model.
                 self.assertNotIn("gRPC on port", result.stderr)
-
+                message = error[-1].split("error: ", 1)[-1].replace(self.workdir, "$TMP")
+                RECORDED.append((name, "exit 1 before serving", message))
 
 if __name__ == "__main__":
     unittest.main()
