@@ -31,7 +31,8 @@ import deploy_testlib as lib
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 DOCKERFILES = ("server.Dockerfile", "probe.Dockerfile")
 # Packages tools/setup.sh installs that only tests, fuzzing and local runs use, not the build.
-NOT_BUILD_PACKAGES = {"python3-grpcio", "prometheus", "unzip", "clang", "libclang-rt-14-dev"}
+NOT_BUILD_PACKAGES = {"python3-grpcio", "prometheus", "unzip", "openssl", "clang",
+                      "libclang-rt-14-dev"}
 PRESTOP_SLEEP = re.compile(r"^(/bin/|/usr/bin/)?sleep$")
 
 

