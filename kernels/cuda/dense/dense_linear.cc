@@ -154,6 +154,16 @@ CudaStatus DenseGemm::Create(cudaStream_t stream, std::unique_ptr<DenseGemm>* ou
 
 CudaStatus DenseGemm::Bf16(const __nv_bfloat16* x, int64_t ldx, const __nv_bfloat16* w, __nv_bfloat16* y,
                            int64_t ldy, int64_t m, int64_t n, int64_t k) {
+  return Bf16Gemm(x, ldx, w, y, CUDA_R_16BF, ldy, m, n, k);
+}
+
+CudaStatus DenseGemm::Bf16ToFloat(const __nv_bfloat16* x, int64_t ldx, const __nv_bfloat16* w,
+                                  float* y, int64_t ldy, int64_t m, int64_t n, int64_t k) {
+  return Bf16Gemm(x, ldx, w, y, CUDA_R_32F, ldy, m, n, k);
+}
+
+CudaStatus DenseGemm::Bf16Gemm(const __nv_bfloat16* x, int64_t ldx, const __nv_bfloat16* w, void* y,
+                               cudaDataType_t y_type, int64_t ldy, int64_t m, int64_t n, int64_t k) {
   APEX4_CUDA_CHECK_ARG(m >= 0 && m <= kMaxInt && n > 0 && n <= kMaxInt && k > 0 && k <= kMaxInt);
   APEX4_CUDA_CHECK_ARG(ldx >= k && ldx <= kMaxInt && ldy >= n && ldy <= kMaxInt);
   if (m == 0) return OkCudaStatus();
@@ -163,7 +173,7 @@ CudaStatus DenseGemm::Bf16(const __nv_bfloat16* x, int64_t ldx, const __nv_bfloa
   APEX4_CUBLAS_RETURN_IF_ERROR(cublasGemmEx(state_->blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n),
                                             static_cast<int>(m), static_cast<int>(k), &one, w, CUDA_R_16BF,
                                             static_cast<int>(k), x, CUDA_R_16BF, static_cast<int>(ldx), &zero,
-                                            y, CUDA_R_16BF, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
+                                            y, y_type, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
                                             CUBLAS_GEMM_DEFAULT));
   return OkCudaStatus();
 }

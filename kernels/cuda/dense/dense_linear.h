@@ -47,6 +47,10 @@ class DenseGemm {
   CudaStatus Bf16(const __nv_bfloat16* x, int64_t ldx, const __nv_bfloat16* w, __nv_bfloat16* y,
                   int64_t ldy, int64_t m, int64_t n, int64_t k);
 
+  // As Bf16 with a float output (no bf16 rounding): the LM head, whose logits feed sampling.
+  CudaStatus Bf16ToFloat(const __nv_bfloat16* x, int64_t ldx, const __nv_bfloat16* w, float* y,
+                         int64_t ldy, int64_t m, int64_t n, int64_t k);
+
   // x e4m3 [m, k] contiguous with x_scales [m] (per token), w e4m3 [n, k] contiguous with
   // w_scales [n] (per channel), all device memory: y = (Σ_k x·w) · x_scale[m] · w_scale[n].
   // The matmul descriptor and cuBLASLt's heuristic algorithm are cached per (m, n, k, ldy and
@@ -58,6 +62,8 @@ class DenseGemm {
 
  private:
   struct State;
+  CudaStatus Bf16Gemm(const __nv_bfloat16* x, int64_t ldx, const __nv_bfloat16* w, void* y,
+                      cudaDataType_t y_type, int64_t ldy, int64_t m, int64_t n, int64_t k);
   explicit DenseGemm(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
 };

@@ -197,6 +197,21 @@ void TestBf16(DenseGemm& gemm, int64_t m, int64_t n, int64_t k, int64_t ldx, int
   DeviceBuffer<__nv_bfloat16> dx(xb), dw(wb), dy(m * ldy);
   const auto y = RunTwice(dy, [&] { return gemm.Bf16(dx.get(), ldx, dw.get(), dy.get(), ldy, m, n, k); }, "bf16");
   CheckGemm(exact ? "bf16 exact" : "bf16", y, ldy, ref, abs_sum, m, n, k, exact);
+
+  // The float-output variant (the LM head): the same sums without the final bf16 rounding.
+  DeviceBuffer<float> dyf(m * ldy);
+  ASSERT_CUDA_OK(gemm.Bf16ToFloat(dx.get(), ldx, dw.get(), dyf.get(), ldy, m, n, k));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  const std::vector<float> yf = dyf.ToHost();
+  int64_t bad = 0;
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t c = 0; c < n; ++c) {
+      const double tol = exact ? 0.0 : 1e-5 * abs_sum[r * n + c];
+      bad += !(std::fabs(yf[r * ldy + c] - ref[r * n + c]) <= tol);
+    }
+  }
+  EXPECT_TRUE_MSG(bad == 0, "bf16->float m=%lld n=%lld k=%lld: %lld wrong", (long long)m, (long long)n,
+                  (long long)k, (long long)bad);
 }
 
 void TestFp8(DenseGemm& gemm, int64_t m, int64_t n, int64_t k, int64_t ldy, int64_t x_offset, bool exact,
