@@ -37,6 +37,7 @@ __nv_fp8_e4m3 Fp8Exact(float v) {  // v must be representable
 }
 
 void TestHostConversions(std::mt19937& rng) {
+  const int failures_before = testing::g_failures;
   // e4m3 encodings worked out by hand, on a row whose absmax is 448 (scale exactly 1): ties to
   // even (1.0625 → 1.0, 1.1875 → 1.25), the smallest subnormal 2^-9, ±448.
   {
@@ -100,7 +101,7 @@ void TestHostConversions(std::mt19937& rng) {
     for (int i = 0; i < 5; ++i) bad += Bf16Bits(out[i]) != expected[i];
     EXPECT_TRUE_MSG(bad == 0, "bf16 conversion: %d of 5 wrong", bad);
   }
-  std::printf("host conversions %s\n", testing::g_failures == 0 ? "ok" : "FAIL");
+  std::printf("host conversions %s\n", testing::g_failures == failures_before ? "ok" : "FAIL");
 }
 
 // y (m rows of row stride ldy, bf16) against ref / abs_sum (m × n, double): exact, or within
@@ -265,6 +266,7 @@ void ExpectInvalid(const CudaStatus& status, const char* what) {
 }
 
 void TestArgumentChecks(DenseGemm& gemm) {
+  const int failures_before = testing::g_failures;
   DeviceBuffer<uint8_t> buffer(1 << 20);
   auto* x8 = reinterpret_cast<const __nv_fp8_e4m3*>(buffer.get());
   auto* bf = reinterpret_cast<__nv_bfloat16*>(buffer.get());
@@ -279,7 +281,52 @@ void TestArgumentChecks(DenseGemm& gemm) {
   EXPECT_TRUE_MSG(gemm.Bf16(nullptr, 64, nullptr, nullptr, 64, 0, 64, 64).ok(), "bf16 m=0 is a no-op");
   EXPECT_TRUE_MSG(gemm.Fp8(nullptr, nullptr, nullptr, nullptr, nullptr, 64, 0, 64, 64).ok(), "fp8 m=0 is a no-op");
   ASSERT_CUDA(cudaDeviceSynchronize());
-  std::printf("argument checks %s\n", testing::g_failures == 0 ? "ok" : "FAIL");
+  std::printf("argument checks %s\n", testing::g_failures == failures_before ? "ok" : "FAIL");
+}
+
+// Both GEMMs captured into a CUDA graph (global capture mode; the FP8 shape is new, so its
+// plan is made during the capture) give the results of direct calls.
+void TestGraphCapture(DenseGemm& gemm, cudaStream_t stream, bool fp8, std::mt19937& rng) {
+  const int64_t m = 11, n = 512, k = 768;
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(m * k), w(n * k), sx(m), sw(n);
+  for (float& v : x) v = normal(rng);
+  for (float& v : w) v = normal(rng);
+  std::vector<__nv_bfloat16> xb(x.size()), wb(w.size());
+  ConvertWeightsToBf16(x.data(), x.size(), xb.data());
+  ConvertWeightsToBf16(w.data(), w.size(), wb.data());
+  std::vector<__nv_fp8_e4m3> xq(x.size()), wq(w.size());
+  QuantizeWeightsToFp8(x.data(), m, k, xq.data(), sx.data());
+  QuantizeWeightsToFp8(w.data(), n, k, wq.data(), sw.data());
+  DeviceBuffer<__nv_bfloat16> dxb(xb), dwb(wb), dy(2 * m * n);
+  DeviceBuffer<__nv_fp8_e4m3> dxq(xq), dwq(wq);
+  DeviceBuffer<float> dsx(sx), dsw(sw);
+  auto run = [&] {
+    ASSERT_CUDA_OK(gemm.Bf16(dxb.get(), k, dwb.get(), dy.get(), n, m, n, k));
+    if (fp8) ASSERT_CUDA_OK(gemm.Fp8(dxq.get(), dsx.get(), dwq.get(), dsw.get(), dy.get() + m * n, n, m, n, k));
+  };
+  dy.Fill(0xFF);
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  run();
+  ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  const std::vector<__nv_bfloat16> replayed = dy.ToHost();
+  dy.Fill(0xFF);
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  run();
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  const std::vector<__nv_bfloat16> direct = dy.ToHost();
+  const size_t bytes = (fp8 ? 2 : 1) * m * n * sizeof(__nv_bfloat16);
+  const bool ok = std::memcmp(replayed.data(), direct.data(), bytes) == 0;
+  EXPECT_TRUE_MSG(ok, "graph replay differs from direct calls");
+  std::printf("CUDA graph capture (bf16%s) %s\n", fp8 ? " + fp8" : "", ok ? "ok" : "FAIL");
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
 }
 
 int Main() {
@@ -328,6 +375,7 @@ int Main() {
     for (const Shape& s : fp8_shapes) TestFp8(*gemm, s.m, s.n, s.k, s.ldy, 0, false, rng);
     TestFp8(*gemm, 37, 576, 1536, 576, /*x_offset=*/48, false, rng);
   }
+  TestGraphCapture(*gemm, stream, fp8, rng);
   TestArgumentChecks(*gemm);
   gemm.reset();
   ASSERT_CUDA(cudaStreamDestroy(stream));
