@@ -167,8 +167,10 @@ __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(
     if (p.rmsnorm_weight != nullptr) {
       float g[8];
       LoadValid8<kVector>(p.rmsnorm_weight, i, p.k_valid, g);
+      // NOTES: __fmul_rn keeps these products out of FMA contraction with the Hadamard's adds,
+      // so they round as RmsNorm's x · scale · weight does.
 #pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = i + j < p.k_valid ? v[j] * rstd * g[j] : 0.0f;
+      for (int j = 0; j < 8; ++j) v[j] = i + j < p.k_valid ? __fmul_rn(__fmul_rn(v[j], rstd), g[j]) : 0.0f;
     }
     if (p.hadamard) Hadamard128(v);
     float local = 0.0f;
