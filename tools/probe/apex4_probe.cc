@@ -17,12 +17,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
 #include "engine/planner/cpu_probe.h"
+#include "engine/planner/cuda_probe.h"
 #include "engine/planner/node_profile.h"
-#include "tools/probe/cuda_kernel_timings.h"
-#include "tools/probe/cuda_throughput.h"
 
 ABSL_FLAG(std::string, output, "", "where to write the profile JSON (required)");
 ABSL_FLAG(std::string, backend, "auto", "auto (CUDA device 0 if present, else CPU), cpu or cuda");
@@ -65,30 +62,6 @@ absl::StatusOr<std::vector<int64_t>> ParseBuckets(const std::string& text) {
   return buckets;
 }
 
-absl::StatusOr<NodeProfile> ProbeCuda(int device, const std::vector<GemmShape>& shapes,
-                                      const std::vector<int64_t>& m_buckets) {
-  const absl::Time start = absl::Now();
-  CudaDeviceFacts facts;
-  CudaThroughput rates;
-  std::string error;
-  NodeProfile profile;
-  if (!QueryCudaDevice(device, &facts, &error) || !MeasureCudaThroughput(device, &rates, &error) ||
-      !TimeCudaW4A4Kernels(device, shapes, m_buckets, /*repeats=*/5, &profile.timings, &error)) {
-    return absl::UnavailableError(error);
-  }
-  profile.created_utc = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", start, absl::UTCTimeZone());
-  profile.device = {"cuda", facts.name, facts.uuid, facts.driver};
-  profile.clock_mhz = facts.clock_mhz;
-  profile.throughput.matrix_int4_ops = rates.mma_int4_ops;
-  profile.throughput.matrix_int8_ops = rates.mma_int8_ops;
-  profile.throughput.matrix_fp16_ops = rates.mma_fp16_ops;
-  profile.throughput.fp32_fma_flops = rates.ffma_flops;
-  profile.throughput.int_to_float_ops = rates.i2f_ops;
-  profile.throughput.memory_bytes_per_s = rates.copy_bytes_per_s;
-  profile.probe_seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  return profile;
-}
-
 int Run() {
   const std::string output = absl::GetFlag(FLAGS_output);
   const std::string backend = absl::GetFlag(FLAGS_backend);
@@ -112,7 +85,7 @@ int Run() {
 
   absl::StatusOr<NodeProfile> profile = absl::UnavailableError("not probed");
   if (backend != "cpu") {
-    profile = ProbeCuda(absl::GetFlag(FLAGS_device), *shapes, *buckets);
+    profile = ProbeCudaNode(absl::GetFlag(FLAGS_device), *shapes, *buckets);
     if (!profile.ok()) {
       std::fprintf(stderr, "apex4_probe: CUDA: %s\n", std::string(profile.status().message()).c_str());
       if (backend == "cuda") return 1;

@@ -18,10 +18,10 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "engine/planner/cuda_kernel_timings.h"
+#include "engine/planner/cuda_probe.h"
 #include "engine/planner/planner.h"
 #include "nlohmann/json.hpp"
-#include "tools/probe/cuda_kernel_timings.h"
-#include "tools/probe/cuda_throughput.h"
 
 ABSL_FLAG(std::string, json, "", "write all measurements and decisions here");
 ABSL_FLAG(int, device, 0, "CUDA device");
@@ -51,28 +51,18 @@ using TruthKey = std::tuple<int64_t, int64_t, int64_t, std::string>;  // n, k, m
 
 int Run() {
   const int device = absl::GetFlag(FLAGS_device);
-  std::string error;
-  CudaDeviceFacts facts;
-  CudaThroughput rates;
-  if (!QueryCudaDevice(device, &facts, &error) || !MeasureCudaThroughput(device, &rates, &error)) {
-    std::fprintf(stderr, "planner_benchmark: %s\n", error.c_str());
-    return 1;
-  }
+  const int repeats = absl::GetFlag(FLAGS_repeats);
   std::vector<GemmShape> shapes;
   for (const NamedShape& s : kShapes) shapes.push_back(s.shape);
-
-  NodeProfile profile;
-  profile.device = {"cuda", facts.name, facts.uuid, facts.driver};
-  profile.throughput.matrix_int4_ops = rates.mma_int4_ops;
-  profile.throughput.matrix_int8_ops = rates.mma_int8_ops;
-  profile.throughput.matrix_fp16_ops = rates.mma_fp16_ops;
-  profile.throughput.fp32_fma_flops = rates.ffma_flops;
-  profile.throughput.int_to_float_ops = rates.i2f_ops;
-  profile.throughput.memory_bytes_per_s = rates.copy_bytes_per_s;
+  absl::StatusOr<NodeProfile> probed = ProbeCudaNode(device, shapes, kProfileBuckets, repeats);
+  if (!probed.ok()) {
+    std::fprintf(stderr, "planner_benchmark: %s\n", std::string(probed.status().message()).c_str());
+    return 1;
+  }
+  const NodeProfile& profile = *probed;
+  std::string error;
   std::vector<KernelTiming> truth;
-  const int repeats = absl::GetFlag(FLAGS_repeats);
-  if (!TimeCudaW4A4Kernels(device, shapes, kProfileBuckets, repeats, &profile.timings, &error) ||
-      !TimeCudaW4A4Kernels(device, shapes, kLadder, repeats, &truth, &error)) {
+  if (!TimeCudaW4A4Kernels(device, shapes, kLadder, repeats, &truth, &error)) {
     std::fprintf(stderr, "planner_benchmark: %s\n", error.c_str());
     return 1;
   }
@@ -94,8 +84,8 @@ int Run() {
   }
 
   std::printf("device %s, rho %.1f (int8 mma %.0f TOPS, int4 mma %.0f TOPS, fp32 %.1f TFLOPS)\n",
-              facts.name.c_str(), plan->rho, rates.mma_int8_ops / 1e12, rates.mma_int4_ops / 1e12,
-              rates.ffma_flops / 1e12);
+              profile.device.name.c_str(), plan->rho, profile.throughput.matrix_int8_ops / 1e12,
+              profile.throughput.matrix_int4_ops / 1e12, profile.throughput.fp32_fma_flops / 1e12);
   std::printf("%-20s %-11s %6s  %-24s %10s %10s %7s\n", "layer", "granularity", "M", "planned",
               "planned_us", "best_us", "ratio");
   int cases = 0, within = 0;
@@ -127,7 +117,7 @@ int Run() {
     std::printf("plan %-20s %-11s %s\n", d.name.c_str(), d.granularity.c_str(), d.reason.c_str());
   }
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
-    nlohmann::json doc = {{"device", facts.name}, {"rho", plan->rho},
+    nlohmann::json doc = {{"device", profile.device.name}, {"rho", plan->rho},
                           {"date", absl::FormatTime("%Y-%m-%d", absl::Now(), absl::UTCTimeZone())},
                           {"profile_m_buckets", kProfileBuckets}, {"cases", report},
                           {"within_5_percent", within}, {"total", cases}};

@@ -1,4 +1,4 @@
-#include "tools/probe/cuda_kernel_timings.h"
+#include "engine/planner/cuda_kernel_timings.h"
 
 #include <cuda_runtime.h>
 

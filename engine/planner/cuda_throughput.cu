@@ -1,4 +1,4 @@
-#include "tools/probe/cuda_throughput.h"
+#include "engine/planner/cuda_throughput.h"
 
 #include <cuda_runtime.h>
 
@@ -152,7 +152,15 @@ bool LoopRate(void (*kernel)(int, int*), int blocks, int iterations, double ops_
 
 bool QueryCudaDevice(int device, CudaDeviceFacts* facts, std::string* error) {
   int count = 0;
-  PROBE_CUDA_CHECK(cudaGetDeviceCount(&count));
+  const cudaError_t counted = cudaGetDeviceCount(&count);
+  if (counted != cudaSuccess) {
+    cudaGetLastError();
+    *error = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(counted);
+    if (counted == cudaErrorInsufficientDriver) {
+      *error += " (no NVIDIA driver is loaded, or it is older than this binary's CUDA runtime)";
+    }
+    return false;
+  }
   if (device < 0 || device >= count) {
     *error = "no CUDA device " + std::to_string(device) + " (found " + std::to_string(count) + ")";
     return false;
@@ -177,6 +185,19 @@ bool QueryCudaDevice(int device, CudaDeviceFacts* facts, std::string* error) {
   return true;
 }
 
+bool CheckCudaKernelImage(int device, std::string* error) {
+  PROBE_CUDA_CHECK(cudaSetDevice(device));
+  cudaFuncAttributes attributes;
+  const cudaError_t err = cudaFuncGetAttributes(&attributes, FfmaLoop);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // not sticky, but leave no error behind for the next call to report
+    *error = std::string("this binary has no kernels for device ") + std::to_string(device) +
+             ": " + cudaGetErrorString(err);
+    return false;
+  }
+  return true;
+}
+
 bool MeasureCudaThroughput(int device, CudaThroughput* out, std::string* error) {
   CudaDeviceFacts facts;
   if (!QueryCudaDevice(device, &facts, error)) return false;
@@ -197,15 +218,31 @@ bool MeasureCudaThroughput(int device, CudaThroughput* out, std::string* error) 
   ok = ok && LoopRate(FfmaLoop, blocks, 8192, 0, 8 * 2.0, sink, &out->ffma_flops, error);
   ok = ok && LoopRate(IntToFloatLoop, blocks, 4096, 0, 8.0, sink, &out->i2f_ops, error);
   if (ok) {
-    const size_t bytes = size_t{1} << 30;
+    // 256 MiB each way (far beyond any L2), copied 4 times per timed run: 1 GiB read and 1 GiB
+    // written, as a single 1 GiB copy would move, in a quarter of the memory, so that the probe
+    // also fits beside a loaded model in the server.
+    constexpr size_t kBytes = size_t{256} << 20;
+    constexpr int kCopies = 4;
     int4 *src = nullptr, *dst = nullptr;
-    PROBE_CUDA_CHECK(cudaMalloc(&src, bytes));
-    PROBE_CUDA_CHECK(cudaMalloc(&dst, bytes));
-    PROBE_CUDA_CHECK(cudaMemset(src, 1, bytes));
+    const cudaError_t allocated = cudaMalloc(&src, kBytes);
+    if (allocated == cudaSuccess) {
+      ok = cudaMalloc(&dst, kBytes) == cudaSuccess && cudaMemset(src, 1, kBytes) == cudaSuccess;
+      if (!ok) *error = "allocating 2 x 256 MiB for the copy bandwidth failed";
+    } else {
+      ok = false;
+      *error = std::string("allocating 256 MiB for the copy bandwidth failed: ") +
+               cudaGetErrorString(allocated);
+    }
     float ms = 0;
-    ok = TimeLaunch([&] { CopyKernel<<<facts.sm_count * 16, 512>>>(src, dst, bytes / 16); },
-                    &ms, error);
-    out->copy_bytes_per_s = 2.0 * bytes / (ms * 1e-3);
+    ok = ok && TimeLaunch(
+                   [&] {
+                     for (int c = 0; c < kCopies; ++c) {
+                       CopyKernel<<<facts.sm_count * 16, 512>>>(src, dst, kBytes / 16);
+                     }
+                   },
+                   &ms, error);
+    if (ok) out->copy_bytes_per_s = 2.0 * kCopies * kBytes / (ms * 1e-3);
+    cudaGetLastError();
     cudaFree(src);
     cudaFree(dst);
   }

@@ -1,8 +1,9 @@
-// GPU throughput microbenchmarks for apex4_probe: the tensor-core rates per operand type, the
-// CUDA-core rates that group dequantization spends (FFMA, int->float), and memory bandwidth.
-// Plain C++ interface (no absl, no CUDA types) so the probe's host code stays CUDA-free.
-#ifndef APEX4_TOOLS_PROBE_CUDA_THROUGHPUT_H_
-#define APEX4_TOOLS_PROBE_CUDA_THROUGHPUT_H_
+// GPU throughput microbenchmarks for the CUDA node probe (cuda_probe.h): the tensor-core rates
+// per operand type, the CUDA-core rates that group dequantization spends (FFMA, int->float), and
+// memory bandwidth. Plain C++ interface (no absl, no CUDA types) so that host code including it
+// stays CUDA-free.
+#ifndef APEX4_ENGINE_PLANNER_CUDA_THROUGHPUT_H_
+#define APEX4_ENGINE_PLANNER_CUDA_THROUGHPUT_H_
 
 #include <string>
 
@@ -29,8 +30,11 @@ struct CudaThroughput {
 // Returns false with `error` set when there is no usable CUDA device or a CUDA call fails
 // (the message carries the statement, file and line).
 bool QueryCudaDevice(int device, CudaDeviceFacts* facts, std::string* error);
+// Whether this binary holds machine code for `device` (its kernels are built for the
+// architectures of third_party/cuda.bzl, or those of APEX4_CUDA_ARCHS, with no PTX to JIT).
+bool CheckCudaKernelImage(int device, std::string* error);
 bool MeasureCudaThroughput(int device, CudaThroughput* out, std::string* error);
 
 }  // namespace apex4
 
-#endif  // APEX4_TOOLS_PROBE_CUDA_THROUGHPUT_H_
+#endif  // APEX4_ENGINE_PLANNER_CUDA_THROUGHPUT_H_

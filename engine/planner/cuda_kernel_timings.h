@@ -1,7 +1,7 @@
 // Times apex4's CUDA W4A4 GEMM backends (Hopper wgmma, portable INT4 mma.sync) at each
 // granularity on the served model's GEMM shapes and M buckets, for the node profile.
-#ifndef APEX4_TOOLS_PROBE_CUDA_KERNEL_TIMINGS_H_
-#define APEX4_TOOLS_PROBE_CUDA_KERNEL_TIMINGS_H_
+#ifndef APEX4_ENGINE_PLANNER_CUDA_KERNEL_TIMINGS_H_
+#define APEX4_ENGINE_PLANNER_CUDA_KERNEL_TIMINGS_H_
 
 #include <cstdint>
 #include <string>
@@ -25,4 +25,4 @@ bool TimeCudaW4A4Kernels(int device, const std::vector<GemmShape>& shapes,
 
 }  // namespace apex4
 
-#endif  // APEX4_TOOLS_PROBE_CUDA_KERNEL_TIMINGS_H_
+#endif  // APEX4_ENGINE_PLANNER_CUDA_KERNEL_TIMINGS_H_
