@@ -1,6 +1,7 @@
 #include "server/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -160,20 +161,49 @@ void Scheduler::RetireAbandoned() {
   RemoveFinished();
 }
 
-void Scheduler::StepBatch() {
-  std::vector<SequenceStep> batch;
-  batch.reserve(running_.size());
-  for (auto& sequence : running_) {
-    const std::vector<int32_t>& prompt = sequence->options.prompt;
-    if (sequence->prompt_fed < prompt.size()) {
-      const size_t chunk =
-          std::min<size_t>(options_.prefill_chunk_tokens, prompt.size() - sequence->prompt_fed);
-      batch.push_back({sequence->sequence_id,
-                       absl::MakeConstSpan(prompt.data() + sequence->prompt_fed, chunk)});
-    } else {
-      batch.push_back({sequence->sequence_id, absl::MakeConstSpan(&sequence->last_token, 1)});
+std::vector<size_t> StepTokenCounts(absl::Span<const size_t> prompt_left,
+                                    int prefill_chunk_tokens, int64_t max_step_tokens) {
+  std::vector<size_t> counts(prompt_left.size(), 0);
+  int64_t budget = max_step_tokens > 0 ? max_step_tokens : std::numeric_limits<int64_t>::max();
+  for (size_t i = 0; i < prompt_left.size(); ++i) {
+    if (prompt_left[i] == 0) {
+      counts[i] = 1;
+      --budget;
     }
   }
+  for (size_t i = 0; i < prompt_left.size(); ++i) {
+    if (prompt_left[i] == 0 || budget <= 0) continue;
+    counts[i] = static_cast<size_t>(std::min<int64_t>(
+        {static_cast<int64_t>(prompt_left[i]), int64_t{prefill_chunk_tokens}, budget}));
+    budget -= static_cast<int64_t>(counts[i]);
+  }
+  return counts;
+}
+
+void Scheduler::StepBatch() {
+  std::vector<size_t> prompt_left;
+  prompt_left.reserve(running_.size());
+  for (const auto& sequence : running_) {
+    prompt_left.push_back(sequence->options.prompt.size() - sequence->prompt_fed);
+  }
+  const std::vector<size_t> counts =
+      StepTokenCounts(prompt_left, options_.prefill_chunk_tokens, options_.max_step_tokens);
+  std::vector<SequenceStep> batch;
+  std::vector<Running*> stepped;  // stepped[i] feeds batch[i]
+  batch.reserve(running_.size());
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Running& sequence = *running_[i];
+    if (counts[i] == 0) continue;  // a prompt chunk that did not fit this step's tokens
+    const std::vector<int32_t>& prompt = sequence.options.prompt;
+    if (prompt_left[i] > 0) {
+      batch.push_back({sequence.sequence_id,
+                       absl::MakeConstSpan(prompt.data() + sequence.prompt_fed, counts[i])});
+    } else {
+      batch.push_back({sequence.sequence_id, absl::MakeConstSpan(&sequence.last_token, 1)});
+    }
+    stepped.push_back(&sequence);
+  }
+  if (batch.empty()) return;
   const size_t vocab_size = engine_->info().vocab_size;
   auto logits_of = [&](size_t i) {
     return absl::MakeConstSpan(logits_.data() + i * vocab_size, vocab_size);
@@ -181,19 +211,19 @@ void Scheduler::StepBatch() {
   absl::Status status = engine_->Step(batch, &logits_);
   if (status.ok()) {
     for (size_t i = 0; i < batch.size(); ++i) {
-      Advance(*running_[i], batch[i].tokens.size(), logits_of(i));
+      Advance(*stepped[i], batch[i].tokens.size(), logits_of(i));
     }
   } else if (batch.size() == 1) {
-    Finish(*running_[0], status);
+    Finish(*stepped[0], status);
   } else {
     // A failed step changes no cache, so each sequence can be retried alone: only the ones that
     // fail by themselves are ended, everyone else keeps going.
     for (size_t i = 0; i < batch.size(); ++i) {
       absl::Status alone = engine_->Step(absl::MakeConstSpan(&batch[i], 1), &logits_);
       if (alone.ok()) {
-        Advance(*running_[i], batch[i].tokens.size(), logits_of(0));
+        Advance(*stepped[i], batch[i].tokens.size(), logits_of(0));
       } else {
-        Finish(*running_[i], alone);
+        Finish(*stepped[i], alone);
       }
     }
   }

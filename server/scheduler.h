@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "engine/inference_engine.h"
 #include "engine/sampler.h"
 #include "server/generation_stream.h"
@@ -29,7 +30,18 @@ struct SchedulerOptions {
   int max_queue_size = 64;
   // Prompt tokens one sequence feeds per step; bounds the stall a long prompt causes the others.
   int prefill_chunk_tokens = 256;
+  // Tokens of one step, all sequences together (the engine's limit, e.g. the CUDA engine's
+  // max_step_tokens); 0: no cap beyond max_batch_size · prefill_chunk_tokens. Must be at least
+  // max_batch_size, so that every decoding sequence advances in every step.
+  int64_t max_step_tokens = 0;
 };
+
+// Tokens each running sequence feeds in the next step, given the prompt tokens it has left
+// (0: it is decoding): one per decoding sequence, then the prefilling ones in arrival order get
+// their next chunk (at most `prefill_chunk_tokens`) from what is left of `max_step_tokens`
+// (0: no cap); a prefilling sequence that gets 0 waits for a later step.
+std::vector<size_t> StepTokenCounts(absl::Span<const size_t> prompt_left,
+                                    int prefill_chunk_tokens, int64_t max_step_tokens);
 
 // One request as the scheduler sees it: already tokenized and validated.
 struct GenerationOptions {

@@ -150,6 +150,50 @@ TEST_F(SchedulerTest, ChunkedPrefillAndBatchingDoNotChangeGreedyTokens) {
   }
 }
 
+TEST(StepTokenCounts, DecodersFirstThenPromptChunksInArrivalOrderWithinTheCap) {
+  // No cap: every prefilling sequence gets a full chunk (or what its prompt has left).
+  EXPECT_EQ(StepTokenCounts({0, 300, 5, 0}, 256, 0), (std::vector<size_t>{1, 256, 5, 1}));
+  // Cap 300: the two decoders take 2, the first prompt its chunk of 256, the next what is left.
+  EXPECT_EQ(StepTokenCounts({0, 300, 100, 0}, 256, 300), (std::vector<size_t>{1, 256, 42, 1}));
+  // Nothing left for the last prompt: it waits (0) while the others advance.
+  EXPECT_EQ(StepTokenCounts({300, 0, 100}, 256, 257), (std::vector<size_t>{256, 1, 0}));
+  // The cap at max_batch_size still moves the first prompt while everyone else decodes.
+  EXPECT_EQ(StepTokenCounts({0, 0, 0, 9}, 256, 4), (std::vector<size_t>{1, 1, 1, 1}));
+  for (int64_t cap : {4, 5, 17, 64, 300, 2048}) {
+    const std::vector<size_t> counts = StepTokenCounts({700, 0, 3, 0, 2000, 1}, 256, cap);
+    size_t total = 0;
+    for (size_t c : counts) total += c;
+    EXPECT_LE(total, static_cast<size_t>(cap)) << cap;
+    EXPECT_GT(counts[0], 0u) << "the oldest prompt always advances, cap " << cap;
+  }
+}
+
+TEST_F(SchedulerTest, StepTokenCapDoesNotChangeGreedyTokens) {
+  const std::vector<std::string> prompts = {
+      "Once upon a time, in a small village by the sea, there lived an old fisherman who",
+      "List three primary colors:", "def fibonacci(n):", "The quick brown fox"};
+  std::vector<std::vector<int32_t>> alone;
+  {
+    Scheduler scheduler(engine_, &metrics_, SchedulerOptions{.max_batch_size = 1});
+    for (const std::string& prompt : prompts)
+      alone.push_back(Run(scheduler, Greedy(prompt, 6)).ids);
+  }
+  // Four sequences, chunks of 8, at most 6 tokens a step: prompts wait for room and are split
+  // at other places than the chunk size.
+  Scheduler scheduler(engine_, &metrics_,
+                      SchedulerOptions{
+                          .max_batch_size = 4, .prefill_chunk_tokens = 8, .max_step_tokens = 6});
+  std::vector<std::shared_ptr<GenerationStream>> streams;
+  for (const std::string& prompt : prompts) {
+    streams.push_back(*scheduler.Submit(Greedy(prompt, 6)));
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Completion capped = Drain(*streams[i]);
+    ASSERT_TRUE(capped.end.ok()) << capped.end.status();
+    EXPECT_EQ(capped.ids, alone[i]) << prompts[i];
+  }
+}
+
 TEST_F(SchedulerTest, StopStringEndsBeforeIt) {
   Scheduler scheduler(engine_, &metrics_, SchedulerOptions{});
   Completion full = Run(scheduler, Greedy("1, 2, 3, 4,", 8));
