@@ -1,0 +1,167 @@
+// The device primitives the attention kernels use (PTX wrappers, thread indices, barriers), in
+// one place so that the kernels' source also compiles as host C++ over a CTA emulator: with
+// APEX4_ATTENTION_EMULATION defined, every primitive forwards to
+// kernels/cuda/attention/testing/cta_emulator.h (fibers for threads, warp collectives by their
+// PTX definitions, cp.async bounds-checked and completed at wait_group). The CPU test
+// (paged_attention_emulation_test) runs the real kernels that way; the GPU build never sees it.
+#ifndef APEX4_KERNELS_CUDA_ATTENTION_ATTENTION_PRIMITIVES_CUH_
+#define APEX4_KERNELS_CUDA_ATTENTION_ATTENTION_PRIMITIVES_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+
+#ifdef APEX4_ATTENTION_EMULATION
+#include "kernels/cuda/attention/testing/cta_emulator.h"
+#ifndef __launch_bounds__
+#define __launch_bounds__(...)  // host C++: __global__ and __device__ are already empty
+#endif
+#endif
+
+namespace apex4::cuda::attention::prim {
+
+#ifndef APEX4_ATTENTION_EMULATION
+
+using SmemAddr = uint32_t;
+
+__device__ __forceinline__ uint3 ThreadIdx() { return threadIdx; }
+__device__ __forceinline__ uint3 BlockIdx() { return blockIdx; }
+__device__ __forceinline__ dim3 GridDim() { return gridDim; }
+__device__ __forceinline__ void SyncThreads() { __syncthreads(); }
+
+// The CTA's dynamic shared memory.
+__device__ __forceinline__ __half* DynamicSmem() {
+  extern __shared__ uint4 apex4_attention_smem[];
+  return reinterpret_cast<__half*>(apex4_attention_smem);
+}
+
+__device__ __forceinline__ SmemAddr ToSmem(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ int32_t Ldg(const int32_t* p) { return __ldg(p); }
+// Plain global loads and stores (bounds-checked under emulation).
+template <typename T>
+__device__ __forceinline__ T Load(const T* p) {
+  return *p;
+}
+template <typename T>
+__device__ __forceinline__ void Store(T* p, const T& v) {
+  *p = v;
+}
+
+__device__ __forceinline__ float ShflXor(float v, int lane_mask) {
+  return __shfl_xor_sync(0xffffffffu, v, lane_mask);
+}
+
+// 16 bytes global → shared, bypassing L1; zero-filled (nothing read) when !valid.
+__device__ __forceinline__ void CpAsync16(SmemAddr dst, const void* src, bool valid) {
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
+               : "memory");
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], SmemAddr addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr)
+               : "memory");
+}
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], SmemAddr addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr)
+               : "memory");
+}
+
+// c += a · b, m16n8k16, fp16 operands, fp32 accumulators.
+__device__ __forceinline__ void MmaF16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// 2^x (MUFU.EX2, relative error ~2^-22, subnormal results flushed); 2^-inf = +0.
+__device__ __forceinline__ float Exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ float UintAsFloat(uint32_t u) { return __uint_as_float(u); }
+__device__ __forceinline__ float MulRn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ float AddRn(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ float SubRn(float a, float b) { return __fsub_rn(a, b); }
+
+#else  // APEX4_ATTENTION_EMULATION
+
+using SmemAddr = const void*;
+
+inline uint3 ThreadIdx() { return ::apex4_emu::ThreadIdx(); }
+inline uint3 BlockIdx() { return ::apex4_emu::BlockIdx(); }
+inline dim3 GridDim() { return ::apex4_emu::GridDim(); }
+inline void SyncThreads() { ::apex4_emu::SyncThreads(); }
+inline __half* DynamicSmem() { return static_cast<__half*>(::apex4_emu::DynamicSmem()); }
+inline SmemAddr ToSmem(const void* p) { return p; }
+inline int32_t Ldg(const int32_t* p) {
+  ::apex4_emu::CheckGlobalAccess(p, sizeof(int32_t), "ldg");
+  return *p;
+}
+template <typename T>
+inline T Load(const T* p) {
+  ::apex4_emu::CheckGlobalAccess(p, sizeof(T), "load");
+  return *p;
+}
+template <typename T>
+inline void Store(T* p, const T& v) {
+  ::apex4_emu::CheckGlobalAccess(p, sizeof(T), "store");
+  *p = v;
+}
+inline float ShflXor(float v, int lane_mask) { return ::apex4_emu::ShflXor(v, lane_mask); }
+inline void CpAsync16(SmemAddr dst, const void* src, bool valid) {
+  ::apex4_emu::CpAsync16(const_cast<void*>(dst), src, valid);
+}
+inline void CpAsyncCommit() { ::apex4_emu::CpAsyncCommit(); }
+template <int kPending>
+inline void CpAsyncWait() {
+  ::apex4_emu::CpAsyncWait(kPending);
+}
+inline void LdMatrixX4(uint32_t (&r)[4], SmemAddr addr) { ::apex4_emu::LdMatrixX4(r, addr, false); }
+inline void LdMatrixX4Trans(uint32_t (&r)[4], SmemAddr addr) { ::apex4_emu::LdMatrixX4(r, addr, true); }
+inline void MmaF16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  ::apex4_emu::MmaF16(c, a, b0, b1);
+}
+inline float Exp2(float x) { return ::apex4_emu::Exp2(x); }
+inline float UintAsFloat(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline float MulRn(float a, float b) { return a * b; }
+inline float AddRn(float a, float b) { return a + b; }
+inline float SubRn(float a, float b) { return a - b; }
+
+#endif  // APEX4_ATTENTION_EMULATION
+
+__host__ __device__ __forceinline__ int IMin(int a, int b) { return a < b ? a : b; }
+
+__host__ __device__ __forceinline__ uint32_t PackHalf2(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  uint32_t u;
+  std::memcpy(&u, &h, 4);
+  return u;
+}
+
+}  // namespace apex4::cuda::attention::prim
+
+#endif  // APEX4_KERNELS_CUDA_ATTENTION_ATTENTION_PRIMITIVES_CUH_

@@ -1,0 +1,195 @@
+#include "kernels/cuda/attention/paged_attention.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "kernels/cuda/attention/paged_attention_kernels.h"
+
+namespace apex4::cuda {
+namespace {
+
+using attention::kDecodeRowsPerCta;
+using attention::kPrefillRowsPerCta;
+using attention::kTileKeys;
+
+// Decode CTAs wanted before the context is split further (H100: 132 SMs × 3 resident CTAs).
+constexpr int64_t kDecodeTargetCtas = 512;
+constexpr int kMaxPartitionKeys = 512;
+constexpr int kMinPartitionKeys = 128;
+
+bool Aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Which kernels run and how the decode kernel splits the context. A function of the bounds only.
+struct Plan {
+  bool run_prefill = false;   // query_len >= 2 (or every sequence, when the decode kernel is off)
+  bool run_decode = false;    // query_len == 1
+  int prefill_row_tiles = 0;
+  int decode_row_tiles = 0;
+  int partition_keys = 0;     // 0: the decode kernel covers whole contexts and writes out directly
+  int num_partitions = 1;
+  size_t workspace_bytes = 0;
+};
+
+Plan MakePlan(const AttentionBatch& batch, const AttentionShape& shape) {
+  Plan plan;
+  const int group = shape.num_heads / shape.num_kv_heads;
+  plan.run_prefill = batch.max_query_len > 1;
+  // A mixed batch runs both: the decode kernel (split-KV) takes the query_len == 1 sequences.
+  // With one sequence there is nothing to share, so the prefill kernel takes it whatever its length.
+  plan.run_decode = batch.max_query_len == 1 || batch.num_seqs > 1;
+  plan.prefill_row_tiles =
+      static_cast<int>(CeilDiv(static_cast<int64_t>(batch.max_query_len) * group, kPrefillRowsPerCta));
+  plan.decode_row_tiles = static_cast<int>(CeilDiv(group, kDecodeRowsPerCta));
+  if (plan.run_decode) {
+    const int64_t ctas = int64_t{batch.num_seqs} * shape.num_kv_heads * plan.decode_row_tiles;
+    int keys = kMaxPartitionKeys;
+    while (keys > kMinPartitionKeys && ctas * CeilDiv(batch.max_context_len, keys) < kDecodeTargetCtas) {
+      keys /= 2;
+    }
+    const int64_t partitions = CeilDiv(batch.max_context_len, keys);
+    if (partitions > 1) {
+      plan.partition_keys = keys;
+      plan.num_partitions = static_cast<int>(partitions);
+      const int64_t slots = int64_t{batch.num_seqs} * partitions * shape.num_heads;
+      plan.workspace_bytes = static_cast<size_t>(slots) * (shape.head_dim * sizeof(float) + sizeof(float2));
+    }
+  }
+  return plan;
+}
+
+CudaStatus CheckBatch(const AttentionBatch& batch, const AttentionShape& shape) {
+  APEX4_CUDA_CHECK_ARG(shape.num_heads > 0 && shape.num_kv_heads > 0);
+  APEX4_CUDA_CHECK_ARG(shape.num_heads % shape.num_kv_heads == 0);
+  APEX4_CUDA_CHECK_ARG(shape.head_dim == 64 || shape.head_dim == 128);
+  APEX4_CUDA_CHECK_ARG(shape.num_heads <= 65535);
+  APEX4_CUDA_CHECK_ARG(batch.num_seqs >= 0 && batch.num_seqs <= 65535);
+  APEX4_CUDA_CHECK_ARG(batch.num_tokens >= 0 && batch.num_tokens <= std::numeric_limits<int32_t>::max());
+  if (batch.num_seqs == 0 || batch.num_tokens == 0) return OkCudaStatus();
+  APEX4_CUDA_CHECK_ARG(batch.query_start != nullptr && batch.context_len != nullptr &&
+                       batch.block_tables != nullptr);
+  APEX4_CUDA_CHECK_ARG(batch.max_query_len >= 1 && batch.max_query_len <= batch.max_context_len);
+  APEX4_CUDA_CHECK_ARG(batch.max_query_len <= batch.num_tokens);
+  const int group = shape.num_heads / shape.num_kv_heads;
+  // Prefill row tiles are a grid dimension (<= 65535) and rows an int.
+  APEX4_CUDA_CHECK_ARG(CeilDiv(int64_t{batch.max_query_len} * group, kPrefillRowsPerCta) <= 65535);
+  APEX4_CUDA_CHECK_ARG(CeilDiv(batch.max_context_len, kMinPartitionKeys) <= 65535);
+  APEX4_CUDA_CHECK_ARG(int64_t{batch.block_table_stride} * kKvBlockTokens >= batch.max_context_len);
+  return OkCudaStatus();
+}
+
+CudaStatus CheckCache(const void* k_cache, const void* v_cache, int64_t block_stride,
+                      const AttentionShape& shape) {
+  APEX4_CUDA_CHECK_ARG(k_cache != nullptr && v_cache != nullptr);
+  APEX4_CUDA_CHECK_ARG(Aligned(k_cache, 16) && Aligned(v_cache, 16));
+  APEX4_CUDA_CHECK_ARG(block_stride % 8 == 0);
+  APEX4_CUDA_CHECK_ARG(block_stride >= int64_t{shape.num_kv_heads} * kKvBlockTokens * shape.head_dim);
+  return OkCudaStatus();
+}
+
+}  // namespace
+
+CudaStatus RopeAndWriteKv(const __nv_bfloat16* qkv, int64_t ld_qkv, const AttentionBatch& batch,
+                          const AttentionShape& shape, const float* rope_cos_sin, int32_t max_positions,
+                          __half* q_out, __half* k_cache, __half* v_cache, int64_t block_stride,
+                          cudaStream_t stream) {
+  APEX4_CUDA_RETURN_IF_NOT_OK(CheckBatch(batch, shape));
+  if (batch.num_seqs == 0 || batch.num_tokens == 0) return OkCudaStatus();
+  APEX4_CUDA_RETURN_IF_NOT_OK(CheckCache(k_cache, v_cache, block_stride, shape));
+  APEX4_CUDA_CHECK_ARG(qkv != nullptr && q_out != nullptr && rope_cos_sin != nullptr);
+  APEX4_CUDA_CHECK_ARG(Aligned(qkv, 16) && Aligned(q_out, 16) && Aligned(rope_cos_sin, 16));
+  APEX4_CUDA_CHECK_ARG(ld_qkv % 8 == 0);
+  APEX4_CUDA_CHECK_ARG(ld_qkv >= int64_t{shape.num_heads + 2 * shape.num_kv_heads} * shape.head_dim);
+  APEX4_CUDA_CHECK_ARG(max_positions >= batch.max_context_len);
+  const attention::RopeParams params{qkv,
+                                     ld_qkv,
+                                     batch.query_start,
+                                     batch.context_len,
+                                     batch.block_tables,
+                                     batch.block_table_stride,
+                                     batch.num_seqs,
+                                     batch.num_tokens,
+                                     shape.num_heads,
+                                     shape.num_kv_heads,
+                                     shape.head_dim,
+                                     rope_cos_sin,
+                                     max_positions,
+                                     q_out,
+                                     k_cache,
+                                     v_cache,
+                                     block_stride};
+  return attention::LaunchRopeAndWriteKv(params, stream);
+}
+
+size_t PagedAttentionWorkspaceBytes(const AttentionBatch& batch, const AttentionShape& shape) {
+  if (!CheckBatch(batch, shape).ok() || batch.num_seqs == 0 || batch.num_tokens == 0) return 0;
+  return MakePlan(batch, shape).workspace_bytes;
+}
+
+CudaStatus PagedAttention(const __half* q, const __half* k_cache, const __half* v_cache,
+                          int64_t block_stride, const AttentionBatch& batch, const AttentionShape& shape,
+                          float scale, void* workspace, __nv_bfloat16* out, int64_t ld_out,
+                          cudaStream_t stream) {
+  APEX4_CUDA_RETURN_IF_NOT_OK(CheckBatch(batch, shape));
+  if (batch.num_seqs == 0 || batch.num_tokens == 0) return OkCudaStatus();
+  APEX4_CUDA_RETURN_IF_NOT_OK(CheckCache(k_cache, v_cache, block_stride, shape));
+  APEX4_CUDA_CHECK_ARG(q != nullptr && Aligned(q, 16));
+  APEX4_CUDA_CHECK_ARG(out != nullptr && Aligned(out, 4));
+  APEX4_CUDA_CHECK_ARG(ld_out % 2 == 0 && ld_out >= int64_t{shape.num_heads} * shape.head_dim);
+  APEX4_CUDA_CHECK_ARG(std::isfinite(scale));
+  const Plan plan = MakePlan(batch, shape);
+  if (plan.workspace_bytes > 0) APEX4_CUDA_CHECK_ARG(workspace != nullptr && Aligned(workspace, 16));
+
+  attention::AttentionParams params{};
+  params.q = q;
+  params.k_cache = k_cache;
+  params.v_cache = v_cache;
+  params.block_stride = block_stride;
+  params.query_start = batch.query_start;
+  params.context_len = batch.context_len;
+  params.block_tables = batch.block_tables;
+  params.block_table_stride = batch.block_table_stride;
+  params.num_seqs = batch.num_seqs;
+  params.num_heads = shape.num_heads;
+  params.num_kv_heads = shape.num_kv_heads;
+  params.group = shape.num_heads / shape.num_kv_heads;
+  params.scale_log2 = static_cast<float>(scale * 1.4426950408889634);  // log2(e)
+  params.out = out;
+  params.ld_out = ld_out;
+
+  if (plan.run_prefill) {
+    attention::AttentionParams prefill = params;
+    prefill.min_query_len = plan.run_decode ? 2 : 1;
+    prefill.max_query_len = batch.max_query_len;
+    prefill.num_row_tiles = plan.prefill_row_tiles;
+    prefill.partition_keys = 0;
+    prefill.num_partitions = 1;
+    APEX4_CUDA_RETURN_IF_NOT_OK(attention::LaunchPrefillAttention(prefill, shape.head_dim, stream));
+  }
+  if (plan.run_decode) {
+    attention::AttentionParams decode = params;
+    decode.min_query_len = 1;
+    decode.max_query_len = 1;
+    decode.num_row_tiles = plan.decode_row_tiles;
+    decode.partition_keys = plan.partition_keys;
+    decode.num_partitions = plan.num_partitions;
+    if (plan.partition_keys > 0) {
+      const size_t o_bytes = static_cast<size_t>(batch.num_seqs) * plan.num_partitions * shape.num_heads *
+                             shape.head_dim * sizeof(float);
+      decode.ws_o = static_cast<float*>(workspace);
+      decode.ws_ml = reinterpret_cast<float2*>(static_cast<char*>(workspace) + o_bytes);
+    }
+    APEX4_CUDA_RETURN_IF_NOT_OK(attention::LaunchDecodeAttention(decode, shape.head_dim, stream));
+    if (plan.partition_keys > 0) {
+      APEX4_CUDA_RETURN_IF_NOT_OK(attention::LaunchAttentionReduce(decode, shape.head_dim, stream));
+    }
+  }
+  return OkCudaStatus();
+}
+
+}  // namespace apex4::cuda
+
+static_assert(apex4::cuda::kKvBlockTokens == 16, "the kernels assume 16-token blocks");
+static_assert(apex4::cuda::attention::kTileKeys % apex4::cuda::kKvBlockTokens == 0, "tiles hold whole blocks");

@@ -1,0 +1,88 @@
+// Attention side of apex4's GPU LLaMA runner: rotary embedding + paged KV-cache write, and
+// paged attention over the cache (decode: split-KV flash-decoding; prefill / mixed batches:
+// FlashAttention-2 style tensor-core kernel). Raw device pointers, a cudaStream_t, CudaStatus
+// back; no Abseil, gRPC or model knowledge. Design, dispatch and limits: kernels/cuda/README.md.
+//
+// Every launch is capturable in a CUDA graph: grids, shared memory and the workspace size depend
+// only on (num_seqs, num_tokens, heads, head_dim, max_query_len, max_context_len), never on the
+// values of the device arrays, and no call synchronises or allocates.
+// Thread safety: every function is reentrant; calls on one stream run in order.
+#ifndef APEX4_KERNELS_CUDA_ATTENTION_PAGED_ATTENTION_H_
+#define APEX4_KERNELS_CUDA_ATTENTION_PAGED_ATTENTION_H_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cuda/cuda_status.h"
+
+namespace apex4::cuda {
+
+// KV cache layout (fp16): per layer, a pool of blocks of kKvBlockTokens=16 tokens; one block of
+// one layer is [num_kv_heads][16][head_dim] halfs for K and the same for V. The engine passes
+// per-layer base pointers; block b of that layer starts at base + b * block_stride (elements).
+inline constexpr int kKvBlockTokens = 16;
+
+// Per step, device arrays describing the batch ("varlen" layout): sequences s = 0..num_seqs-1,
+// each appending query_len[s] = query_start[s+1]-query_start[s] tokens (query rows
+// query_start[s]..query_start[s+1]-1 of q), its context after the append being context_len[s]
+// tokens (so query row i of sequence s sits at position context_len[s]-query_len[s]+(i-query_start[s])
+// and attends causally to positions 0..that position, all already in the cache).
+//
+// Preconditions on the device values (not checkable without a sync; violating them gives wrong
+// results, never out-of-bounds accesses of the cache beyond what the block tables name):
+// 0 <= query_len[s] <= max_query_len, query_len[s] <= context_len[s] <= max_context_len,
+// query_start[num_seqs] <= num_tokens, and block_tables[s][0 .. ceil(context_len[s]/16)) are
+// valid block ids. Table entries past that are never read. Rows of q past query_start[num_seqs]
+// are left alone (not written by RopeAndWriteKv, their output rows untouched by PagedAttention).
+struct AttentionBatch {
+  const int32_t* query_start = nullptr;   // device [num_seqs + 1]
+  const int32_t* context_len = nullptr;   // device [num_seqs]
+  const int32_t* block_tables = nullptr;  // device [num_seqs, block_table_stride] block ids
+  int32_t block_table_stride = 0;
+  int32_t num_seqs = 0;
+  int64_t num_tokens = 0;                 // rows of q = query_start[num_seqs]
+  // Host-side upper bounds that size the grids. Grids depend ONLY on (num_seqs, num_tokens,
+  // heads, these bounds), never on the device arrays' values, so a CUDA graph captured once
+  // stays valid while lengths change below the bounds (decode steps are graph-replayed).
+  int32_t max_query_len = 0;
+  int32_t max_context_len = 0;
+};
+
+struct AttentionShape { int num_heads, num_kv_heads, head_dim; };  // head_dim 64 or 128; GQA
+
+// Rotary embedding + cache write. qkv: bf16 [num_tokens, ld_qkv] from the fused QKV projection,
+// columns [0, H*D) = q, [H*D, H*D+KV*D) = k, then v. Applies llama.cpp's "normal" RoPE (pairs
+// (2i, 2i+1) of each head rotate by angle pos * theta^(-2i/D)) to q and k, using a cos/sin table
+// rope_cos_sin (device float [max_positions][D/2][2], built on the host in double as the CPU
+// engine does — see engine/llama_ops.cc ApplyRope), writes rotated q to q_out (fp16 [num_tokens,
+// H*D]) and rotated k and v (fp16) into the cache slot of each token's position.
+//
+// Needs: qkv, q_out, k_cache, v_cache and rope_cos_sin 16-byte aligned, ld_qkv % 8 == 0 and
+// ld_qkv >= (H + 2*KV)*D, block_stride % 8 == 0 and >= KV*16*D, max_positions >=
+// max_context_len, block_table_stride*16 >= max_context_len. A token whose position falls
+// outside [0, max_positions) (a violated precondition) is skipped.
+CudaStatus RopeAndWriteKv(const __nv_bfloat16* qkv, int64_t ld_qkv, const AttentionBatch& batch,
+    const AttentionShape& shape, const float* rope_cos_sin, int32_t max_positions,
+    __half* q_out, __half* k_cache, __half* v_cache, int64_t block_stride, cudaStream_t stream);
+
+// out[t, h, :] = softmax(q[t,h]·K^T * scale over the causal context) · V, written as bf16
+// [num_tokens, H*D] (row stride ld_out). workspace: for split-KV partial results;
+// size from PagedAttentionWorkspaceBytes(batch bounds) — must also depend only on the bounds.
+//
+// Needs: q (fp16 [num_tokens, H*D], contiguous), k_cache, v_cache 16-byte aligned; out 4-byte
+// aligned, ld_out even and >= H*D; block_stride as for RopeAndWriteKv; workspace 16-byte
+// aligned and non-null when its size is non-zero (it needs no zeroing). Columns of out past
+// H*D are not written. Softmax and both products accumulate in fp32; the probabilities enter
+// the P·V product as fp16 (FlashAttention-2 style).
+size_t PagedAttentionWorkspaceBytes(const AttentionBatch& batch, const AttentionShape& shape);
+CudaStatus PagedAttention(const __half* q, const __half* k_cache, const __half* v_cache,
+    int64_t block_stride, const AttentionBatch& batch, const AttentionShape& shape, float scale,
+    void* workspace, __nv_bfloat16* out, int64_t ld_out, cudaStream_t stream);
+
+}  // namespace apex4::cuda
+
+#endif  // APEX4_KERNELS_CUDA_ATTENTION_PAGED_ATTENTION_H_

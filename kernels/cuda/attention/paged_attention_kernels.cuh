@@ -1,0 +1,414 @@
+// Paged attention kernels on tensor cores (mma.sync m16n8k16, fp16 in, fp32 accumulate), sm_80+.
+//
+// Rows. Query heads of one KV head are packed with the tokens into "rows", token-major: row r of
+// sequence s is token r / G, query head kv_head * G + r % G (G = heads per KV head). Every row of
+// a CTA shares that CTA's K/V tiles, so GQA reads K/V once per KV head, and a decode step of a
+// GQA model (one token, G heads) fills the rows of one m16 tile instead of 1 row of 16.
+//
+// One warp owns 16 rows (its Q fragments stay in registers) and runs FlashAttention-2's online
+// softmax (base 2, fp32) over key tiles of 64 keys that the CTA streams through shared memory,
+// two stages of cp.async (zero-filled past the keys the CTA may read, so the never-written slots
+// of a cache block are not even loaded). Tiles are swizzled 16-byte chunks (chunk ^ (row & 7)),
+// read with ldmatrix (K) and ldmatrix.trans (V) without bank conflicts.
+//
+// Prefill kernel: 4 warps × 16 rows = 64 rows per CTA; every warp sees all 64 keys of a tile.
+// Decode kernel: 16 rows (one token's G ≤ 16 heads) per CTA; the 4 warps take 16 keys each of
+// every tile and are merged through shared memory at the end. Split-KV: each CTA covers one
+// partition of the context; partials (unnormalised O, max, sum) are merged by
+// AttentionReduceKernel.
+#ifndef APEX4_KERNELS_CUDA_ATTENTION_PAGED_ATTENTION_KERNELS_CUH_
+#define APEX4_KERNELS_CUDA_ATTENTION_PAGED_ATTENTION_KERNELS_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cuda/attention/attention_primitives.cuh"
+#include "kernels/cuda/attention/paged_attention_kernels.h"
+
+namespace apex4::cuda::attention {
+
+using prim::IMin;
+
+// Element offset of 16-byte chunk `chunk` of row `row` in a swizzled [rows][D] fp16 tile.
+template <int D>
+__device__ __forceinline__ int Swizzle(int row, int chunk) {
+  return row * D + ((chunk ^ (row & 7)) << 3);
+}
+
+template <int D, bool kDecode>
+__global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const AttentionParams p) {
+  constexpr int kRowWarps = kDecode ? 1 : 4;            // warps along rows
+  constexpr int kKeySplits = 4 / kRowWarps;              // warps along the keys of a tile
+  constexpr int kWarpKeys = kTileKeys / kKeySplits;      // keys per warp per tile: 64 or 16
+  constexpr int kRows = 16 * kRowWarps;                  // rows per CTA
+  constexpr int kChunks = D / 8;                         // 16-byte chunks per K/V/Q row
+  constexpr int kRowsPerPass = kAttentionThreads / kChunks;  // 8 (D=128) or 16 (D=64)
+  constexpr int kLoadPasses = kTileKeys / kRowsPerPass;
+  constexpr int kStageHalfs = 2 * kTileKeys * D;         // K tile then V tile
+  static_assert(D == 64 || D == 128, "head_dim");
+  static_assert(kRowsPerPass <= kBlockTokens && kBlockTokens % kRowsPerPass == 0, "load mapping");
+  static_assert(kRows <= kTileKeys, "Q is staged in stage 1's K buffer");
+
+  __half* smem = prim::DynamicSmem();
+
+  int kv_head, seq, row_tile, part;
+  if constexpr (kDecode) {
+    kv_head = prim::BlockIdx().x / p.num_row_tiles;
+    row_tile = prim::BlockIdx().x % p.num_row_tiles;
+    seq = prim::BlockIdx().y;
+    part = prim::BlockIdx().z;
+  } else {
+    kv_head = prim::BlockIdx().x;
+    seq = prim::BlockIdx().y;
+    // Causal: the last rows have the most keys; start them first.
+    row_tile = prim::GridDim().z - 1 - prim::BlockIdx().z;
+    part = 0;
+  }
+
+  const int q_start = prim::Ldg(p.query_start + seq);
+  const int q_len = prim::Ldg(p.query_start + seq + 1) - q_start;
+  if (q_len <= 0 || q_len < p.min_query_len || q_len > p.max_query_len) return;
+  const int group = p.group;
+  const int num_rows = q_len * group;
+  const int row0 = row_tile * kRows;
+  if (row0 >= num_rows) return;
+  const int rows_here = IMin(kRows, num_rows - row0);
+  const int ctx = prim::Ldg(p.context_len + seq);
+  const int pos_base = ctx - q_len;  // position of the sequence's first new token
+  const int first_pos = pos_base + row0 / group;
+  const int last_pos = pos_base + (row0 + rows_here - 1) / group;
+  int key_begin = 0;
+  int key_end = IMin(ctx, last_pos + 1);
+  if (p.partition_keys > 0) {
+    key_begin = part * p.partition_keys;
+    key_end = IMin(key_end, key_begin + p.partition_keys);
+    if (key_begin >= key_end) return;  // past this sequence's context: the reduce skips it
+  }
+  const int num_tiles = key_end > key_begin ? (key_end - key_begin + kTileKeys - 1) / kTileKeys : 0;
+
+  const int tid = prim::ThreadIdx().x;
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const int num_heads = p.num_heads;
+
+  // Q rows → stage 1's K buffer (unused until tile 1 is loaded). Rows past the sequence are zero.
+  __half* q_smem = smem + kStageHalfs;
+  static_assert(kRows * kChunks % kAttentionThreads == 0, "Q load mapping");
+#pragma unroll
+  for (int i = 0; i < kRows * kChunks / kAttentionThreads; ++i) {
+    const int c = tid + i * kAttentionThreads;
+    const int r = c / kChunks;
+    const int chunk = c % kChunks;
+    const bool valid = r < rows_here;
+    const __half* src = p.q;
+    if (valid) {
+      const int row = row0 + r;
+      src += (static_cast<int64_t>(q_start + row / group) * num_heads + kv_head * group + row % group) * D +
+             chunk * 8;
+    }
+    prim::CpAsync16(prim::ToSmem(q_smem + Swizzle<D>(r, chunk)), src, valid);
+  }
+  prim::CpAsyncCommit();
+
+  const int32_t* block_table = p.block_tables + static_cast<int64_t>(seq) * p.block_table_stride;
+  const __half* k_base = p.k_cache + static_cast<int64_t>(kv_head) * kBlockTokens * D;
+  const __half* v_base = p.v_cache + static_cast<int64_t>(kv_head) * kBlockTokens * D;
+  // Block ids of the next tile to load; a block holding no key below key_end is not looked up.
+  int blocks[kTileKeys / kBlockTokens];
+  auto fetch_blocks = [&](int tile) {
+    const int t0 = key_begin + tile * kTileKeys;
+#pragma unroll
+    for (int b = 0; b < kTileKeys / kBlockTokens; ++b) {
+      const int pos = t0 + b * kBlockTokens;
+      blocks[b] = pos < key_end ? prim::Ldg(block_table + pos / kBlockTokens) : 0;
+    }
+  };
+  const int load_row = tid / kChunks;
+  const int load_chunk = tid % kChunks;
+  auto load_tile = [&](int tile, int stage) {
+    const int t0 = key_begin + tile * kTileKeys;
+    __half* k_smem = smem + stage * kStageHalfs;
+    __half* v_smem = k_smem + kTileKeys * D;
+#pragma unroll
+    for (int i = 0; i < kLoadPasses; ++i) {
+      const int r = load_row + i * kRowsPerPass;
+      const int b = (i * kRowsPerPass) / kBlockTokens;  // compile-time: load_row < kRowsPerPass
+      const bool valid = t0 + r < key_end;
+      const int64_t offset =
+          static_cast<int64_t>(blocks[b]) * p.block_stride + (r % kBlockTokens) * D + load_chunk * 8;
+      const int dst = Swizzle<D>(r, load_chunk);
+      prim::CpAsync16(prim::ToSmem(k_smem + dst), valid ? k_base + offset : k_base, valid);
+      prim::CpAsync16(prim::ToSmem(v_smem + dst), valid ? v_base + offset : v_base, valid);
+    }
+  };
+
+  // This thread's two rows (CTA-local): gid and gid + 8 of its warp's 16. A row may read keys
+  // up to its own position (causal) and below key_end; rows past the sequence take key_end - 1
+  // (harmless, never written).
+  const int gid = lane >> 2;
+  const int tig = lane & 3;
+  const int warp_row = kDecode ? 0 : warp * 16;
+  const int warp_key = kDecode ? warp * kWarpKeys : 0;
+  auto row_limit = [&](int r) {
+    return r < rows_here ? IMin(pos_base + (row0 + r) / group, key_end - 1) : key_end - 1;
+  };
+  const int limit0 = row_limit(warp_row + gid);
+  const int limit1 = row_limit(warp_row + gid + 8);
+  const int cta_min_limit = IMin(first_pos, key_end - 1);
+
+  if (num_tiles > 0) {
+    fetch_blocks(0);
+    load_tile(0, 0);
+  }
+  prim::CpAsyncCommit();
+  if (num_tiles > 1) fetch_blocks(1);
+  prim::CpAsyncWait<1>();  // Q has landed (tile 0 may still be in flight)
+  prim::SyncThreads();
+  uint32_t q_frag[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    prim::LdMatrixX4(q_frag[kk], prim::ToSmem(q_smem + Swizzle<D>(warp_row + (lane & 15), kk * 2 + (lane >> 4))));
+  }
+  prim::SyncThreads();  // Q's buffer is about to take tile 1
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float m0 = -INFINITY, m1 = -INFINITY;  // running row maxima (base-2 scaled scores)
+  float l0 = 0.0f, l1 = 0.0f;            // this thread's part of the running row sums
+  const float scale_log2 = p.scale_log2;
+
+  for (int tile = 0; tile < num_tiles; ++tile) {
+    if (tile + 1 < num_tiles) {
+      load_tile(tile + 1, (tile + 1) % kAttentionStages);
+      if (tile + 2 < num_tiles) fetch_blocks(tile + 2);
+    }
+    prim::CpAsyncCommit();
+    prim::CpAsyncWait<1>();
+    prim::SyncThreads();
+
+    const int t0 = key_begin + tile * kTileKeys;
+    const __half* k_smem = smem + (tile % kAttentionStages) * kStageHalfs;
+    const __half* v_smem = k_smem + kTileKeys * D;
+
+    // S = Q · K^T for this warp's 16 rows × kWarpKeys keys.
+    float sc[kWarpKeys / 8][4];
+#pragma unroll
+    for (int j = 0; j < kWarpKeys / 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int np = 0; np < kWarpKeys / 16; ++np) {
+        uint32_t b[4];
+        prim::LdMatrixX4(b, prim::ToSmem(k_smem + Swizzle<D>(warp_key + np * 16 + ((lane >> 4) << 3) + (lane & 7),
+                                                   kk * 2 + ((lane >> 3) & 1))));
+        prim::MmaF16(sc[2 * np], q_frag[kk], b[0], b[1]);
+        prim::MmaF16(sc[2 * np + 1], q_frag[kk], b[2], b[3]);
+      }
+    }
+
+    // Scale to base 2, mask (causal and key_end), online softmax.
+    const bool need_mask = t0 + kTileKeys - 1 > cta_min_limit;
+    float max0 = -INFINITY, max1 = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < kWarpKeys / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float x = sc[j][e] * scale_log2;
+        if (need_mask) {
+          const int key = t0 + warp_key + j * 8 + 2 * tig + (e & 1);
+          if (key > (e < 2 ? limit0 : limit1)) x = -INFINITY;
+        }
+        sc[j][e] = x;
+      }
+      max0 = fmaxf(max0, fmaxf(sc[j][0], sc[j][1]));
+      max1 = fmaxf(max1, fmaxf(sc[j][2], sc[j][3]));
+    }
+    max0 = fmaxf(max0, prim::ShflXor(max0, 1));
+    max0 = fmaxf(max0, prim::ShflXor(max0, 2));
+    max1 = fmaxf(max1, prim::ShflXor(max1, 1));
+    max1 = fmaxf(max1, prim::ShflXor(max1, 2));
+    const float new_m0 = fmaxf(m0, max0);
+    const float new_m1 = fmaxf(m1, max1);
+    // A row with no key yet keeps max -inf; subtract 0 then so that exp2 gives 0, not NaN.
+    const float base0 = new_m0 == -INFINITY ? 0.0f : new_m0;
+    const float base1 = new_m1 == -INFINITY ? 0.0f : new_m1;
+    const float alpha0 = prim::Exp2(m0 - base0);
+    const float alpha1 = prim::Exp2(m1 - base1);
+    m0 = new_m0;
+    m1 = new_m1;
+    float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kWarpKeys / 8; ++j) {
+      sc[j][0] = prim::Exp2(sc[j][0] - base0);
+      sc[j][1] = prim::Exp2(sc[j][1] - base0);
+      sc[j][2] = prim::Exp2(sc[j][2] - base1);
+      sc[j][3] = prim::Exp2(sc[j][3] - base1);
+      sum0 += sc[j][0] + sc[j][1];
+      sum1 += sc[j][2] + sc[j][3];
+    }
+    l0 = l0 * alpha0 + sum0;
+    l1 = l1 * alpha1 + sum1;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      o[i][0] *= alpha0;
+      o[i][1] *= alpha0;
+      o[i][2] *= alpha1;
+      o[i][3] *= alpha1;
+    }
+
+    // O += P · V: the S accumulators of two key octets are the A fragment of one k16 step.
+#pragma unroll
+    for (int kp = 0; kp < kWarpKeys / 16; ++kp) {
+      const uint32_t a[4] = {prim::PackHalf2(sc[2 * kp][0], sc[2 * kp][1]), prim::PackHalf2(sc[2 * kp][2], sc[2 * kp][3]),
+                             prim::PackHalf2(sc[2 * kp + 1][0], sc[2 * kp + 1][1]),
+                             prim::PackHalf2(sc[2 * kp + 1][2], sc[2 * kp + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t b[4];
+        prim::LdMatrixX4Trans(b, prim::ToSmem(v_smem + Swizzle<D>(warp_key + kp * 16 + (((lane >> 3) & 1) << 3) + (lane & 7),
+                                                        dp * 2 + (lane >> 4))));
+        prim::MmaF16(o[2 * dp], a, b[0], b[1]);
+        prim::MmaF16(o[2 * dp + 1], a, b[2], b[3]);
+      }
+    }
+    prim::SyncThreads();  // this stage is reloaded by the next iteration's prefetch
+  }
+
+  l0 += prim::ShflXor(l0, 1);
+  l0 += prim::ShflXor(l0, 2);
+  l1 += prim::ShflXor(l1, 1);
+  l1 += prim::ShflXor(l1, 2);
+
+  if constexpr (!kDecode) {
+    // Every warp saw every key: normalise and store straight from the accumulators.
+    const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f;
+    const float inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+    const int r0 = warp_row + gid;
+    if (r0 < rows_here) {
+      const int row = row0 + r0;
+      __nv_bfloat16* dst = p.out + static_cast<int64_t>(q_start + row / group) * p.ld_out +
+                           static_cast<int64_t>(kv_head * group + row % group) * D + 2 * tig;
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        prim::Store(reinterpret_cast<__nv_bfloat162*>(dst + i * 8),
+                    __floats2bfloat162_rn(o[i][0] * inv0, o[i][1] * inv0));
+      }
+    }
+    const int r1 = r0 + 8;
+    if (r1 < rows_here) {
+      const int row = row0 + r1;
+      __nv_bfloat16* dst = p.out + static_cast<int64_t>(q_start + row / group) * p.ld_out +
+                           static_cast<int64_t>(kv_head * group + row % group) * D + 2 * tig;
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        prim::Store(reinterpret_cast<__nv_bfloat162*>(dst + i * 8),
+                    __floats2bfloat162_rn(o[i][2] * inv1, o[i][3] * inv1));
+      }
+    }
+  } else {
+    // The four warps hold the same 16 rows over different keys: merge them in shared memory.
+    constexpr int kLd = D + 8;  // padded float rows
+    prim::CpAsyncWait<0>();
+    prim::SyncThreads();
+    float* o_smem = reinterpret_cast<float*>(smem);                    // [4 warps][16 rows][kLd]
+    float2* ml_smem = reinterpret_cast<float2*>(o_smem + 4 * 16 * kLd);  // [4 warps][16 rows]
+    static_assert((4 * 16 * kLd + 2 * 4 * 16) * 4 <= kAttentionStages * kStageHalfs * 2, "merge buffer");
+    {
+      float* row_a = o_smem + (warp * 16 + gid) * kLd + 2 * tig;
+      float* row_b = row_a + 8 * kLd;
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        *reinterpret_cast<float2*>(row_a + i * 8) = make_float2(o[i][0], o[i][1]);
+        *reinterpret_cast<float2*>(row_b + i * 8) = make_float2(o[i][2], o[i][3]);
+      }
+      if (tig == 0) {
+        ml_smem[warp * 16 + gid] = make_float2(m0, l0);
+        ml_smem[warp * 16 + gid + 8] = make_float2(m1, l1);
+      }
+    }
+    prim::SyncThreads();
+    constexpr int kColsPerThread = D / 8;  // 16 rows × 8 threads per row
+    const int r = tid >> 3;
+    const int c0 = (tid & 7) * kColsPerThread;
+    if (r < rows_here) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int w = 0; w < 4; ++w) mx = fmaxf(mx, ml_smem[w * 16 + r].x);
+      float f[4];
+      float sum = 0.0f;
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const float2 ml = ml_smem[w * 16 + r];
+        f[w] = mx == -INFINITY ? 0.0f : prim::Exp2(ml.x - mx);
+        sum += f[w] * ml.y;
+      }
+      const int row = row0 + r;
+      const int head = kv_head * group + row % group;
+      if (p.partition_keys > 0) {
+        const int64_t slot = (static_cast<int64_t>(seq) * p.num_partitions + part) * num_heads + head;
+        float* dst = p.ws_o + slot * D + c0;
+#pragma unroll
+        for (int c = 0; c < kColsPerThread; c += 4) {
+          float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+          for (int w = 0; w < 4; ++w) {
+            const float4 v = *reinterpret_cast<const float4*>(o_smem + (w * 16 + r) * kLd + c0 + c);
+            acc.x += f[w] * v.x;
+            acc.y += f[w] * v.y;
+            acc.z += f[w] * v.z;
+            acc.w += f[w] * v.w;
+          }
+          prim::Store(reinterpret_cast<float4*>(dst + c), acc);
+        }
+        if ((tid & 7) == 0) prim::Store(p.ws_ml + slot, make_float2(mx, sum));
+      } else {
+        const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+        __nv_bfloat16* dst = p.out + static_cast<int64_t>(q_start + row / group) * p.ld_out +
+                             static_cast<int64_t>(head) * D + c0;
+#pragma unroll
+        for (int c = 0; c < kColsPerThread; c += 2) {
+          float a = 0.0f, b = 0.0f;
+#pragma unroll
+          for (int w = 0; w < 4; ++w) {
+            const float2 v = *reinterpret_cast<const float2*>(o_smem + (w * 16 + r) * kLd + c0 + c);
+            a += f[w] * v.x;
+            b += f[w] * v.y;
+          }
+          prim::Store(reinterpret_cast<__nv_bfloat162*>(dst + c), __floats2bfloat162_rn(a * inv, b * inv));
+        }
+      }
+    }
+  }
+}
+
+// Merges the decode kernel's partitions of one (sequence, head): D threads, one column each.
+template <int D>
+__global__ void __launch_bounds__(D) AttentionReduceKernel(const AttentionParams p) {
+  const int head = prim::BlockIdx().x;
+  const int seq = prim::BlockIdx().y;
+  const int q_start = prim::Ldg(p.query_start + seq);
+  if (prim::Ldg(p.query_start + seq + 1) - q_start != 1) return;  // decode rows only
+  const int ctx = prim::Ldg(p.context_len + seq);
+  const int used = ctx > 0 ? IMin((ctx + p.partition_keys - 1) / p.partition_keys, p.num_partitions) : 0;
+  const int64_t first = static_cast<int64_t>(seq) * p.num_partitions * p.num_heads + head;
+  float mx = -INFINITY;
+  for (int i = 0; i < used; ++i) mx = fmaxf(mx, prim::Load(p.ws_ml + first + static_cast<int64_t>(i) * p.num_heads).x);
+  float sum = 0.0f, acc = 0.0f;
+  for (int i = 0; i < used; ++i) {
+    const int64_t slot = first + static_cast<int64_t>(i) * p.num_heads;
+    const float2 ml = prim::Load(p.ws_ml + slot);
+    const float f = mx == -INFINITY ? 0.0f : prim::Exp2(ml.x - mx);
+    sum += f * ml.y;
+    acc += f * prim::Load(p.ws_o + slot * D + prim::ThreadIdx().x);
+  }
+  prim::Store(p.out + static_cast<int64_t>(q_start) * p.ld_out + static_cast<int64_t>(head) * D + prim::ThreadIdx().x,
+              __float2bfloat16_rn(sum > 0.0f ? acc / sum : 0.0f));
+}
+
+}  // namespace apex4::cuda::attention
+
+#endif  // APEX4_KERNELS_CUDA_ATTENTION_PAGED_ATTENTION_KERNELS_CUH_
