@@ -1,0 +1,415 @@
+#include "kernels/cuda/attention/testing/attention_case.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+
+namespace apex4::cuda::attention_test {
+namespace {
+
+constexpr uint16_t kNanBits = 0xffff;  // fp16 and bf16 NaN (all bytes 0xff); float NaN likewise
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+uint16_t FloatToHalfBits(float f) {
+  const __half h = __float2half_rn(f);
+  uint16_t bits;
+  std::memcpy(&bits, &h, 2);
+  return bits;
+}
+
+__nv_bfloat16 FloatToBf16(float f) { return __float2bfloat16_rn(f); }
+
+float Bf16BitsToFloat(uint16_t bits) {
+  const uint32_t wide = uint32_t{bits} << 16;
+  float f;
+  std::memcpy(&f, &wide, 4);
+  return f;
+}
+
+[[noreturn]] void Die(const char* what) {
+  std::printf("FATAL %s\n", what);
+  std::exit(1);
+}
+
+}  // namespace
+
+float Bf16ToFloat(__nv_bfloat16 v) {
+  uint16_t bits;
+  std::memcpy(&bits, &v, 2);
+  return Bf16BitsToFloat(bits);
+}
+
+float HalfToFloat(uint16_t bits) {
+  __half_raw raw;
+  raw.x = bits;
+  return __half2float(__half(raw));
+}
+
+AttentionCase::AttentionCase(DeviceOps& ops, const TestShape& shape, const Bounds& bounds,
+                             const CaseOptions& options)
+    : ops_(ops), shape_(shape), bounds_(bounds), options_(options) {
+  const int H = shape.num_heads, KV = shape.num_kv_heads, D = shape.head_dim;
+  const int64_t max_blocks_per_seq = CeilDiv(bounds.max_context_len, kKvBlockTokens);
+  table_stride_ = static_cast<int32_t>(max_blocks_per_seq + options.table_pad);
+  num_blocks_ = static_cast<int32_t>(bounds.num_seqs * max_blocks_per_seq + options.spare_blocks);
+  const int64_t kv_block = int64_t{KV} * kKvBlockTokens * D;
+  block_stride_ = options.interleaved_kv ? 2 * kv_block : kv_block + options.block_stride_pad;
+  pool_elems_ = int64_t{num_blocks_} * block_stride_;
+  ld_qkv_ = int64_t{H + 2 * KV} * D + 8;
+  ld_out_ = int64_t{H} * D + options.ld_out_pad;
+  max_positions_ = bounds.max_context_len + 3;
+
+  // The cos/sin table as the CPU engine computes its angles (engine/llama_ops.cc ApplyRope).
+  rope_.resize(int64_t{max_positions_} * D);
+  for (int32_t pos = 0; pos < max_positions_; ++pos) {
+    for (int i = 0; i < D / 2; ++i) {
+      const double angle = pos * std::pow(double{shape.rope_theta}, -2.0 * i / static_cast<double>(D));
+      rope_[(int64_t{pos} * (D / 2) + i) * 2] = static_cast<float>(std::cos(angle));
+      rope_[(int64_t{pos} * (D / 2) + i) * 2 + 1] = static_cast<float>(std::sin(angle));
+    }
+  }
+
+  d_query_start_ = static_cast<int32_t*>(ops_.Alloc((bounds.num_seqs + 1) * sizeof(int32_t)));
+  d_context_len_ = static_cast<int32_t*>(ops_.Alloc(std::max(bounds.num_seqs, 1) * sizeof(int32_t)));
+  d_block_tables_ =
+      static_cast<int32_t*>(ops_.Alloc(std::max<int64_t>(int64_t{bounds.num_seqs} * table_stride_, 1) * 4));
+  d_qkv_ = static_cast<__nv_bfloat16*>(ops_.Alloc(std::max<int64_t>(bounds.num_tokens, 1) * ld_qkv_ * 2));
+  d_rope_ = static_cast<float*>(ops_.Alloc(rope_.size() * sizeof(float)));
+  d_q_ = static_cast<__half*>(ops_.Alloc(std::max<int64_t>(bounds.num_tokens, 1) * H * D * 2));
+  d_k_pool_ = static_cast<__half*>(ops_.Alloc(pool_elems_ * 2));
+  if (!options.interleaved_kv) d_v_pool_ = static_cast<__half*>(ops_.Alloc(pool_elems_ * 2));
+  d_out_ = static_cast<__nv_bfloat16*>(ops_.Alloc(std::max<int64_t>(bounds.num_tokens, 1) * ld_out_ * 2));
+  ops_.Upload(d_rope_, rope_.data(), rope_.size() * sizeof(float));
+
+  batch_.query_start = d_query_start_;
+  batch_.context_len = d_context_len_;
+  batch_.block_tables = d_block_tables_;
+  batch_.block_table_stride = table_stride_;
+  batch_.num_seqs = bounds.num_seqs;
+  batch_.num_tokens = bounds.num_tokens;
+  batch_.max_query_len = bounds.max_query_len;
+  batch_.max_context_len = bounds.max_context_len;
+  attn_shape_ = AttentionShape{H, KV, D};
+  workspace_bytes_ = PagedAttentionWorkspaceBytes(batch_, attn_shape_);
+  if (workspace_bytes_ > 0) d_workspace_ = ops_.Alloc(workspace_bytes_);
+}
+
+AttentionCase::~AttentionCase() {
+  for (void* p : std::initializer_list<void*>{d_query_start_, d_context_len_, d_block_tables_, d_qkv_, d_rope_,
+                                              d_q_, d_k_pool_, d_v_pool_, d_out_, d_workspace_}) {
+    if (p != nullptr) ops_.Free(p);
+  }
+}
+
+int64_t AttentionCase::KIndex(int32_t block, int kv_head, int slot) const {
+  return int64_t{block} * block_stride_ + (int64_t{kv_head} * kKvBlockTokens + slot) * shape_.head_dim;
+}
+
+int64_t AttentionCase::VIndex(int32_t block, int kv_head, int slot) const {
+  const int64_t offset = options_.interleaved_kv
+                             ? int64_t{shape_.num_kv_heads} * kKvBlockTokens * shape_.head_dim
+                             : 0;
+  return KIndex(block, kv_head, slot) + offset;
+}
+
+void AttentionCase::Load(const std::vector<SeqSpec>& seqs, std::mt19937& rng) {
+  const int H = shape_.num_heads, KV = shape_.num_kv_heads, D = shape_.head_dim;
+  if (static_cast<int32_t>(seqs.size()) != bounds_.num_seqs) Die("scenario: wrong number of sequences");
+  seqs_ = seqs;
+  query_start_.assign(bounds_.num_seqs + 1, 0);
+  context_len_.assign(bounds_.num_seqs, 0);
+  for (int s = 0; s < bounds_.num_seqs; ++s) {
+    const SeqSpec& q = seqs[s];
+    if (q.query_len < 0 || q.query_len > bounds_.max_query_len || q.prior < 0 ||
+        q.prior + q.query_len > bounds_.max_context_len) {
+      Die("scenario: a sequence outside the bounds");
+    }
+    query_start_[s + 1] = query_start_[s] + q.query_len;
+    context_len_[s] = q.prior + q.query_len;
+  }
+  if (query_start_[bounds_.num_seqs] > bounds_.num_tokens) Die("scenario: more tokens than the bound");
+
+  // Shuffled block ids; unused table entries hold ids far outside the pool.
+  std::vector<int32_t> ids(num_blocks_);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  block_tables_.resize(int64_t{bounds_.num_seqs} * table_stride_);
+  for (size_t i = 0; i < block_tables_.size(); ++i) block_tables_[i] = (i & 1) ? INT32_MIN : INT32_MAX;
+  size_t next = 0;
+  for (int s = 0; s < bounds_.num_seqs; ++s) {
+    for (int64_t j = 0; j < CeilDiv(context_len_[s], kKvBlockTokens); ++j) {
+      block_tables_[int64_t{s} * table_stride_ + j] = ids[next++];
+    }
+  }
+
+  // Cache: NaN everywhere but the tokens already there.
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  k_pool_init_.assign(pool_elems_, kNanBits);
+  if (!options_.interleaved_kv) v_pool_init_.assign(pool_elems_, kNanBits);
+  std::vector<uint16_t>& v_img = options_.interleaved_kv ? k_pool_init_ : v_pool_init_;
+  for (int s = 0; s < bounds_.num_seqs; ++s) {
+    for (int32_t pos = 0; pos < seqs[s].prior; ++pos) {
+      const int32_t block = block_tables_[int64_t{s} * table_stride_ + pos / kKvBlockTokens];
+      for (int kv = 0; kv < KV; ++kv) {
+        const int64_t k = KIndex(block, kv, pos % kKvBlockTokens);
+        const int64_t v = VIndex(block, kv, pos % kKvBlockTokens);
+        for (int d = 0; d < D; ++d) {
+          k_pool_init_[k + d] = FloatToHalfBits(options_.k_amplitude * unit(rng));
+          v_img[v + d] = FloatToHalfBits(unit(rng));
+        }
+      }
+    }
+  }
+
+  qkv_.resize(bounds_.num_tokens * ld_qkv_);
+  for (int64_t t = 0; t < bounds_.num_tokens; ++t) {
+    for (int64_t c = 0; c < ld_qkv_; ++c) {
+      const float a = c < int64_t{H} * D ? options_.q_amplitude
+                                         : (c < int64_t{H + KV} * D ? options_.k_amplitude : 1.0f);
+      qkv_[t * ld_qkv_ + c] = FloatToBf16(a * unit(rng));
+    }
+  }
+
+  ops_.Upload(d_query_start_, query_start_.data(), query_start_.size() * 4);
+  ops_.Upload(d_context_len_, context_len_.data(), context_len_.size() * 4);
+  ops_.Upload(d_block_tables_, block_tables_.data(), block_tables_.size() * 4);
+  ops_.Upload(d_qkv_, qkv_.data(), qkv_.size() * 2);
+  ops_.Upload(d_k_pool_, k_pool_init_.data(), pool_elems_ * 2);
+  if (!options_.interleaved_kv) ops_.Upload(d_v_pool_, v_pool_init_.data(), pool_elems_ * 2);
+  const std::vector<unsigned char> q_poison(bounds_.num_tokens * H * D * 2, 0xff);
+  ops_.Upload(d_q_, q_poison.data(), q_poison.size());
+  const std::vector<unsigned char> out_poison(bounds_.num_tokens * ld_out_ * 2, 0xff);
+  ops_.Upload(d_out_, out_poison.data(), out_poison.size());
+  if (workspace_bytes_ > 0) {
+    const std::vector<unsigned char> ws_poison(workspace_bytes_, 0xff);
+    ops_.Upload(d_workspace_, ws_poison.data(), ws_poison.size());
+  }
+}
+
+CudaStatus AttentionCase::Enqueue(cudaStream_t stream) const {
+  const __half* k = d_k_pool_;
+  const __half* v = options_.interleaved_kv
+                        ? d_k_pool_ + int64_t{shape_.num_kv_heads} * kKvBlockTokens * shape_.head_dim
+                        : d_v_pool_;
+  APEX4_CUDA_RETURN_IF_NOT_OK(RopeAndWriteKv(d_qkv_, ld_qkv_, batch_, attn_shape_, d_rope_, max_positions_, d_q_,
+                                             const_cast<__half*>(k), const_cast<__half*>(v), block_stride_,
+                                             stream));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(shape_.head_dim));
+  return PagedAttention(d_q_, k, v, block_stride_, batch_, attn_shape_, scale, d_workspace_, d_out_, ld_out_,
+                        stream);
+}
+
+std::vector<uint16_t> AttentionCase::DownloadOut() const {
+  std::vector<uint16_t> out(bounds_.num_tokens * ld_out_);
+  ops_.Download(out.data(), d_out_, out.size() * 2);
+  return out;
+}
+
+CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) const {
+  const int H = shape_.num_heads, KV = shape_.num_kv_heads, D = shape_.head_dim;
+  const int G = H / KV;
+  CheckResult result;
+  int reported = 0;
+  auto report = [&](const char* fmt, auto... args) {
+    result.ok = false;
+    if (reported++ < 8) {
+      std::printf("  mismatch %s: ", label.c_str());
+      std::printf(fmt, args...);
+      std::printf("\n");
+    }
+  };
+
+  std::vector<uint16_t> q(bounds_.num_tokens * H * D);
+  ops_.Download(q.data(), d_q_, q.size() * 2);
+  std::vector<uint16_t> k_pool(pool_elems_), v_pool_sep;
+  ops_.Download(k_pool.data(), d_k_pool_, pool_elems_ * 2);
+  if (!options_.interleaved_kv) {
+    v_pool_sep.resize(pool_elems_);
+    ops_.Download(v_pool_sep.data(), d_v_pool_, pool_elems_ * 2);
+  }
+  const std::vector<uint16_t>& v_pool = options_.interleaved_kv ? k_pool : v_pool_sep;
+  const std::vector<uint16_t> out = DownloadOut();
+  const int32_t total = query_start_[bounds_.num_seqs];
+
+  // 1. RoPE of q and k (double reference from the same float table), v converted exactly; every
+  //    other cache element and q row unchanged.
+  auto rotate = [&](float x0, float x1, int32_t pos, int pair, double* y0, double* y1, double* mag) {
+    const double c = rope_[(int64_t{pos} * (D / 2) + pair) * 2];
+    const double s = rope_[(int64_t{pos} * (D / 2) + pair) * 2 + 1];
+    *y0 = x0 * c - x1 * s;
+    *y1 = x0 * s + x1 * c;
+    *mag = std::fabs(x0 * c) + std::fabs(x1 * s) + std::fabs(x0 * s) + std::fabs(x1 * c);
+  };
+  auto rope_ok = [](uint16_t got_bits, double want, double mag) {
+    const double got = HalfToFloat(got_bits);
+    // fp16 rounding (2^-11 relative, 2^-24 absolute below the normal range) + float arithmetic.
+    return std::fabs(got - want) <= std::ldexp(std::fabs(want), -11) * 1.001 + std::ldexp(mag, -21) +
+                                        std::ldexp(1.0, -24);
+  };
+  std::vector<char> k_written(pool_elems_, 0), v_written(pool_elems_, 0);
+  double worst_rope = 0;
+  for (int s = 0; s < bounds_.num_seqs; ++s) {
+    for (int32_t i = 0; i < seqs_[s].query_len; ++i) {
+      const int64_t t = query_start_[s] + i;
+      const int32_t pos = seqs_[s].prior + i;
+      const __nv_bfloat16* row = &qkv_[t * ld_qkv_];
+      for (int h = 0; h < H; ++h) {
+        for (int p = 0; p < D / 2; ++p) {
+          double y0, y1, mag;
+          rotate(Bf16ToFloat(row[h * D + 2 * p]), Bf16ToFloat(row[h * D + 2 * p + 1]), pos, p, &y0, &y1, &mag);
+          const int64_t at = (t * H + h) * D + 2 * p;
+          worst_rope = std::max(worst_rope, std::fabs(HalfToFloat(q[at]) - y0) / std::max(mag, 1e-30));
+          if (!rope_ok(q[at], y0, mag) || !rope_ok(q[at + 1], y1, mag)) {
+            report("q token %lld head %d pair %d: got (%g, %g) want (%g, %g)", (long long)t, h, p,
+                   HalfToFloat(q[at]), HalfToFloat(q[at + 1]), y0, y1);
+          }
+        }
+      }
+      const int32_t block = block_tables_[int64_t{s} * table_stride_ + pos / kKvBlockTokens];
+      for (int kv = 0; kv < KV; ++kv) {
+        const int64_t kb = KIndex(block, kv, pos % kKvBlockTokens);
+        const int64_t vb = VIndex(block, kv, pos % kKvBlockTokens);
+        for (int p = 0; p < D / 2; ++p) {
+          double y0, y1, mag;
+          rotate(Bf16ToFloat(row[int64_t{H} * D + kv * D + 2 * p]), Bf16ToFloat(row[int64_t{H} * D + kv * D + 2 * p + 1]),
+                 pos, p, &y0, &y1, &mag);
+          if (!rope_ok(k_pool[kb + 2 * p], y0, mag) || !rope_ok(k_pool[kb + 2 * p + 1], y1, mag)) {
+            report("k seq %d pos %d kv head %d pair %d: got (%g, %g) want (%g, %g)", s, pos, kv, p,
+                   HalfToFloat(k_pool[kb + 2 * p]), HalfToFloat(k_pool[kb + 2 * p + 1]), y0, y1);
+          }
+        }
+        for (int d = 0; d < D; ++d) {
+          k_written[kb + d] = 1;
+          v_written[vb + d] = 1;
+          const uint16_t want = FloatToHalfBits(Bf16ToFloat(row[int64_t{H + KV} * D + kv * D + d]));
+          if (v_pool[vb + d] != want) {
+            report("v seq %d pos %d kv head %d dim %d: got %g want %g", s, pos, kv, d, HalfToFloat(v_pool[vb + d]),
+                   HalfToFloat(want));
+          }
+        }
+      }
+    }
+  }
+  for (int64_t t = total; t < bounds_.num_tokens; ++t) {
+    for (int64_t e = 0; e < int64_t{H} * D; ++e) {
+      if (q[t * H * D + e] != kNanBits) {
+        report("q padding row %lld written", (long long)t);
+        break;
+      }
+    }
+  }
+  {
+    const std::vector<uint16_t>& v_init = options_.interleaved_kv ? k_pool_init_ : v_pool_init_;
+    int64_t stray = 0;
+    for (int64_t e = 0; e < pool_elems_; ++e) {
+      if (options_.interleaved_kv) {
+        // One buffer: an element is K's or V's.
+        if (!k_written[e] && !v_written[e] && k_pool[e] != k_pool_init_[e]) ++stray;
+      } else {
+        if (!k_written[e] && k_pool[e] != k_pool_init_[e]) ++stray;
+        if (!v_written[e] && v_pool[e] != v_init[e]) ++stray;
+      }
+    }
+    if (stray > 0) report("%lld cache elements changed that no token of this step owns", (long long)stray);
+  }
+
+  // 2. Attention, from the q and cache the kernels produced (so this isolates attention).
+  const double scale = static_cast<double>(1.0f / std::sqrt(static_cast<float>(D)));
+  int64_t total_cost = 0;
+  for (int s = 0; s < bounds_.num_seqs; ++s) {
+    for (int32_t i = 0; i < seqs_[s].query_len; ++i) total_cost += int64_t{seqs_[s].prior + i + 1} * H * D * 2;
+  }
+  const double keep = total_cost <= options_.reference_budget
+                          ? 1.0
+                          : static_cast<double>(options_.reference_budget) / static_cast<double>(total_cost);
+  std::uniform_real_distribution<double> coin(0.0, 1.0);
+  double max_err = 0, max_ref = 0;
+  int64_t bound_violations = 0;
+  std::vector<double> scores, acc(D), abs_acc(D), qd(D);
+  for (int s = 0; s < bounds_.num_seqs; ++s) {
+    const int32_t len = seqs_[s].query_len;
+    for (int32_t i = 0; i < len; ++i) {
+      if (!(i == 0 || i == len - 1 || coin(rng) < keep)) continue;
+      const int64_t t = query_start_[s] + i;
+      const int32_t pos = seqs_[s].prior + i;
+      ++result.rows_checked;
+      for (int h = 0; h < H; ++h) {
+        const int kv = h / G;
+        for (int d = 0; d < D; ++d) qd[d] = HalfToFloat(q[(t * H + h) * D + d]);
+        scores.assign(pos + 1, 0.0);
+        double mx = -INFINITY;
+        for (int32_t j = 0; j <= pos; ++j) {
+          const int32_t block = block_tables_[int64_t{s} * table_stride_ + j / kKvBlockTokens];
+          const uint16_t* key = &k_pool[KIndex(block, kv, j % kKvBlockTokens)];
+          double dot = 0;
+          for (int d = 0; d < D; ++d) dot += qd[d] * HalfToFloat(key[d]);
+          scores[j] = dot * scale;
+          mx = std::max(mx, scores[j]);
+        }
+        double sum = 0;
+        for (double& x : scores) sum += (x = std::exp(x - mx));
+        std::fill(acc.begin(), acc.end(), 0.0);
+        std::fill(abs_acc.begin(), abs_acc.end(), 0.0);
+        double vmax = 0;
+        for (int32_t j = 0; j <= pos; ++j) {
+          const int32_t block = block_tables_[int64_t{s} * table_stride_ + j / kKvBlockTokens];
+          const uint16_t* value = &v_pool[VIndex(block, kv, j % kKvBlockTokens)];
+          const double pj = scores[j] / sum;
+          for (int d = 0; d < D; ++d) {
+            const double v = HalfToFloat(value[d]);
+            acc[d] += pj * v;
+            abs_acc[d] += pj * std::fabs(v);
+            vmax = std::max(vmax, std::fabs(v));
+          }
+        }
+        for (int d = 0; d < D; ++d) {
+          const double got = Bf16BitsToFloat(out[t * ld_out_ + int64_t{h} * D + d]);
+          const double err = std::fabs(got - acc[d]);
+          // bf16 output rounding (2^-9 relative), fp16 probabilities in P·V (2^-11 of Σ p|v|),
+          // fp16-subnormal probabilities (2^-25 absolute each), with margin.
+          const double bound = std::ldexp(std::fabs(acc[d]), -8) + std::ldexp(abs_acc[d], -9) +
+                               std::ldexp(vmax * (pos + 1), -24);
+          if (!(err <= bound)) {
+            if (bound_violations++ < 4) {
+              report("out token %lld (seq %d pos %d) head %d dim %d: got %.6g want %.6g (bound %.2g)", (long long)t,
+                     s, pos, h, d, got, acc[d], bound);
+            }
+          }
+          max_err = std::max(max_err, std::isnan(err) ? INFINITY : err);
+          max_ref = std::max(max_ref, std::fabs(acc[d]));
+        }
+      }
+    }
+  }
+  result.attention_err_over_scale = max_ref > 0 ? max_err / max_ref : max_err;
+  if (result.attention_err_over_scale > 1e-2) {
+    report("max err / output scale %.3g > 1e-2", result.attention_err_over_scale);
+  }
+  if (bound_violations > 0) report("%lld output elements outside their error bound", (long long)bound_violations);
+  // Every row of the step written (finite), padding columns and rows untouched.
+  int64_t nonfinite = 0, touched = 0;
+  for (int64_t t = 0; t < bounds_.num_tokens; ++t) {
+    for (int64_t c = 0; c < ld_out_; ++c) {
+      const uint16_t bits = out[t * ld_out_ + c];
+      if (t < total && c < int64_t{H} * D) {
+        nonfinite += !std::isfinite(Bf16BitsToFloat(bits));
+      } else {
+        touched += bits != kNanBits;
+      }
+    }
+  }
+  if (nonfinite > 0) report("%lld output elements not finite (unwritten?)", (long long)nonfinite);
+  if (touched > 0) report("%lld output elements written outside the rows/columns of the step", (long long)touched);
+
+  std::printf("%s %s: %d seqs, %d tokens, %lld rows checked, max err/scale %.2e, rope err %.1e%s\n",
+              result.ok ? "PASS" : "FAIL", label.c_str(), bounds_.num_seqs, total, (long long)result.rows_checked,
+              result.attention_err_over_scale, worst_rope, workspace_bytes_ > 0 ? ", split-KV" : "");
+  std::fflush(stdout);
+  return result;
+}
+
+}  // namespace apex4::cuda::attention_test
