@@ -1,0 +1,265 @@
+// GPU test of RopeAndWriteKv + PagedAttention against a double-precision CPU reference
+// (testing/attention_case.h), on fresh random data each run (the seed is printed), for the
+// served shapes: LLaMA-2-7B (32 heads, 32 KV heads, D 128), LLaMA-2-70B (64, 8, 128) and
+// SmolLM2-135M (9, 3, 64). Cases: decode batches (split-KV and not), long decode, prefill,
+// chunked prefill after earlier context, mixed batches (prefill chunks + decode tokens + an empty
+// sequence), and CUDA graphs captured once and replayed with other lengths below the bounds.
+// Block ids are shuffled, every unused cache slot, output and the workspace start as NaN, unused
+// block-table entries hold ids far outside the pool. Every launch of a case is also re-run and
+// compared bitwise (determinism).
+// Without a CUDA device the program runs the argument checks, prints "no CUDA device: skipped"
+// and exits 0, so CI (no GPU) compiles and runs it.
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/attention/paged_attention.h"
+#include "kernels/cuda/attention/testing/attention_case.h"
+
+namespace apex4::cuda::attention_test {
+namespace {
+
+int g_failures = 0;
+
+#define EXPECT_TRUE_MSG(cond, ...)                     \
+  do {                                                 \
+    if (!(cond)) {                                     \
+      ++g_failures;                                    \
+      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+      std::printf(__VA_ARGS__);                        \
+      std::printf("\n");                               \
+    }                                                  \
+  } while (0)
+
+void DieOnCuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::printf("FATAL %s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+#define CHECK_CUDA(call) DieOnCuda((call), #call)
+
+bool StatusOk(const CudaStatus& s, const std::string& what) {
+  if (s.ok()) return true;
+  std::printf("FAIL %s: %s (%s at %s:%d)\n", what.c_str(), cudaGetErrorString(s.code), s.statement, s.file, s.line);
+  ++g_failures;
+  return false;
+}
+
+class GpuOps : public DeviceOps {
+ public:
+  void* Alloc(size_t bytes) override {
+    void* p = nullptr;
+    CHECK_CUDA(cudaMalloc(&p, bytes == 0 ? 16 : bytes));
+    return p;
+  }
+  void Free(void* p) override { cudaFree(p); }
+  void Upload(void* dst, const void* src, size_t bytes) override {
+    CHECK_CUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+  }
+  void Download(void* dst, const void* src, size_t bytes) override {
+    CHECK_CUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+  }
+};
+
+GpuOps& Ops() {
+  static GpuOps ops;
+  return ops;
+}
+
+cudaStream_t Stream() {
+  static cudaStream_t stream = [] {
+    cudaStream_t s;
+    CHECK_CUDA(cudaStreamCreate(&s));
+    return s;
+  }();
+  return stream;
+}
+
+// Runs every step of `steps` eagerly on the stream, checks it, re-runs it and compares bitwise.
+void RunEager(const TestShape& shape, const std::string& what, const Bounds& bounds,
+              const std::vector<std::vector<SeqSpec>>& steps, const CaseOptions& options, std::mt19937& rng) {
+  AttentionCase c(Ops(), shape, bounds, options);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    std::string label = std::string(shape.name) + " " + what;
+    if (steps.size() > 1) label += " step " + std::to_string(i);
+    c.Load(steps[i], rng);
+    if (!StatusOk(c.Enqueue(Stream()), label)) return;
+    const cudaError_t e = cudaStreamSynchronize(Stream());
+    EXPECT_TRUE_MSG(e == cudaSuccess, "%s: kernel error %s", label.c_str(), cudaGetErrorString(e));
+    if (e != cudaSuccess) std::exit(1);  // the context is unusable after a fault
+    g_failures += !c.Check(label, rng).ok;
+    // Same inputs again (RoPE rewrites the same slots with the same values): identical bits.
+    const std::vector<uint16_t> first = c.DownloadOut();
+    if (!StatusOk(c.Enqueue(Stream()), label + " rerun")) return;
+    CHECK_CUDA(cudaStreamSynchronize(Stream()));
+    const std::vector<uint16_t> second = c.DownloadOut();
+    EXPECT_TRUE_MSG(first == second, "%s: a second run gave different bits", label.c_str());
+  }
+}
+
+// Captures RopeAndWriteKv + PagedAttention in a CUDA graph once, then replays it for every step
+// (new lengths and data in the same device arrays), as the engine replays decode steps.
+void RunGraph(const TestShape& shape, const std::string& what, const Bounds& bounds,
+              const std::vector<std::vector<SeqSpec>>& steps, const CaseOptions& options, std::mt19937& rng) {
+  AttentionCase c(Ops(), shape, bounds, options);
+  c.Load(steps[0], rng);
+  // One eager launch first, as an engine does before capturing.
+  if (!StatusOk(c.Enqueue(Stream()), shape.name + (" " + what) + " warm-up")) return;
+  CHECK_CUDA(cudaStreamSynchronize(Stream()));
+  cudaGraph_t graph;
+  CHECK_CUDA(cudaStreamBeginCapture(Stream(), cudaStreamCaptureModeGlobal));
+  const CudaStatus captured = c.Enqueue(Stream());
+  CHECK_CUDA(cudaStreamEndCapture(Stream(), &graph));
+  if (!StatusOk(captured, shape.name + (" " + what) + " capture")) return;
+  cudaGraphExec_t exec;
+  CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const std::string label = std::string(shape.name) + " " + what + " replay " + std::to_string(i);
+    c.Load(steps[i], rng);  // fresh data, new lengths, poisoned outputs
+    CHECK_CUDA(cudaGraphLaunch(exec, Stream()));
+    const cudaError_t e = cudaStreamSynchronize(Stream());
+    EXPECT_TRUE_MSG(e == cudaSuccess, "%s: kernel error %s", label.c_str(), cudaGetErrorString(e));
+    if (e != cudaSuccess) std::exit(1);
+    g_failures += !c.Check(label, rng).ok;
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
+std::vector<SeqSpec> Decode(const std::vector<int32_t>& contexts) {
+  std::vector<SeqSpec> seqs;
+  for (int32_t c : contexts) seqs.push_back({c - 1, 1});
+  return seqs;
+}
+
+std::vector<SeqSpec> RandomDecode(int n, int32_t max_context, std::mt19937& rng) {
+  std::uniform_int_distribution<int32_t> len(1, max_context);
+  std::vector<int32_t> contexts(n);
+  for (int32_t& c : contexts) c = len(rng);
+  contexts[0] = max_context;
+  return Decode(contexts);
+}
+
+void TestShapeCases(const TestShape& shape, std::mt19937& rng) {
+  CaseOptions options;
+  CaseOptions interleaved = options;
+  interleaved.interleaved_kv = true;
+  // Decode: split-KV, lengths around block and partition edges, partitions past a sequence's end.
+  RunEager(shape, "decode batch 9", Bounds{9, 9, 1, 2300},
+           {Decode({1, 15, 16, 17, 100, 511, 513, 1000, 2100})}, options, rng);
+  // Decode batch 64, bound 512 (no split: the decode kernel writes out) and 600 (two partitions).
+  RunEager(shape, "decode batch 64 short", Bounds{64, 64, 1, 512}, {RandomDecode(64, 512, rng)}, options, rng);
+  RunEager(shape, "decode batch 64", Bounds{64, 64, 1, 600}, {RandomDecode(64, 600, rng)}, interleaved, rng);
+  // One long decode (many partitions).
+  RunEager(shape, "decode long", Bounds{1, 1, 1, 4096}, {Decode({4093})}, options, rng);
+  // Prefill from an empty cache; a chunk after earlier context (K and V interleaved in one pool).
+  RunEager(shape, "prefill 1000", Bounds{1, 1000, 1000, 1000}, {{{0, 1000}}}, options, rng);
+  RunEager(shape, "chunk 512 after 1500", Bounds{1, 512, 512, 2012}, {{{1500, 512}}}, interleaved, rng);
+  // Mixed: prefill chunks, decode tokens, a query_len-1 sequence with context, an empty sequence.
+  RunEager(shape, "mixed", Bounds{8, 262, 160, 1200},
+           {{{77, 150}, {999, 1}, {16, 1}, {0, 45}, {0, 1}, {600, 1}, {50, 0}, {300, 63}}}, options, rng);
+  // CUDA graphs replayed with other lengths below the bounds.
+  RunGraph(shape, "graph decode", Bounds{5, 5, 1, 3000},
+           {Decode({3000, 1, 700, 64, 65}), Decode({5, 2999, 128, 1500, 17}), Decode({1, 1, 1, 1, 1})}, options,
+           rng);
+  RunGraph(shape, "graph mixed", Bounds{3, 40, 38, 600},
+           {{{70, 30}, {0, 9}, {499, 1}}, {{599, 1}, {1, 1}, {0, 38}}, {{0, 38}, {560, 1}, {0, 1}}}, options, rng);
+}
+
+// Rejected arguments (no device needed: every call fails its checks before launching).
+void TestArgumentChecks() {
+  alignas(16) static int32_t dummy_ints[64];
+  auto* fake_half = reinterpret_cast<__half*>(uintptr_t{1} << 20);
+  auto* fake_bf16 = reinterpret_cast<__nv_bfloat16*>(uintptr_t{1} << 20);
+  auto* fake_float = reinterpret_cast<float*>(uintptr_t{1} << 20);
+  AttentionBatch batch;
+  batch.query_start = dummy_ints;
+  batch.context_len = dummy_ints;
+  batch.block_tables = dummy_ints;
+  batch.block_table_stride = 8;
+  batch.num_seqs = 2;
+  batch.num_tokens = 2;
+  batch.max_query_len = 1;
+  batch.max_context_len = 128;
+  const AttentionShape shape{32, 8, 128};
+  const int64_t block_stride = 8 * 16 * 128;
+  auto attention = [&](const AttentionBatch& b, const AttentionShape& s, const __half* q, int64_t stride,
+                       int64_t ld_out, void* ws) {
+    return PagedAttention(q, fake_half, fake_half, stride, b, s, 0.1f, ws, fake_bf16, ld_out, nullptr);
+  };
+  struct Bad {
+    const char* what;
+    CudaStatus status;
+  };
+  AttentionBatch long_bound = batch;
+  long_bound.max_context_len = 129;  // needs 9 table entries, the stride has 8
+  AttentionBatch long_query = batch;
+  long_query.max_query_len = 3;  // more than num_tokens
+  AttentionBatch split = batch;
+  split.max_context_len = 128;
+  split.num_seqs = 1;
+  split.num_tokens = 1;
+  split.block_table_stride = 256;
+  split.max_context_len = 4096;  // one sequence, one KV head group: split-KV, needs a workspace
+  const Bad bad[] = {
+      {"head_dim 96", attention(batch, AttentionShape{32, 8, 96}, fake_half, block_stride, 4096, nullptr)},
+      {"heads % kv_heads", attention(batch, AttentionShape{30, 8, 128}, fake_half, block_stride, 4096, nullptr)},
+      {"short block table", attention(long_bound, shape, fake_half, block_stride, 4096, nullptr)},
+      {"max_query_len > num_tokens", attention(long_query, shape, fake_half, block_stride, 4096, nullptr)},
+      {"misaligned q", attention(batch, shape, fake_half + 1, block_stride, 4096, nullptr)},
+      {"small block stride", attention(batch, shape, fake_half, block_stride - 8, 4096, nullptr)},
+      {"ld_out < H*D", attention(batch, shape, fake_half, block_stride, 4095, nullptr)},
+      {"missing workspace", attention(split, shape, fake_half, block_stride, 4096, nullptr)},
+      {"rope ld_qkv", RopeAndWriteKv(fake_bf16, 100, batch, shape, fake_float, 128, fake_half, fake_half, fake_half,
+                                     block_stride, nullptr)},
+      {"rope max_positions", RopeAndWriteKv(fake_bf16, 6144, batch, shape, fake_float, 127, fake_half, fake_half,
+                                            fake_half, block_stride, nullptr)},
+  };
+  int rejected = 0;
+  for (const Bad& b : bad) {
+    EXPECT_TRUE_MSG(b.status.code == cudaErrorInvalidValue, "%s accepted (code %d)", b.what, b.status.code);
+    rejected += b.status.code == cudaErrorInvalidValue;
+  }
+  EXPECT_TRUE_MSG(PagedAttentionWorkspaceBytes(split, shape) > 0, "split-KV plan needs a workspace");
+  EXPECT_TRUE_MSG(PagedAttentionWorkspaceBytes(batch, shape) == 0, "a short context needs no workspace");
+  AttentionBatch empty = batch;
+  empty.num_seqs = 0;
+  EXPECT_TRUE_MSG(attention(empty, shape, fake_half, block_stride, 4096, nullptr).ok(), "empty batch is a no-op");
+  std::printf("%s argument checks: %d of %zu rejected\n", rejected == static_cast<int>(std::size(bad)) ? "PASS" : "FAIL",
+              rejected, std::size(bad));
+}
+
+int Main() {
+  TestArgumentChecks();
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("no CUDA device: skipped\n");
+    return g_failures == 0 ? 0 : 1;
+  }
+  cudaDeviceProp prop;
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  const uint32_t seed = std::random_device{}();
+  std::printf("device: %s (sm_%d%d, %d SMs), seed %u\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+              seed);
+  std::mt19937 rng(seed);
+  const TestShape shapes[] = {
+      {"llama2-7b", 32, 32, 128, 10000.0f},
+      {"llama2-70b", 64, 8, 128, 10000.0f},
+      {"smollm2-135m", 9, 3, 64, 100000.0f},
+  };
+  for (const TestShape& shape : shapes) TestShapeCases(shape, rng);
+  std::printf(g_failures == 0 ? "PASSED\n" : "FAILED (%d)\n", g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace apex4::cuda::attention_test
+
+int main() { return apex4::cuda::attention_test::Main(); }
