@@ -1,0 +1,183 @@
+// Engine-level throughput of the CUDA engine in its three weight formats on synthetic weights
+// (random, never zero) of published model shapes, in one run on one GPU, with ratios against
+// the BF16 and FP8 baselines measured in the same run:
+//   - decode: B sequences of --context prompt tokens each, then --decode_steps steps of one
+//     token per sequence (CUDA graphs); output tokens per second and time per output token;
+//   - prefill: one --prefill-token prompt in one step; prompt tokens per second.
+// No gRPC: what the engine itself sustains (the load benchmark in tools/bench drives the server).
+//
+//   cuda_engine_benchmark --tokenizer=models/SmolLM2-135M-Instruct.Q4_1.gguf \
+//       --shapes=llama-2-7b,llama-2-70b --formats=w4a4,bf16,fp8 --batches=1,16,64
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "engine/cuda/cuda_engine.h"
+
+ABSL_FLAG(std::string, tokenizer, "", "GGUF file whose tokenizer (vocabulary) the models use");
+ABSL_FLAG(std::string, shapes, "llama-2-7b", "synthetic shapes, comma-separated");
+ABSL_FLAG(std::string, formats, "w4a4,bf16,fp8", "weight formats, comma-separated");
+ABSL_FLAG(std::string, batches, "1,16,64", "concurrent sequences for decode, comma-separated");
+ABSL_FLAG(int, context, 512, "prompt tokens of each decoding sequence");
+ABSL_FLAG(int, decode_steps, 64, "timed decode steps");
+ABSL_FLAG(int, prefill, 2048, "prompt tokens of the prefill measurement (0: skip)");
+
+namespace apex4 {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::vector<int32_t> RandomTokens(int count, int32_t vocab, std::mt19937& rng) {
+  std::uniform_int_distribution<int32_t> dist(3, vocab - 1);
+  std::vector<int32_t> tokens(count);
+  for (int32_t& t : tokens) t = dist(rng);
+  return tokens;
+}
+
+struct Result {
+  std::map<int, double> decode_tokens_per_second;  // by batch
+  std::map<int, double> decode_ms_per_step;
+  double prefill_tokens_per_second = 0;
+};
+
+bool Check(const absl::Status& status, const char* what) {
+  if (status.ok()) return true;
+  std::fprintf(stderr, "%s: %s\n", what, std::string(status.message()).c_str());
+  return false;
+}
+
+bool Measure(InferenceEngine& engine, const std::vector<int>& batches, Result* result) {
+  std::mt19937 rng(1);
+  const int32_t vocab = engine.info().vocab_size;
+  const int context = absl::GetFlag(FLAGS_context);
+  const int steps = absl::GetFlag(FLAGS_decode_steps);
+  std::vector<float> logits;
+  for (int batch : batches) {
+    std::vector<int64_t> ids;
+    for (int s = 0; s < batch; ++s) {
+      absl::StatusOr<int64_t> id = engine.StartSequence(context + steps + 8);
+      if (!Check(id.status(), "starting a sequence")) return false;
+      ids.push_back(*id);
+      const std::vector<int32_t> prompt = RandomTokens(context, vocab, rng);
+      if (!Check(engine.Step({{*id, prompt}}, &logits), "prefilling")) return false;
+    }
+    std::vector<std::vector<int32_t>> next(batch, std::vector<int32_t>{5});
+    std::vector<SequenceStep> step(batch);
+    for (int s = 0; s < batch; ++s) step[s] = {ids[s], next[s]};
+    // Two warm-up steps capture the decode graph for this batch size.
+    for (int w = 0; w < 2; ++w) {
+      if (!Check(engine.Step(step, &logits), "warming up")) return false;
+    }
+    const auto start = Clock::now();
+    for (int i = 0; i < steps; ++i) {
+      if (!Check(engine.Step(step, &logits), "decoding")) return false;
+    }
+    const double seconds = Seconds(start);
+    result->decode_tokens_per_second[batch] = batch * steps / seconds;
+    result->decode_ms_per_step[batch] = seconds / steps * 1e3;
+    for (int64_t id : ids) engine.EndSequence(id);
+  }
+  const int prefill = absl::GetFlag(FLAGS_prefill);
+  if (prefill > 0) {
+    double best = 0;
+    for (int repeat = 0; repeat < 3; ++repeat) {  // the first also warms cuBLAS up
+      absl::StatusOr<int64_t> id = engine.StartSequence(prefill);
+      if (!Check(id.status(), "starting the prefill sequence")) return false;
+      const std::vector<int32_t> prompt = RandomTokens(prefill, vocab, rng);
+      const auto start = Clock::now();
+      if (!Check(engine.Step({{*id, prompt}}, &logits), "prefilling")) return false;
+      if (repeat > 0) best = std::max(best, prefill / Seconds(start));
+      engine.EndSequence(*id);
+    }
+    result->prefill_tokens_per_second = best;
+  }
+  return true;
+}
+
+int Run() {
+  std::vector<int> batches;
+  for (absl::string_view b : absl::StrSplit(absl::GetFlag(FLAGS_batches), ',')) {
+    int value = 0;
+    if (!absl::SimpleAtoi(b, &value) || value < 1) {
+      std::fprintf(stderr, "bad --batches entry '%s'\n", std::string(b).c_str());
+      return 1;
+    }
+    batches.push_back(value);
+  }
+  const int max_batch = *std::max_element(batches.begin(), batches.end());
+  const std::vector<std::string> formats = absl::StrSplit(absl::GetFlag(FLAGS_formats), ',');
+  const std::vector<std::string> shapes = absl::StrSplit(absl::GetFlag(FLAGS_shapes), ',');
+  for (const std::string& shape : shapes) {
+    std::map<std::string, Result> results;
+    for (const std::string& format : formats) {
+      CudaEngineOptions options;
+      options.model_path = kSyntheticModelPrefix + shape;
+      options.tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
+      options.weight_format = format;
+      options.max_batch_size = max_batch;
+      options.max_step_tokens = std::max(absl::GetFlag(FLAGS_prefill), absl::GetFlag(FLAGS_context));
+      options.timing_interval = 0;
+      const auto load_start = Clock::now();
+      absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = LoadCudaEngine(options);
+      if (!engine.ok()) {
+        std::printf("%-12s %-5s does not load: %s\n", shape.c_str(), format.c_str(),
+                    std::string(engine.status().message()).c_str());
+        continue;
+      }
+      std::printf("%-12s %-5s loaded in %.1f s; KV cache %lld blocks\n", shape.c_str(),
+                  format.c_str(), Seconds(load_start),
+                  static_cast<long long>((*engine)->kv_usage().blocks_total));
+      std::fflush(stdout);
+      Result result;
+      if (!Measure(**engine, batches, &result)) return 1;
+      results[format] = result;
+    }
+    std::printf("\n%s (synthetic weights), decode: output tokens/s (ms per step)\n", shape.c_str());
+    std::printf("%-6s", "format");
+    for (int b : batches) std::printf(" %22s", ("batch " + std::to_string(b)).c_str());
+    std::printf(" %16s\n", "prefill tok/s");
+    for (const auto& [format, r] : results) {
+      std::printf("%-6s", format.c_str());
+      for (int b : batches) {
+        std::printf(" %13.1f (%5.2f)", r.decode_tokens_per_second.at(b), r.decode_ms_per_step.at(b));
+      }
+      std::printf(" %16.0f\n", r.prefill_tokens_per_second);
+    }
+    for (const char* baseline : {"bf16", "fp8"}) {
+      if (!results.count("w4a4") || !results.count(baseline)) continue;
+      const Result& w = results.at("w4a4");
+      const Result& base = results.at(baseline);
+      std::printf("w4a4/%-4s", baseline);
+      for (int b : batches) {
+        std::printf(" %20.2fx", w.decode_tokens_per_second.at(b) / base.decode_tokens_per_second.at(b));
+      }
+      if (base.prefill_tokens_per_second > 0) {
+        std::printf(" %15.2fx", w.prefill_tokens_per_second / base.prefill_tokens_per_second);
+      }
+      std::printf("\n");
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace apex4
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return apex4::Run();
+}

@@ -1,0 +1,331 @@
+#include "engine/cuda/gpu_linear.h"
+
+#include <cuda_fp8.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "engine/status_macros.h"
+#include "kernels/cuda/fill/random_fill.h"
+#include "kernels/cuda/ops/llama_elementwise.h"
+
+namespace apex4 {
+namespace {
+
+constexpr int64_t kTileRows = 128;  // the W4A4 kernels' N tile (PrepackW4A4Weights)
+constexpr size_t kScratchAlign = 256;
+
+int64_t RoundUp(int64_t value, int64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
+// W4A4 and FP8 operands: the values, then their scales at an aligned offset.
+size_t ScalesOffset(size_t value_bytes) { return RoundUp(value_bytes, kScratchAlign); }
+
+}  // namespace
+
+const char* GpuWeightFormatName(GpuWeightFormat format) {
+  switch (format) {
+    case GpuWeightFormat::kW4A4: return "w4a4";
+    case GpuWeightFormat::kBf16: return "bf16";
+    case GpuWeightFormat::kFp8: return "fp8";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<GpuWeightFormat> ParseGpuWeightFormat(absl::string_view name) {
+  for (GpuWeightFormat format :
+       {GpuWeightFormat::kW4A4, GpuWeightFormat::kBf16, GpuWeightFormat::kFp8}) {
+    if (name == GpuWeightFormatName(format)) return format;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown GPU weight format '", name, "' (w4a4, bf16 or fp8)"));
+}
+
+absl::StatusOr<W4A4HostWeights> W4A4HostWeights::Concatenate(
+    std::vector<W4A4HostWeights> parts) {
+  if (parts.empty()) return absl::InvalidArgumentError("no weights to concatenate");
+  W4A4HostWeights result = std::move(parts[0]);
+  for (size_t i = 1; i < parts.size(); ++i) {
+    W4A4HostWeights& part = parts[i];
+    if (part.k != result.k || part.k_padded != result.k_padded ||
+        part.granularity != result.granularity ||
+        part.activation_clip_ratio != result.activation_clip_ratio ||
+        part.online_hadamard_block != result.online_hadamard_block) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "part ", i, " of a fused projection quantizes its input differently from part 0 "
+          "(K, granularity, activation clip ratio or online Hadamard differ); the CUDA engine "
+          "runs these projections as one GEMM on one quantized input"));
+    }
+    result.n += part.n;
+    result.packed.insert(result.packed.end(), part.packed.begin(), part.packed.end());
+    result.scales.insert(result.scales.end(), part.scales.begin(), part.scales.end());
+  }
+  return result;
+}
+
+absl::StatusOr<std::unique_ptr<GpuLinear>> GpuLinear::FromFloat(GpuWeightFormat format,
+                                                                absl::Span<const float> weights,
+                                                                int64_t n, int64_t k,
+                                                                const std::string& name) {
+  if (static_cast<int64_t>(weights.size()) != n * k) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": ", weights.size(),
+                                                   " weights for a ", n, " x ", k, " layer"));
+  }
+  std::unique_ptr<GpuLinear> layer(new GpuLinear());
+  layer->name_ = name;
+  layer->format_ = format;
+  layer->n_ = layer->n_stored_ = n;
+  layer->k_ = layer->k_stored_ = k;
+  if (format == GpuWeightFormat::kBf16) {
+    std::vector<__nv_bfloat16> converted(weights.size());
+    cuda::ConvertWeightsToBf16(weights.data(), static_cast<int64_t>(weights.size()),
+                               converted.data());
+    ASSIGN_OR_RETURN(layer->weights_,
+                     UploadToDevice(converted.data(), converted.size() * sizeof(__nv_bfloat16),
+                                    name + " (bf16 weights)"));
+  } else if (format == GpuWeightFormat::kFp8) {
+    std::vector<__nv_fp8_e4m3> quantized(weights.size());
+    std::vector<float> scales(n);
+    cuda::QuantizeWeightsToFp8(weights.data(), n, k, quantized.data(), scales.data());
+    ASSIGN_OR_RETURN(layer->weights_, UploadToDevice(quantized.data(), quantized.size(),
+                                                     name + " (fp8 weights)"));
+    ASSIGN_OR_RETURN(layer->weight_scales_,
+                     UploadToDevice(scales.data(), scales.size() * sizeof(float),
+                                    name + " (fp8 scales)"));
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": W4A4 weights come from an apex4 checkpoint (tools/quantizer), not from "
+              "full-precision weights"));
+  }
+  return layer;
+}
+
+absl::StatusOr<std::unique_ptr<GpuLinear>> GpuLinear::FromW4A4(const W4A4HostWeights& weights,
+                                                               cuda::W4A4Backend backend,
+                                                               const std::string& name) {
+  const int group = GroupSizeFor(weights.granularity, weights.k_padded);
+  const int64_t groups = weights.k_padded / group;
+  if (weights.k_padded % kPackAlignK != 0 || weights.k > weights.k_padded ||
+      static_cast<int64_t>(weights.packed.size()) != weights.n * weights.k_padded / 2 ||
+      static_cast<int64_t>(weights.scales.size()) != weights.n * groups) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": W4A4 weights of ", weights.n, " x ", weights.k_padded, " (logical K ",
+        weights.k, ") do not match their ", weights.packed.size(), " bytes and ",
+        weights.scales.size(), " scales"));
+  }
+  if (weights.online_hadamard_block != 0 && weights.online_hadamard_block != 128) {
+    return absl::UnimplementedError(absl::StrCat(
+        name, ": the CUDA activation quantizer rotates 128-wide blocks only, the checkpoint "
+              "asks for ", weights.online_hadamard_block));
+  }
+  std::unique_ptr<GpuLinear> layer(new GpuLinear());
+  layer->name_ = name;
+  layer->format_ = GpuWeightFormat::kW4A4;
+  layer->n_ = weights.n;
+  layer->n_stored_ = RoundUp(weights.n, kTileRows);
+  layer->k_ = weights.k;
+  layer->k_stored_ = weights.k_padded;
+  layer->granularity_ = weights.granularity;
+  layer->activation_clip_ratio_ = weights.activation_clip_ratio;
+  layer->online_hadamard_block_ = weights.online_hadamard_block;
+  layer->backend_ = backend;
+  // Rows past n are zero weights with zero scales: their outputs are 0 and never read.
+  const int64_t row_bytes = PackedRowBytes(weights.k_padded);
+  std::vector<uint8_t> padded(layer->n_stored_ * row_bytes, 0);
+  std::copy(weights.packed.begin(), weights.packed.end(), padded.begin());
+  std::vector<float> padded_scales(layer->n_stored_ * groups, 0.0f);
+  std::copy(weights.scales.begin(), weights.scales.end(), padded_scales.begin());
+  W4A4Operand canonical{padded.data(), padded_scales.data(), layer->n_stored_, weights.k_padded,
+                        group};
+  std::vector<uint8_t> prepacked(padded.size());
+  std::vector<float> prepacked_scales(padded_scales.size());
+  RETURN_IF_ERROR(FromCudaStatus(
+      cuda::PrepackW4A4Weights(backend, canonical, prepacked.data(), prepacked_scales.data()),
+      name + ": prepacking W4A4 weights"));
+  ASSIGN_OR_RETURN(layer->weights_, UploadToDevice(prepacked.data(), prepacked.size(),
+                                                   name + " (w4a4 weights)"));
+  ASSIGN_OR_RETURN(layer->weight_scales_,
+                   UploadToDevice(prepacked_scales.data(), prepacked_scales.size() * sizeof(float),
+                                  name + " (w4a4 scales)"));
+  return layer;
+}
+
+absl::StatusOr<std::unique_ptr<GpuLinear>> GpuLinear::Synthetic(GpuWeightFormat format,
+                                                                int64_t n, int64_t k,
+                                                                Granularity granularity,
+                                                                cuda::W4A4Backend backend,
+                                                                uint64_t seed,
+                                                                const std::string& name) {
+  std::unique_ptr<GpuLinear> layer(new GpuLinear());
+  layer->name_ = name;
+  layer->format_ = format;
+  layer->n_ = n;
+  layer->k_ = k;
+  layer->n_stored_ = format == GpuWeightFormat::kW4A4 ? RoundUp(n, kTileRows) : n;
+  layer->k_stored_ = format == GpuWeightFormat::kW4A4 ? RoundUp(k, kPackAlignK) : k;
+  layer->granularity_ = granularity;
+  layer->backend_ = backend;
+  const int64_t count = layer->n_stored_ * layer->k_stored_;
+  // Scaled so that |w| stays near 0.02, as in trained LLaMA projections.
+  const std::string what = absl::StrCat(name, " (synthetic ", GpuWeightFormatName(format), ")");
+  switch (format) {
+    case GpuWeightFormat::kBf16: {
+      ASSIGN_OR_RETURN(layer->weights_, DeviceMemory::Allocate(count * 2, what));
+      RETURN_IF_ERROR(FromCudaStatus(
+          cuda::FillRandomBf16(layer->weights_.as<__nv_bfloat16>(), count, seed, 0.04f, nullptr),
+          what));
+      break;
+    }
+    case GpuWeightFormat::kFp8: {
+      ASSIGN_OR_RETURN(layer->weights_, DeviceMemory::Allocate(count, what));
+      ASSIGN_OR_RETURN(layer->weight_scales_, DeviceMemory::Allocate(n * sizeof(float), what));
+      RETURN_IF_ERROR(FromCudaStatus(
+          cuda::FillRandomFp8(layer->weights_.as<__nv_fp8_e4m3>(), count, seed, nullptr), what));
+      RETURN_IF_ERROR(FromCudaStatus(
+          cuda::FillRandomFloat(layer->weight_scales_.as<float>(), n, seed + 1, 2e-5f, 1e-4f,
+                                nullptr),
+          what));
+      break;
+    }
+    case GpuWeightFormat::kW4A4: {
+      const int64_t groups = layer->k_stored_ / GroupSizeFor(granularity, layer->k_stored_);
+      // Random nibbles and scales are as valid in the prepacked layout as in the canonical one.
+      ASSIGN_OR_RETURN(layer->weights_, DeviceMemory::Allocate(count / 2, what));
+      ASSIGN_OR_RETURN(layer->weight_scales_,
+                       DeviceMemory::Allocate(layer->n_stored_ * groups * sizeof(float), what));
+      RETURN_IF_ERROR(FromCudaStatus(
+          cuda::FillRandomInt4(layer->weights_.as<uint8_t>(), count / 2, seed, nullptr), what));
+      RETURN_IF_ERROR(FromCudaStatus(
+          cuda::FillRandomFloat(layer->weight_scales_.as<float>(), layer->n_stored_ * groups,
+                                seed + 1, 1e-3f, 5e-3f, nullptr),
+          what));
+      break;
+    }
+  }
+  RETURN_IF_ERROR(CudaCall(cudaDeviceSynchronize(), what));
+  return layer;
+}
+
+bool GpuLinear::ReadsInputDirectly(const GpuLinearInput& input) const {
+  return format_ == GpuWeightFormat::kBf16 && input.type == cuda::ActivationType::kBFloat16 &&
+         input.rmsnorm_weight == nullptr;
+}
+
+size_t GpuLinear::InputScratchBytes(int64_t rows) const {
+  switch (format_) {
+    case GpuWeightFormat::kBf16:
+      return rows * k_ * sizeof(__nv_bfloat16);
+    case GpuWeightFormat::kFp8:
+      return ScalesOffset(rows * k_) + rows * sizeof(float);
+    case GpuWeightFormat::kW4A4:
+      return ScalesOffset(rows * PackedRowBytes(k_stored_)) +
+             rows * (k_stored_ / kGroupSize128) * sizeof(float);
+  }
+  return 0;
+}
+
+KernelKind GpuLinear::prepare_kind() const {
+  return format_ == GpuWeightFormat::kBf16 ? KernelKind::kNorm : KernelKind::kQuantizeActivations;
+}
+
+KernelKind GpuLinear::multiply_kind() const {
+  switch (format_) {
+    case GpuWeightFormat::kW4A4: return KernelKind::kGemmW4A4;
+    case GpuWeightFormat::kBf16: return KernelKind::kGemmBf16;
+    case GpuWeightFormat::kFp8: return KernelKind::kGemmFp8;
+  }
+  return KernelKind::kGemmBf16;
+}
+
+absl::Status GpuLinear::PrepareInput(const GpuLinearInput& input, void* scratch,
+                                     const GpuLinearContext& context) const {
+  const std::string what = absl::StrCat(name_, ": preparing the input");
+  switch (format_) {
+    case GpuWeightFormat::kBf16:
+      if (ReadsInputDirectly(input)) return absl::OkStatus();
+      if (input.type != cuda::ActivationType::kFloat32 || input.rmsnorm_weight == nullptr) {
+        return absl::UnimplementedError(
+            absl::StrCat(what, ": BF16 layers take bf16 rows, or FP32 rows with an RMSNorm"));
+      }
+      return FromCudaStatus(
+          cuda::RmsNormToBf16(static_cast<const float*>(input.x), input.rmsnorm_weight,
+                              input.rows, k_, input.rmsnorm_eps,
+                              static_cast<__nv_bfloat16*>(scratch), k_, context.stream),
+          what);
+    case GpuWeightFormat::kFp8: {
+      auto* values = static_cast<__nv_fp8_e4m3*>(scratch);
+      auto* scales = reinterpret_cast<float*>(static_cast<char*>(scratch) +
+                                              ScalesOffset(input.rows * k_));
+      return FromCudaStatus(
+          cuda::QuantizeFp8PerToken(input.x, input.type, input.row_stride, input.rows, k_,
+                                    input.rmsnorm_weight, input.rmsnorm_eps, values, scales,
+                                    context.stream),
+          what);
+    }
+    case GpuWeightFormat::kW4A4: {
+      cuda::W4A4QuantizeArgs args;
+      args.x = input.x;
+      args.type = input.type;
+      args.rows = input.rows;
+      args.k = k_stored_;
+      args.x_row_stride = input.row_stride;
+      args.k_valid = k_;
+      args.rmsnorm_weight = input.rmsnorm_weight;
+      args.rmsnorm_eps = input.rmsnorm_eps;
+      args.hadamard = online_hadamard_block_ == 128;
+      args.granularity = granularity_;
+      args.clip_ratio = activation_clip_ratio_;
+      args.packed = static_cast<uint8_t*>(scratch);
+      args.scales = reinterpret_cast<float*>(
+          static_cast<char*>(scratch) + ScalesOffset(input.rows * PackedRowBytes(k_stored_)));
+      return FromCudaStatus(cuda::QuantizeW4A4Activations(args, context.stream), what);
+    }
+  }
+  return absl::InternalError(what);
+}
+
+absl::Status GpuLinear::Multiply(const GpuLinearInput& input, const void* scratch,
+                                 __nv_bfloat16* y, const GpuLinearContext& context) const {
+  const std::string what = absl::StrCat(name_, ": GEMM");
+  const int64_t m = input.rows;
+  switch (format_) {
+    case GpuWeightFormat::kBf16: {
+      const bool direct = ReadsInputDirectly(input);
+      return FromCudaStatus(
+          context.dense->Bf16(static_cast<const __nv_bfloat16*>(direct ? input.x : scratch),
+                              direct ? input.row_stride : k_,
+                              weights_.as<__nv_bfloat16>(), y, n_stored_, m, n_, k_),
+          what);
+    }
+    case GpuWeightFormat::kFp8: {
+      const auto* scales = reinterpret_cast<const float*>(static_cast<const char*>(scratch) +
+                                                          ScalesOffset(m * k_));
+      return FromCudaStatus(
+          context.dense->Fp8(static_cast<const __nv_fp8_e4m3*>(scratch), scales,
+                             weights_.as<__nv_fp8_e4m3>(), weight_scales_.as<float>(), y,
+                             n_stored_, m, n_, k_),
+          what);
+    }
+    case GpuWeightFormat::kW4A4: {
+      cuda::W4A4GemmArgs args;
+      args.x = static_cast<const uint8_t*>(scratch);
+      args.x_scales = reinterpret_cast<const float*>(
+          static_cast<const char*>(scratch) + ScalesOffset(m * PackedRowBytes(k_stored_)));
+      args.w = weights_.as<uint8_t>();
+      args.w_scales = weight_scales_.as<float>();
+      args.y = y;
+      args.m = m;
+      args.n = n_stored_;
+      args.k = k_stored_;
+      args.granularity = granularity_;
+      args.workspace = context.w4a4_workspace;
+      args.workspace_bytes = context.w4a4_workspace_bytes;
+      return FromCudaStatus(cuda::W4A4Gemm(backend_, args, context.stream), what);
+    }
+  }
+  return absl::InternalError(what);
+}
+
+}  // namespace apex4
