@@ -1,5 +1,6 @@
 #include "kernels/cuda/attention/paged_attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -26,6 +27,7 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 struct Plan {
   bool run_prefill = false;   // query_len >= 2 (or every sequence, when the decode kernel is off)
   bool run_decode = false;    // query_len == 1
+  int32_t max_query_len = 0;  // the bound, tightened by num_tokens and max_context_len
   int prefill_row_tiles = 0;
   int decode_row_tiles = 0;
   int partition_keys = 0;     // 0: the decode kernel covers whole contexts and writes out directly
@@ -33,15 +35,24 @@ struct Plan {
   size_t workspace_bytes = 0;
 };
 
+// No sequence appends more tokens than the step has or than its context holds, so a looser bound
+// is harmless: it is tightened (still a function of the bounds and num_tokens only).
+int32_t EffectiveMaxQueryLen(const AttentionBatch& batch) {
+  return static_cast<int32_t>(
+      std::min<int64_t>({int64_t{batch.max_query_len}, batch.num_tokens, int64_t{batch.max_context_len}}));
+}
+
 Plan MakePlan(const AttentionBatch& batch, const AttentionShape& shape) {
   Plan plan;
   const int group = shape.num_heads / shape.num_kv_heads;
-  plan.run_prefill = batch.max_query_len > 1;
+  const int32_t max_query_len = EffectiveMaxQueryLen(batch);
+  plan.max_query_len = max_query_len;
+  plan.run_prefill = max_query_len > 1;
   // A mixed batch runs both: the decode kernel (split-KV) takes the query_len == 1 sequences.
   // With one sequence there is nothing to share, so the prefill kernel takes it whatever its length.
-  plan.run_decode = batch.max_query_len == 1 || batch.num_seqs > 1;
+  plan.run_decode = max_query_len == 1 || batch.num_seqs > 1;
   plan.prefill_row_tiles =
-      static_cast<int>(CeilDiv(static_cast<int64_t>(batch.max_query_len) * group, kPrefillRowsPerCta));
+      static_cast<int>(CeilDiv(static_cast<int64_t>(max_query_len) * group, kPrefillRowsPerCta));
   plan.decode_row_tiles = static_cast<int>(CeilDiv(group, kDecodeRowsPerCta));
   if (plan.run_decode) {
     const int64_t ctas = int64_t{batch.num_seqs} * shape.num_kv_heads * plan.decode_row_tiles;
@@ -70,11 +81,10 @@ CudaStatus CheckBatch(const AttentionBatch& batch, const AttentionShape& shape) 
   if (batch.num_seqs == 0 || batch.num_tokens == 0) return OkCudaStatus();
   APEX4_CUDA_CHECK_ARG(batch.query_start != nullptr && batch.context_len != nullptr &&
                        batch.block_tables != nullptr);
-  APEX4_CUDA_CHECK_ARG(batch.max_query_len >= 1 && batch.max_query_len <= batch.max_context_len);
-  APEX4_CUDA_CHECK_ARG(batch.max_query_len <= batch.num_tokens);
+  APEX4_CUDA_CHECK_ARG(batch.max_query_len >= 1 && batch.max_context_len >= 1);
   const int group = shape.num_heads / shape.num_kv_heads;
   // Prefill row tiles are a grid dimension (<= 65535) and rows an int.
-  APEX4_CUDA_CHECK_ARG(CeilDiv(int64_t{batch.max_query_len} * group, kPrefillRowsPerCta) <= 65535);
+  APEX4_CUDA_CHECK_ARG(CeilDiv(int64_t{EffectiveMaxQueryLen(batch)} * group, kPrefillRowsPerCta) <= 65535);
   APEX4_CUDA_CHECK_ARG(CeilDiv(batch.max_context_len, kMinPartitionKeys) <= 65535);
   APEX4_CUDA_CHECK_ARG(int64_t{batch.block_table_stride} * kKvBlockTokens >= batch.max_context_len);
   return OkCudaStatus();
@@ -162,7 +172,7 @@ CudaStatus PagedAttention(const __half* q, const __half* k_cache, const __half* 
   if (plan.run_prefill) {
     attention::AttentionParams prefill = params;
     prefill.min_query_len = plan.run_decode ? 2 : 1;
-    prefill.max_query_len = batch.max_query_len;
+    prefill.max_query_len = plan.max_query_len;
     prefill.num_row_tiles = plan.prefill_row_tiles;
     prefill.partition_keys = 0;
     prefill.num_partitions = 1;

@@ -32,6 +32,8 @@ inline constexpr int kKvBlockTokens = 16;
 // tokens (so query row i of sequence s sits at position context_len[s]-query_len[s]+(i-query_start[s])
 // and attends causally to positions 0..that position, all already in the cache).
 //
+// A max_query_len above num_tokens or max_context_len is tightened to them (no sequence can
+// exceed either), not rejected.
 // Preconditions on the device values (not checkable without a sync; violating them gives wrong
 // results, never out-of-bounds accesses of the cache beyond what the block tables name):
 // 0 <= query_len[s] <= max_query_len, query_len[s] <= context_len[s] <= max_context_len,

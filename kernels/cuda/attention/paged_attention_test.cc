@@ -200,8 +200,8 @@ void TestArgumentChecks() {
   };
   AttentionBatch long_bound = batch;
   long_bound.max_context_len = 129;  // needs 9 table entries, the stride has 8
-  AttentionBatch long_query = batch;
-  long_query.max_query_len = 3;  // more than num_tokens
+  AttentionBatch no_query = batch;
+  no_query.max_query_len = 0;
   AttentionBatch split = batch;
   split.max_context_len = 128;
   split.num_seqs = 1;
@@ -212,7 +212,7 @@ void TestArgumentChecks() {
       {"head_dim 96", attention(batch, AttentionShape{32, 8, 96}, fake_half, block_stride, 4096, nullptr)},
       {"heads % kv_heads", attention(batch, AttentionShape{30, 8, 128}, fake_half, block_stride, 4096, nullptr)},
       {"short block table", attention(long_bound, shape, fake_half, block_stride, 4096, nullptr)},
-      {"max_query_len > num_tokens", attention(long_query, shape, fake_half, block_stride, 4096, nullptr)},
+      {"max_query_len 0", attention(no_query, shape, fake_half, block_stride, 4096, nullptr)},
       {"misaligned q", attention(batch, shape, fake_half + 1, block_stride, 4096, nullptr)},
       {"small block stride", attention(batch, shape, fake_half, block_stride - 8, 4096, nullptr)},
       {"ld_out < H*D", attention(batch, shape, fake_half, block_stride, 4095, nullptr)},
@@ -229,6 +229,11 @@ void TestArgumentChecks() {
   }
   EXPECT_TRUE_MSG(PagedAttentionWorkspaceBytes(split, shape) > 0, "split-KV plan needs a workspace");
   EXPECT_TRUE_MSG(PagedAttentionWorkspaceBytes(batch, shape) == 0, "a short context needs no workspace");
+  // A query bound above num_tokens (or the context bound) is tightened, not rejected.
+  AttentionBatch loose = batch;
+  loose.max_query_len = 4096;
+  EXPECT_TRUE_MSG(PagedAttentionWorkspaceBytes(loose, shape) == PagedAttentionWorkspaceBytes(batch, shape),
+                  "a loose query bound changed the workspace size");
   AttentionBatch empty = batch;
   empty.num_seqs = 0;
   EXPECT_TRUE_MSG(attention(empty, shape, fake_half, block_stride, 4096, nullptr).ok(), "empty batch is a no-op");
