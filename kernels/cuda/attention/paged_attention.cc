@@ -30,7 +30,7 @@ struct Plan {
   int32_t max_query_len = 0;  // the bound, tightened by num_tokens and max_context_len
   int prefill_row_tiles = 0;
   int decode_row_tiles = 0;
-  int partition_keys = 0;     // 0: the decode kernel covers whole contexts and writes out directly
+  int partition_keys = 0;  // 0: the decode kernel covers whole contexts and writes out directly
   int num_partitions = 1;
   size_t workspace_bytes = 0;
 };
@@ -71,7 +71,8 @@ Plan MakePlan(const AttentionBatch& batch, const AttentionShape& shape) {
   return plan;
 }
 
-CudaStatus CheckBatch(const AttentionBatch& batch, const AttentionShape& shape) {
+// `with_arrays`: also the device arrays (a launch needs them, sizing the workspace does not).
+CudaStatus CheckBatch(const AttentionBatch& batch, const AttentionShape& shape, bool with_arrays = true) {
   APEX4_CUDA_CHECK_ARG(shape.num_heads > 0 && shape.num_kv_heads > 0);
   APEX4_CUDA_CHECK_ARG(shape.num_heads % shape.num_kv_heads == 0);
   APEX4_CUDA_CHECK_ARG(shape.head_dim == 64 || shape.head_dim == 128);
@@ -79,8 +80,8 @@ CudaStatus CheckBatch(const AttentionBatch& batch, const AttentionShape& shape) 
   APEX4_CUDA_CHECK_ARG(batch.num_seqs >= 0 && batch.num_seqs <= 65535);
   APEX4_CUDA_CHECK_ARG(batch.num_tokens >= 0 && batch.num_tokens <= std::numeric_limits<int32_t>::max());
   if (batch.num_seqs == 0 || batch.num_tokens == 0) return OkCudaStatus();
-  APEX4_CUDA_CHECK_ARG(batch.query_start != nullptr && batch.context_len != nullptr &&
-                       batch.block_tables != nullptr);
+  APEX4_CUDA_CHECK_ARG(!with_arrays || (batch.query_start != nullptr && batch.context_len != nullptr &&
+                                        batch.block_tables != nullptr));
   APEX4_CUDA_CHECK_ARG(batch.max_query_len >= 1 && batch.max_context_len >= 1);
   const int group = shape.num_heads / shape.num_kv_heads;
   // Prefill row tiles are a grid dimension (<= 65535) and rows an int.
@@ -134,14 +135,15 @@ CudaStatus RopeAndWriteKv(const __nv_bfloat16* qkv, int64_t ld_qkv, const Attent
 }
 
 size_t PagedAttentionWorkspaceBytes(const AttentionBatch& batch, const AttentionShape& shape) {
-  if (!CheckBatch(batch, shape).ok() || batch.num_seqs == 0 || batch.num_tokens == 0) return 0;
+  if (!CheckBatch(batch, shape, /*with_arrays=*/false).ok() || batch.num_seqs == 0 || batch.num_tokens == 0) {
+    return 0;
+  }
   return MakePlan(batch, shape).workspace_bytes;
 }
 
-CudaStatus PagedAttention(const __half* q, const __half* k_cache, const __half* v_cache,
-                          int64_t block_stride, const AttentionBatch& batch, const AttentionShape& shape,
-                          float scale, void* workspace, __nv_bfloat16* out, int64_t ld_out,
-                          cudaStream_t stream) {
+CudaStatus PagedAttention(const __half* q, const __half* k_cache, const __half* v_cache, int64_t block_stride,
+                          const AttentionBatch& batch, const AttentionShape& shape, float scale,
+                          void* workspace, __nv_bfloat16* out, int64_t ld_out, cudaStream_t stream) {
   APEX4_CUDA_RETURN_IF_NOT_OK(CheckBatch(batch, shape));
   if (batch.num_seqs == 0 || batch.num_tokens == 0) return OkCudaStatus();
   APEX4_CUDA_RETURN_IF_NOT_OK(CheckCache(k_cache, v_cache, block_stride, shape));
@@ -202,4 +204,5 @@ CudaStatus PagedAttention(const __half* q, const __half* k_cache, const __half* 
 }  // namespace apex4::cuda
 
 static_assert(apex4::cuda::kKvBlockTokens == 16, "the kernels assume 16-token blocks");
-static_assert(apex4::cuda::attention::kTileKeys % apex4::cuda::kKvBlockTokens == 0, "tiles hold whole blocks");
+static_assert(apex4::cuda::attention::kTileKeys % apex4::cuda::kKvBlockTokens == 0,
+              "tiles hold whole blocks");

@@ -103,10 +103,10 @@ class Setup {
     if (workspace_bytes_ > 0) CHECK_CUDA(cudaMalloc(&workspace_, workspace_bytes_));
   }
   ~Setup() {
-    for (void* p : {static_cast<void*>(k_), static_cast<void*>(v_), static_cast<void*>(q_),
-                    static_cast<void*>(qkv_), static_cast<void*>(out_), static_cast<void*>(rope_),
-                    static_cast<void*>(query_start_), static_cast<void*>(context_len_),
-                    static_cast<void*>(tables_), workspace_}) {
+    for (void* p :
+         {static_cast<void*>(k_), static_cast<void*>(v_), static_cast<void*>(q_), static_cast<void*>(qkv_),
+          static_cast<void*>(out_), static_cast<void*>(rope_), static_cast<void*>(query_start_),
+          static_cast<void*>(context_len_), static_cast<void*>(tables_), workspace_}) {
       cudaFree(p);
     }
   }
@@ -117,8 +117,8 @@ class Setup {
                                int64_t{shape_.heads} * shape_.head_dim, stream));
   }
   void Rope(cudaStream_t stream) const {
-    CheckStatus(RopeAndWriteKv(qkv_, ld_qkv_, batch_, shape_api_, rope_, max_positions_, q_, k_, v_, block_stride_,
-                               stream));
+    CheckStatus(RopeAndWriteKv(qkv_, ld_qkv_, batch_, shape_api_, rope_, max_positions_, q_, k_, v_,
+                               block_stride_, stream));
   }
   size_t workspace_bytes() const { return workspace_bytes_; }
 
@@ -191,15 +191,15 @@ int Main(int argc, char** argv) {
   }
   cudaDeviceProp prop;
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s (sm_%d%d, %d SMs), %d iterations, median of cold (L2 flushed) launches\n", prop.name,
-              prop.major, prop.minor, prop.multiProcessorCount, iterations);
+  std::printf("device: %s (sm_%d%d, %d SMs), %d iterations, median of cold (L2 flushed) launches\n",
+              prop.name, prop.major, prop.minor, prop.multiProcessorCount, iterations);
   std::mt19937 rng(1);
   Timer timer;
   const Shape shapes[] = {{"llama2-7b", 32, 32, 128}, {"llama2-70b", 64, 8, 128}};
 
   std::printf("\ndecode (query_len 1, all sequences at the context)\n");
-  std::printf("%-11s %5s %7s %10s %9s %10s %10s %9s\n", "shape", "batch", "context", "cold us", "GB/s", "hot us",
-              "rope us", "split-KV");
+  std::printf("%-11s %5s %7s %10s %9s %10s %10s %9s\n", "shape", "batch", "context", "cold us", "GB/s",
+              "hot us", "rope us", "split-KV");
   for (const Shape& shape : shapes) {
     for (int batch : {1, 16, 64}) {
       for (int context : {512, 2048, 4096}) {
@@ -210,7 +210,8 @@ int Main(int argc, char** argv) {
         const double kv_bytes = 2.0 * batch * context * shape.kv_heads * shape.head_dim * 2;
         const double io_bytes = 2.0 * batch * shape.heads * shape.head_dim * 2;  // q in, out
         std::printf("%-11s %5d %7d %10.1f %9.0f %10.1f %10.1f %9s\n", shape.name, batch, context, cold,
-                    (kv_bytes + io_bytes) / (cold * 1e3), hot, rope, setup.workspace_bytes() > 0 ? "yes" : "no");
+                    (kv_bytes + io_bytes) / (cold * 1e3), hot, rope,
+                    setup.workspace_bytes() > 0 ? "yes" : "no");
         std::fflush(stdout);
       }
     }
@@ -226,8 +227,8 @@ int Main(int argc, char** argv) {
       double pairs = 0;  // (query, key) pairs under the causal mask
       for (int i = 0; i < tokens; ++i) pairs += context - tokens + i + 1;
       const double flops = 4.0 * shape.head_dim * shape.heads * pairs;
-      std::printf("%-11s %7d %7d %10.1f %9.1f %10.1f\n", shape.name, tokens, context, cold, flops / (cold * 1e6),
-                  rope);
+      std::printf("%-11s %7d %7d %10.1f %9.1f %10.1f\n", shape.name, tokens, context, cold,
+                  flops / (cold * 1e6), rope);
       std::fflush(stdout);
     }
   }

@@ -45,14 +45,15 @@ int g_failures = 0;
 void Expect(bool ok) { g_failures += !ok; }
 
 void RunScenario(HostOps& ops, const TestShape& shape, const char* what, const Bounds& bounds,
-                 const std::vector<std::vector<SeqSpec>>& steps, const CaseOptions& options, std::mt19937& rng) {
+                 const std::vector<std::vector<SeqSpec>>& steps, const CaseOptions& options,
+                 std::mt19937& rng) {
   AttentionCase c(ops, shape, bounds, options);
   for (size_t i = 0; i < steps.size(); ++i) {
     c.Load(steps[i], rng);
     const CudaStatus status = c.Enqueue(nullptr);
     if (!status.ok()) {
-      std::printf("FAIL %s %s: launch error %d (%s at %s:%d)\n", shape.name, what, status.code, status.statement,
-                  status.file, status.line);
+      std::printf("FAIL %s %s: launch error %d (%s at %s:%d)\n", shape.name, what, status.code,
+                  status.statement, status.file, status.line);
       ++g_failures;
       return;
     }

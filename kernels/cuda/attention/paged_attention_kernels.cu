@@ -19,7 +19,8 @@ CudaStatus ConfigureOnce(Kernel* kernel, int smem_bytes, std::atomic<uint64_t>* 
   APEX4_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
   if (bit != 0 && (configured->load(std::memory_order_acquire) & bit) != 0) return OkCudaStatus();
-  APEX4_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
+  APEX4_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
   // Most shared memory, least L1: the tiles bypass L1 (cp.async.cg); 3 CTAs × 64 KB fit on sm_90.
   APEX4_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                                   cudaSharedmemCarveoutMaxShared));
@@ -33,9 +34,9 @@ CudaStatus Launch(const AttentionParams& params, cudaStream_t stream) {
   constexpr int kSmemBytes = AttentionSmemBytes(D);
   static std::atomic<uint64_t> configured{0};
   APEX4_CUDA_RETURN_IF_NOT_OK(ConfigureOnce(kernel, kSmemBytes, &configured));
-  const dim3 grid = kDecode ? dim3(params.num_kv_heads * params.num_row_tiles, params.num_seqs,
-                                   params.num_partitions)
-                            : dim3(params.num_kv_heads, params.num_seqs, params.num_row_tiles);
+  const dim3 grid =
+      kDecode ? dim3(params.num_kv_heads * params.num_row_tiles, params.num_seqs, params.num_partitions)
+              : dim3(params.num_kv_heads, params.num_seqs, params.num_row_tiles);
   kernel<<<grid, kAttentionThreads, kSmemBytes, stream>>>(params);
   APEX4_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return OkCudaStatus();

@@ -40,17 +40,18 @@ __device__ __forceinline__ int Swizzle(int row, int chunk) {
 
 template <int D, bool kDecode>
 __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const AttentionParams p) {
-  constexpr int kRowWarps = kDecode ? 1 : 4;            // warps along rows
-  constexpr int kKeySplits = 4 / kRowWarps;              // warps along the keys of a tile
-  constexpr int kWarpKeys = kTileKeys / kKeySplits;      // keys per warp per tile: 64 or 16
-  constexpr int kRows = 16 * kRowWarps;                  // rows per CTA
-  constexpr int kChunks = D / 8;                         // 16-byte chunks per K/V/Q row
+  constexpr int kRowWarps = kDecode ? 1 : 4;                 // warps along rows
+  constexpr int kKeySplits = 4 / kRowWarps;                  // warps along the keys of a tile
+  constexpr int kWarpKeys = kTileKeys / kKeySplits;          // keys per warp per tile: 64 or 16
+  constexpr int kRows = 16 * kRowWarps;                      // rows per CTA
+  constexpr int kChunks = D / 8;                             // 16-byte chunks per K/V/Q row
   constexpr int kRowsPerPass = kAttentionThreads / kChunks;  // 8 (D=128) or 16 (D=64)
   constexpr int kLoadPasses = kTileKeys / kRowsPerPass;
-  constexpr int kStageHalfs = 2 * kTileKeys * D;         // K tile then V tile
+  constexpr int kStageHalfs = 2 * kTileKeys * D;  // K tile then V tile
   static_assert(D == 64 || D == 128, "head_dim");
   static_assert(kRowsPerPass <= kBlockTokens && kBlockTokens % kRowsPerPass == 0, "load mapping");
   static_assert(kRows <= kTileKeys, "Q is staged in stage 1's K buffer");
+  static_assert(kAttentionStages == 2, "the prologue, wait_group counts and Q staging assume two stages");
 
   __half* smem = prim::DynamicSmem();
 
@@ -170,7 +171,8 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
   uint32_t q_frag[D / 16][4];
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
-    prim::LdMatrixX4(q_frag[kk], prim::ToSmem(q_smem + Swizzle<D>(warp_row + (lane & 15), kk * 2 + (lane >> 4))));
+    prim::LdMatrixX4(q_frag[kk],
+                     prim::ToSmem(q_smem + Swizzle<D>(warp_row + (lane & 15), kk * 2 + (lane >> 4))));
   }
   prim::SyncThreads();  // Q's buffer is about to take tile 1
 
@@ -203,8 +205,9 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
 #pragma unroll
       for (int np = 0; np < kWarpKeys / 16; ++np) {
         uint32_t b[4];
-        prim::LdMatrixX4(b, prim::ToSmem(k_smem + Swizzle<D>(warp_key + np * 16 + ((lane >> 4) << 3) + (lane & 7),
-                                                   kk * 2 + ((lane >> 3) & 1))));
+        prim::LdMatrixX4(
+            b, prim::ToSmem(k_smem + Swizzle<D>(warp_key + np * 16 + ((lane >> 4) << 3) + (lane & 7),
+                                                kk * 2 + ((lane >> 3) & 1))));
         prim::MmaF16(sc[2 * np], q_frag[kk], b[0], b[1]);
         prim::MmaF16(sc[2 * np + 1], q_frag[kk], b[2], b[3]);
       }
@@ -263,14 +266,16 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
     // O += P · V: the S accumulators of two key octets are the A fragment of one k16 step.
 #pragma unroll
     for (int kp = 0; kp < kWarpKeys / 16; ++kp) {
-      const uint32_t a[4] = {prim::PackHalf2(sc[2 * kp][0], sc[2 * kp][1]), prim::PackHalf2(sc[2 * kp][2], sc[2 * kp][3]),
+      const uint32_t a[4] = {prim::PackHalf2(sc[2 * kp][0], sc[2 * kp][1]),
+                             prim::PackHalf2(sc[2 * kp][2], sc[2 * kp][3]),
                              prim::PackHalf2(sc[2 * kp + 1][0], sc[2 * kp + 1][1]),
                              prim::PackHalf2(sc[2 * kp + 1][2], sc[2 * kp + 1][3])};
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t b[4];
-        prim::LdMatrixX4Trans(b, prim::ToSmem(v_smem + Swizzle<D>(warp_key + kp * 16 + (((lane >> 3) & 1) << 3) + (lane & 7),
-                                                        dp * 2 + (lane >> 4))));
+        prim::LdMatrixX4Trans(
+            b, prim::ToSmem(v_smem + Swizzle<D>(warp_key + kp * 16 + (((lane >> 3) & 1) << 3) + (lane & 7),
+                                                dp * 2 + (lane >> 4))));
         prim::MmaF16(o[2 * dp], a, b[0], b[1]);
         prim::MmaF16(o[2 * dp + 1], a, b[2], b[3]);
       }
@@ -314,7 +319,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
     constexpr int kLd = D + 8;  // padded float rows
     prim::CpAsyncWait<0>();
     prim::SyncThreads();
-    float* o_smem = reinterpret_cast<float*>(smem);                    // [4 warps][16 rows][kLd]
+    float* o_smem = reinterpret_cast<float*>(smem);                      // [4 warps][16 rows][kLd]
     float2* ml_smem = reinterpret_cast<float2*>(o_smem + 4 * 16 * kLd);  // [4 warps][16 rows]
     static_assert((4 * 16 * kLd + 2 * 4 * 16) * 4 <= kAttentionStages * kStageHalfs * 2, "merge buffer");
     {
@@ -396,7 +401,8 @@ __global__ void __launch_bounds__(D) AttentionReduceKernel(const AttentionParams
   const int used = ctx > 0 ? IMin((ctx + p.partition_keys - 1) / p.partition_keys, p.num_partitions) : 0;
   const int64_t first = static_cast<int64_t>(seq) * p.num_partitions * p.num_heads + head;
   float mx = -INFINITY;
-  for (int i = 0; i < used; ++i) mx = fmaxf(mx, prim::Load(p.ws_ml + first + static_cast<int64_t>(i) * p.num_heads).x);
+  for (int i = 0; i < used; ++i)
+    mx = fmaxf(mx, prim::Load(p.ws_ml + first + static_cast<int64_t>(i) * p.num_heads).x);
   float sum = 0.0f, acc = 0.0f;
   for (int i = 0; i < used; ++i) {
     const int64_t slot = first + static_cast<int64_t>(i) * p.num_heads;
@@ -405,8 +411,9 @@ __global__ void __launch_bounds__(D) AttentionReduceKernel(const AttentionParams
     sum += f * ml.y;
     acc += f * prim::Load(p.ws_o + slot * D + prim::ThreadIdx().x);
   }
-  prim::Store(p.out + static_cast<int64_t>(q_start) * p.ld_out + static_cast<int64_t>(head) * D + prim::ThreadIdx().x,
-              __float2bfloat16_rn(sum > 0.0f ? acc / sum : 0.0f));
+  prim::Store(
+      p.out + static_cast<int64_t>(q_start) * p.ld_out + static_cast<int64_t>(head) * D + prim::ThreadIdx().x,
+      __float2bfloat16_rn(sum > 0.0f ? acc / sum : 0.0f));
 }
 
 }  // namespace apex4::cuda::attention

@@ -60,20 +60,20 @@ struct AttentionParams {
   int32_t num_seqs;
   int32_t num_heads;
   int32_t num_kv_heads;
-  int32_t group;              // num_heads / num_kv_heads
-  float scale_log2;           // scale · log2(e): softmax runs in base 2
+  int32_t group;     // num_heads / num_kv_heads
+  float scale_log2;  // scale · log2(e): softmax runs in base 2
   // Sequences whose query_len lies outside [min_query_len, max_query_len] are skipped (a mixed
   // batch runs the prefill kernel on query_len >= 2 and the decode kernel on query_len == 1).
   int32_t min_query_len;
   int32_t max_query_len;
-  int32_t num_row_tiles;      // CTAs along the rows of one (sequence, KV head)
+  int32_t num_row_tiles;  // CTAs along the rows of one (sequence, KV head)
   // Split-KV (decode kernel only): partition_keys > 0 splits each context into partitions of
   // that many keys (a multiple of kTileKeys), num_partitions of them sized by the bound; the
   // partial results go to ws_o / ws_ml and AttentionReduce combines them.
   int32_t partition_keys;
   int32_t num_partitions;
-  float* ws_o;                // [num_seqs][num_partitions][num_heads][head_dim], unnormalised
-  float2* ws_ml;              // [num_seqs][num_partitions][num_heads]: (max, sum) in base 2
+  float* ws_o;    // [num_seqs][num_partitions][num_heads][head_dim], unnormalised
+  float2* ws_ml;  // [num_seqs][num_partitions][num_heads]: (max, sum) in base 2
   __nv_bfloat16* out;
   int64_t ld_out;
 };

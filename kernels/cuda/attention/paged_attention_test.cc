@@ -9,6 +9,8 @@
 // compared bitwise (determinism).
 // Without a CUDA device the program runs the argument checks, prints "no CUDA device: skipped"
 // and exits 0, so CI (no GPU) compiles and runs it.
+#include "kernels/cuda/attention/paged_attention.h"
+
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -19,7 +21,6 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda/attention/paged_attention.h"
 #include "kernels/cuda/attention/testing/attention_case.h"
 
 namespace apex4::cuda::attention_test {
@@ -47,7 +48,8 @@ void DieOnCuda(cudaError_t e, const char* what) {
 
 bool StatusOk(const CudaStatus& s, const std::string& what) {
   if (s.ok()) return true;
-  std::printf("FAIL %s: %s (%s at %s:%d)\n", what.c_str(), cudaGetErrorString(s.code), s.statement, s.file, s.line);
+  std::printf("FAIL %s: %s (%s at %s:%d)\n", what.c_str(), cudaGetErrorString(s.code), s.statement, s.file,
+              s.line);
   ++g_failures;
   return false;
 }
@@ -155,7 +157,8 @@ void TestShapeCases(const TestShape& shape, std::mt19937& rng) {
   RunEager(shape, "decode batch 9", Bounds{9, 9, 1, 2300},
            {Decode({1, 15, 16, 17, 100, 511, 513, 1000, 2100})}, options, rng);
   // Decode batch 64, bound 512 (no split: the decode kernel writes out) and 600 (two partitions).
-  RunEager(shape, "decode batch 64 short", Bounds{64, 64, 1, 512}, {RandomDecode(64, 512, rng)}, options, rng);
+  RunEager(shape, "decode batch 64 short", Bounds{64, 64, 1, 512}, {RandomDecode(64, 512, rng)}, options,
+           rng);
   RunEager(shape, "decode batch 64", Bounds{64, 64, 1, 600}, {RandomDecode(64, 600, rng)}, interleaved, rng);
   // One long decode (many partitions).
   RunEager(shape, "decode long", Bounds{1, 1, 1, 4096}, {Decode({4093})}, options, rng);
@@ -167,10 +170,11 @@ void TestShapeCases(const TestShape& shape, std::mt19937& rng) {
            {{{77, 150}, {999, 1}, {16, 1}, {0, 45}, {0, 1}, {600, 1}, {50, 0}, {300, 63}}}, options, rng);
   // CUDA graphs replayed with other lengths below the bounds.
   RunGraph(shape, "graph decode", Bounds{5, 5, 1, 3000},
-           {Decode({3000, 1, 700, 64, 65}), Decode({5, 2999, 128, 1500, 17}), Decode({1, 1, 1, 1, 1})}, options,
-           rng);
+           {Decode({3000, 1, 700, 64, 65}), Decode({5, 2999, 128, 1500, 17}), Decode({1, 1, 1, 1, 1})},
+           options, rng);
   RunGraph(shape, "graph mixed", Bounds{3, 40, 38, 600},
-           {{{70, 30}, {0, 9}, {499, 1}}, {{599, 1}, {1, 1}, {0, 38}}, {{0, 38}, {560, 1}, {0, 1}}}, options, rng);
+           {{{70, 30}, {0, 9}, {499, 1}}, {{599, 1}, {1, 1}, {0, 38}}, {{0, 38}, {560, 1}, {0, 1}}}, options,
+           rng);
 }
 
 // Rejected arguments (no device needed: every call fails its checks before launching).
@@ -210,17 +214,18 @@ void TestArgumentChecks() {
   split.max_context_len = 4096;  // one sequence, one KV head group: split-KV, needs a workspace
   const Bad bad[] = {
       {"head_dim 96", attention(batch, AttentionShape{32, 8, 96}, fake_half, block_stride, 4096, nullptr)},
-      {"heads % kv_heads", attention(batch, AttentionShape{30, 8, 128}, fake_half, block_stride, 4096, nullptr)},
+      {"heads % kv_heads",
+       attention(batch, AttentionShape{30, 8, 128}, fake_half, block_stride, 4096, nullptr)},
       {"short block table", attention(long_bound, shape, fake_half, block_stride, 4096, nullptr)},
       {"max_query_len 0", attention(no_query, shape, fake_half, block_stride, 4096, nullptr)},
       {"misaligned q", attention(batch, shape, fake_half + 1, block_stride, 4096, nullptr)},
       {"small block stride", attention(batch, shape, fake_half, block_stride - 8, 4096, nullptr)},
       {"ld_out < H*D", attention(batch, shape, fake_half, block_stride, 4095, nullptr)},
       {"missing workspace", attention(split, shape, fake_half, block_stride, 4096, nullptr)},
-      {"rope ld_qkv", RopeAndWriteKv(fake_bf16, 100, batch, shape, fake_float, 128, fake_half, fake_half, fake_half,
-                                     block_stride, nullptr)},
-      {"rope max_positions", RopeAndWriteKv(fake_bf16, 6144, batch, shape, fake_float, 127, fake_half, fake_half,
-                                            fake_half, block_stride, nullptr)},
+      {"rope ld_qkv", RopeAndWriteKv(fake_bf16, 100, batch, shape, fake_float, 128, fake_half, fake_half,
+                                     fake_half, block_stride, nullptr)},
+      {"rope max_positions", RopeAndWriteKv(fake_bf16, 6144, batch, shape, fake_float, 127, fake_half,
+                                            fake_half, fake_half, block_stride, nullptr)},
   };
   int rejected = 0;
   for (const Bad& b : bad) {
@@ -236,9 +241,10 @@ void TestArgumentChecks() {
                   "a loose query bound changed the workspace size");
   AttentionBatch empty = batch;
   empty.num_seqs = 0;
-  EXPECT_TRUE_MSG(attention(empty, shape, fake_half, block_stride, 4096, nullptr).ok(), "empty batch is a no-op");
-  std::printf("%s argument checks: %d of %zu rejected\n", rejected == static_cast<int>(std::size(bad)) ? "PASS" : "FAIL",
-              rejected, std::size(bad));
+  EXPECT_TRUE_MSG(attention(empty, shape, fake_half, block_stride, 4096, nullptr).ok(),
+                  "empty batch is a no-op");
+  std::printf("%s argument checks: %d of %zu rejected\n",
+              rejected == static_cast<int>(std::size(bad)) ? "PASS" : "FAIL", rejected, std::size(bad));
 }
 
 int Main() {
@@ -251,8 +257,8 @@ int Main() {
   cudaDeviceProp prop;
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   const uint32_t seed = std::random_device{}();
-  std::printf("device: %s (sm_%d%d, %d SMs), seed %u\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount,
-              seed);
+  std::printf("device: %s (sm_%d%d, %d SMs), seed %u\n", prop.name, prop.major, prop.minor,
+              prop.multiProcessorCount, seed);
   std::mt19937 rng(seed);
   const TestShape shapes[] = {
       {"llama2-7b", 32, 32, 128, 10000.0f},

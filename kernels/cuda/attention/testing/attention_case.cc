@@ -107,8 +107,8 @@ AttentionCase::AttentionCase(DeviceOps& ops, const TestShape& shape, const Bound
 }
 
 AttentionCase::~AttentionCase() {
-  for (void* p : std::initializer_list<void*>{d_query_start_, d_context_len_, d_block_tables_, d_qkv_, d_rope_,
-                                              d_q_, d_k_pool_, d_v_pool_, d_out_, d_workspace_}) {
+  for (void* p : std::initializer_list<void*>{d_query_start_, d_context_len_, d_block_tables_, d_qkv_,
+                                              d_rope_, d_q_, d_k_pool_, d_v_pool_, d_out_, d_workspace_}) {
     if (p != nullptr) ops_.Free(p);
   }
 }
@@ -118,9 +118,8 @@ int64_t AttentionCase::KIndex(int32_t block, int kv_head, int slot) const {
 }
 
 int64_t AttentionCase::VIndex(int32_t block, int kv_head, int slot) const {
-  const int64_t offset = options_.interleaved_kv
-                             ? int64_t{shape_.num_kv_heads} * kKvBlockTokens * shape_.head_dim
-                             : 0;
+  const int64_t offset =
+      options_.interleaved_kv ? int64_t{shape_.num_kv_heads} * kKvBlockTokens * shape_.head_dim : 0;
   return KIndex(block, kv_head, slot) + offset;
 }
 
@@ -176,8 +175,8 @@ void AttentionCase::Load(const std::vector<SeqSpec>& seqs, std::mt19937& rng) {
   qkv_.resize(bounds_.num_tokens * ld_qkv_);
   for (int64_t t = 0; t < bounds_.num_tokens; ++t) {
     for (int64_t c = 0; c < ld_qkv_; ++c) {
-      const float a = c < int64_t{H} * D ? options_.q_amplitude
-                                         : (c < int64_t{H + KV} * D ? options_.k_amplitude : 1.0f);
+      const float a =
+          c < int64_t{H} * D ? options_.q_amplitude : (c < int64_t{H + KV} * D ? options_.k_amplitude : 1.0f);
       qkv_[t * ld_qkv_ + c] = FloatToBf16(a * unit(rng));
     }
   }
@@ -203,9 +202,9 @@ CudaStatus AttentionCase::Enqueue(cudaStream_t stream) const {
   const __half* v = options_.interleaved_kv
                         ? d_k_pool_ + int64_t{shape_.num_kv_heads} * kKvBlockTokens * shape_.head_dim
                         : d_v_pool_;
-  APEX4_CUDA_RETURN_IF_NOT_OK(RopeAndWriteKv(d_qkv_, ld_qkv_, batch_, attn_shape_, d_rope_, max_positions_, d_q_,
-                                             const_cast<__half*>(k), const_cast<__half*>(v), block_stride_,
-                                             stream));
+  APEX4_CUDA_RETURN_IF_NOT_OK(RopeAndWriteKv(d_qkv_, ld_qkv_, batch_, attn_shape_, d_rope_, max_positions_,
+                                             d_q_, const_cast<__half*>(k), const_cast<__half*>(v),
+                                             block_stride_, stream));
   const float scale = 1.0f / std::sqrt(static_cast<float>(shape_.head_dim));
   return PagedAttention(d_q_, k, v, block_stride_, batch_, attn_shape_, scale, d_workspace_, d_out_, ld_out_,
                         stream);
@@ -255,8 +254,8 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
   auto rope_ok = [](uint16_t got_bits, double want, double mag) {
     const double got = HalfToFloat(got_bits);
     // fp16 rounding (2^-11 relative, 2^-24 absolute below the normal range) + float arithmetic.
-    return std::fabs(got - want) <= std::ldexp(std::fabs(want), -11) * 1.001 + std::ldexp(mag, -21) +
-                                        std::ldexp(1.0, -24);
+    return std::fabs(got - want) <=
+           std::ldexp(std::fabs(want), -11) * 1.001 + std::ldexp(mag, -21) + std::ldexp(1.0, -24);
   };
   std::vector<char> k_written(pool_elems_, 0), v_written(pool_elems_, 0);
   double worst_rope = 0;
@@ -268,7 +267,8 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
       for (int h = 0; h < H; ++h) {
         for (int p = 0; p < D / 2; ++p) {
           double y0, y1, mag;
-          rotate(Bf16ToFloat(row[h * D + 2 * p]), Bf16ToFloat(row[h * D + 2 * p + 1]), pos, p, &y0, &y1, &mag);
+          rotate(Bf16ToFloat(row[h * D + 2 * p]), Bf16ToFloat(row[h * D + 2 * p + 1]), pos, p, &y0, &y1,
+                 &mag);
           const int64_t at = (t * H + h) * D + 2 * p;
           worst_rope = std::max(worst_rope, std::fabs(HalfToFloat(q[at]) - y0) / std::max(mag, 1e-30));
           if (!rope_ok(q[at], y0, mag) || !rope_ok(q[at + 1], y1, mag)) {
@@ -283,8 +283,8 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
         const int64_t vb = VIndex(block, kv, pos % kKvBlockTokens);
         for (int p = 0; p < D / 2; ++p) {
           double y0, y1, mag;
-          rotate(Bf16ToFloat(row[int64_t{H} * D + kv * D + 2 * p]), Bf16ToFloat(row[int64_t{H} * D + kv * D + 2 * p + 1]),
-                 pos, p, &y0, &y1, &mag);
+          rotate(Bf16ToFloat(row[int64_t{H} * D + kv * D + 2 * p]),
+                 Bf16ToFloat(row[int64_t{H} * D + kv * D + 2 * p + 1]), pos, p, &y0, &y1, &mag);
           if (!rope_ok(k_pool[kb + 2 * p], y0, mag) || !rope_ok(k_pool[kb + 2 * p + 1], y1, mag)) {
             report("k seq %d pos %d kv head %d pair %d: got (%g, %g) want (%g, %g)", s, pos, kv, p,
                    HalfToFloat(k_pool[kb + 2 * p]), HalfToFloat(k_pool[kb + 2 * p + 1]), y0, y1);
@@ -295,8 +295,8 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
           v_written[vb + d] = 1;
           const uint16_t want = FloatToHalfBits(Bf16ToFloat(row[int64_t{H + KV} * D + kv * D + d]));
           if (v_pool[vb + d] != want) {
-            report("v seq %d pos %d kv head %d dim %d: got %g want %g", s, pos, kv, d, HalfToFloat(v_pool[vb + d]),
-                   HalfToFloat(want));
+            report("v seq %d pos %d kv head %d dim %d: got %g want %g", s, pos, kv, d,
+                   HalfToFloat(v_pool[vb + d]), HalfToFloat(want));
           }
         }
       }
@@ -329,7 +329,8 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
   const double scale = static_cast<double>(1.0f / std::sqrt(static_cast<float>(D)));
   int64_t total_cost = 0;
   for (int s = 0; s < bounds_.num_seqs; ++s) {
-    for (int32_t i = 0; i < seqs_[s].query_len; ++i) total_cost += int64_t{seqs_[s].prior + i + 1} * H * D * 2;
+    for (int32_t i = 0; i < seqs_[s].query_len; ++i)
+      total_cost += int64_t{seqs_[s].prior + i + 1} * H * D * 2;
   }
   const double keep = total_cost <= options_.reference_budget
                           ? 1.0
@@ -383,8 +384,8 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
                                std::ldexp(vmax * (pos + 1), -24);
           if (!(err <= bound)) {
             if (bound_violations++ < 4) {
-              report("out token %lld (seq %d pos %d) head %d dim %d: got %.6g want %.6g (bound %.2g)", (long long)t,
-                     s, pos, h, d, got, acc[d], bound);
+              report("out token %lld (seq %d pos %d) head %d dim %d: got %.6g want %.6g (bound %.2g)",
+                     (long long)t, s, pos, h, d, got, acc[d], bound);
             }
           }
           max_err = std::max(max_err, std::isnan(err) ? INFINITY : err);
@@ -397,7 +398,8 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
   if (result.attention_err_over_scale > 1e-2) {
     report("max err / output scale %.3g > 1e-2", result.attention_err_over_scale);
   }
-  if (bound_violations > 0) report("%lld output elements outside their error bound", (long long)bound_violations);
+  if (bound_violations > 0)
+    report("%lld output elements outside their error bound", (long long)bound_violations);
   // Every row of the step written (finite), padding columns and rows untouched.
   int64_t nonfinite = 0, touched = 0;
   for (int64_t t = 0; t < bounds_.num_tokens; ++t) {
@@ -411,11 +413,13 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
     }
   }
   if (nonfinite > 0) report("%lld output elements not finite (unwritten?)", (long long)nonfinite);
-  if (touched > 0) report("%lld output elements written outside the rows/columns of the step", (long long)touched);
+  if (touched > 0)
+    report("%lld output elements written outside the rows/columns of the step", (long long)touched);
 
   std::printf("%s %s: %d seqs, %d tokens, %lld rows checked, max err/scale %.2e, rope err %.1e%s\n",
-              result.ok ? "PASS" : "FAIL", label.c_str(), bounds_.num_seqs, total, (long long)result.rows_checked,
-              result.attention_err_over_scale, worst_rope, workspace_bytes_ > 0 ? ", split-KV" : "");
+              result.ok ? "PASS" : "FAIL", label.c_str(), bounds_.num_seqs, total,
+              (long long)result.rows_checked, result.attention_err_over_scale, worst_rope,
+              workspace_bytes_ > 0 ? ", split-KV" : "");
   std::fflush(stdout);
   return result;
 }

@@ -126,7 +126,8 @@ void CheckSmem(const void* p, size_t bytes, size_t alignment, const char* what) 
     Fail("%s: shared address %p (+%zu) outside the %zu bytes of dynamic shared memory", what, p, bytes,
          b.smem_bytes);
   }
-  if ((c - b.smem.data()) % alignment != 0) Fail("%s: shared address %p not %zu-byte aligned", what, p, alignment);
+  if ((c - b.smem.data()) % alignment != 0)
+    Fail("%s: shared address %p not %zu-byte aligned", what, p, alignment);
 }
 
 void RunCopies(const std::vector<Copy>& copies) {
@@ -164,8 +165,9 @@ void RunBlock(Block& b, std::vector<std::unique_ptr<char[]>>& stacks) {
   b.warps.assign((threads + 31) / 32, Warp{});
   for (int i = 0; i < threads; ++i) {
     Fiber& f = b.fibers[i];
-    f.thread_idx = uint3{static_cast<unsigned>(i % b.block.x), static_cast<unsigned>(i / b.block.x % b.block.y),
-                         static_cast<unsigned>(i / (b.block.x * b.block.y))};
+    f.thread_idx =
+        uint3{static_cast<unsigned>(i % b.block.x), static_cast<unsigned>(i / b.block.x % b.block.y),
+              static_cast<unsigned>(i / (b.block.x * b.block.y))};
     getcontext(&f.context);
     f.context.uc_stack.ss_sp = stacks[i].get();
     f.context.uc_stack.ss_size = kStackBytes;
@@ -226,7 +228,8 @@ void CheckGlobalAccess(const void* p, size_t bytes, const char* what) {
 
 void Launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& kernel) {
   const int threads = static_cast<int>(block.x * block.y * block.z);
-  if (threads <= 0 || threads % 32 != 0) Fail("block of %d threads (the emulator wants whole warps)", threads);
+  if (threads <= 0 || threads % 32 != 0)
+    Fail("block of %d threads (the emulator wants whole warps)", threads);
   std::vector<std::unique_ptr<char[]>> stacks(threads);
   for (auto& s : stacks) s.reset(new char[kStackBytes]);
   g_stats = LaunchStats{};

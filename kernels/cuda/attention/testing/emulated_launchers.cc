@@ -16,9 +16,9 @@ namespace {
 
 template <int D, bool kDecode>
 CudaStatus Launch(const AttentionParams& params) {
-  const dim3 grid = kDecode ? dim3(params.num_kv_heads * params.num_row_tiles, params.num_seqs,
-                                   params.num_partitions)
-                            : dim3(params.num_kv_heads, params.num_seqs, params.num_row_tiles);
+  const dim3 grid =
+      kDecode ? dim3(params.num_kv_heads * params.num_row_tiles, params.num_seqs, params.num_partitions)
+              : dim3(params.num_kv_heads, params.num_seqs, params.num_row_tiles);
   apex4_emu::Launch(grid, dim3(kAttentionThreads), AttentionSmemBytes(D),
                     [&] { AttentionKernel<D, kDecode>(params); });
   return OkCudaStatus();
