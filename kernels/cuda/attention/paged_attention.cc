@@ -100,6 +100,22 @@ CudaStatus CheckCache(const void* k_cache, const void* v_cache, int64_t block_st
   return OkCudaStatus();
 }
 
+// The workspace promised for these bounds: enough for the plan of any launch with at most
+// num_seqs sequences and max_context_len context, whatever partition size each picks, so that an
+// engine can size it once for its largest bounds. The plan takes the largest P of 512, 256, 128
+// with ctas·⌈ctx/P⌉ ≥ T (ctas = num_seqs·KV·row_tiles, T = kDecodeTargetCtas); below 512 the
+// doubled P fell short, ctas·⌈ctx/2P⌉ < T, so its slots num_seqs·⌈ctx/P⌉ ≤ 2·num_seqs·⌈ctx/2P⌉
+// < 2T / (KV·row_tiles). Hence slots ≤ num_seqs·⌈ctx/512⌉ + ⌈2T / (KV·row_tiles)⌉: monotone in
+// num_seqs and max_context_len, independent of num_tokens and max_query_len. 0 when no context
+// can be split (max_context_len ≤ 128).
+size_t WorkspaceBound(const AttentionBatch& batch, const AttentionShape& shape) {
+  if (batch.max_context_len <= kMinPartitionKeys) return 0;
+  const int64_t row_tiles = CeilDiv(shape.num_heads / shape.num_kv_heads, kDecodeRowsPerCta);
+  const int64_t slots = int64_t{batch.num_seqs} * CeilDiv(batch.max_context_len, kMaxPartitionKeys) +
+                        CeilDiv(2 * kDecodeTargetCtas, shape.num_kv_heads * row_tiles);
+  return static_cast<size_t>(slots * shape.num_heads) * (shape.head_dim * sizeof(float) + sizeof(float2));
+}
+
 }  // namespace
 
 CudaStatus RopeAndWriteKv(const __nv_bfloat16* qkv, int64_t ld_qkv, const AttentionBatch& batch,
@@ -138,8 +154,10 @@ size_t PagedAttentionWorkspaceBytes(const AttentionBatch& batch, const Attention
   if (!CheckBatch(batch, shape, /*with_arrays=*/false).ok() || batch.num_seqs == 0 || batch.num_tokens == 0) {
     return 0;
   }
-  return MakePlan(batch, shape).workspace_bytes;
+  // The bound covers the plan (see WorkspaceBound); the max only guards that argument.
+  return std::max(WorkspaceBound(batch, shape), MakePlan(batch, shape).workspace_bytes);
 }
+
 
 CudaStatus PagedAttention(const __half* q, const __half* k_cache, const __half* v_cache, int64_t block_stride,
                           const AttentionBatch& batch, const AttentionShape& shape, float scale,

@@ -77,7 +77,10 @@ CudaStatus RopeAndWriteKv(const __nv_bfloat16* qkv, int64_t ld_qkv, const Attent
 //
 // Needs: q (fp16 [num_tokens, H*D], contiguous), k_cache, v_cache 16-byte aligned; out 4-byte
 // aligned, ld_out even and >= H*D; block_stride as for RopeAndWriteKv; workspace 16-byte
-// aligned and non-null when its size is non-zero (it needs no zeroing). Columns of out past
+// aligned and non-null when its size is non-zero (it needs no zeroing). The size ignores the
+// device arrays (they may be null when sizing), num_tokens and max_query_len, and never decreases
+// as num_seqs or max_context_len grow: sizing once for the largest bounds covers every launch
+// below them. Columns of out past
 // H*D are not written. Softmax and both products accumulate in fp32; the probabilities enter
 // the P·V product as fp16 (FlashAttention-2 style).
 size_t PagedAttentionWorkspaceBytes(const AttentionBatch& batch, const AttentionShape& shape);

@@ -239,6 +239,34 @@ void TestArgumentChecks() {
   loose.max_query_len = 4096;
   EXPECT_TRUE_MSG(PagedAttentionWorkspaceBytes(loose, shape) == PagedAttentionWorkspaceBytes(batch, shape),
                   "a loose query bound changed the workspace size");
+  // Workspace sizing: from the bounds alone (no device arrays), never decreasing as the number of
+  // sequences or the context bound grows, whatever partition size the plan picks.
+  int64_t not_monotone = 0, zero_when_split = 0;
+  for (const AttentionShape& s : {AttentionShape{32, 32, 128}, AttentionShape{64, 8, 128}, AttentionShape{9, 3, 64},
+                                  AttentionShape{20, 1, 64}}) {
+    for (int32_t seqs = 1; seqs <= 80; seqs += 3) {
+      size_t previous = 0;
+      for (int32_t context = 1; context <= 9000; context += 37) {
+        AttentionBatch bounds;  // null device arrays
+        bounds.num_seqs = seqs;
+        bounds.num_tokens = seqs;
+        bounds.max_query_len = 1;
+        bounds.max_context_len = context;
+        bounds.block_table_stride = (context + 15) / 16;
+        const size_t bytes = PagedAttentionWorkspaceBytes(bounds, s);
+        AttentionBatch more_seqs = bounds;
+        more_seqs.num_seqs = seqs + 1;
+        more_seqs.num_tokens = seqs + 1;
+        not_monotone += bytes < previous || PagedAttentionWorkspaceBytes(more_seqs, s) < bytes;
+        zero_when_split += context > 128 && bytes == 0;
+        previous = bytes;
+      }
+    }
+  }
+  EXPECT_TRUE_MSG(not_monotone == 0, "workspace size decreased with larger bounds %lld times",
+                  static_cast<long long>(not_monotone));
+  EXPECT_TRUE_MSG(zero_when_split == 0, "no workspace for a context that may be split (%lld bounds)",
+                  static_cast<long long>(zero_when_split));
   AttentionBatch empty = batch;
   empty.num_seqs = 0;
   EXPECT_TRUE_MSG(attention(empty, shape, fake_half, block_stride, 4096, nullptr).ok(),
