@@ -3,7 +3,8 @@
 // NOT_SERVING), load the model, then SERVING. SIGTERM or SIGINT: NOT_SERVING, refuse new
 // streams, let in-flight ones finish within --shutdown_grace_seconds, exit 0. With
 // --tls_cert_file and --tls_key_file the gRPC port speaks TLS (and with --tls_client_ca_file
-// requires client certificates); the metrics port is always plain HTTP.
+// requires client certificates); the metrics port is always plain HTTP. The model runs on one
+// CUDA GPU or on the CPU (--backend; auto picks the GPU when this binary can use one).
 #include <signal.h>
 
 #include <algorithm>
@@ -24,6 +25,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "engine/cpu_engine.h"
+#include "engine/cuda/cuda_engine.h"
+#include "engine/planner/cuda_probe.h"
 #include "engine/planner/node_planning.h"
 #include "engine/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -45,8 +48,30 @@ ABSL_FLAG(int, max_queue_size, 64,
           "Most Generate requests waiting for a batch slot; more get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, max_tokens_limit, 2048, "Largest sampling.max_tokens a request may ask for.");
 ABSL_FLAG(int, default_max_tokens, 256, "max_tokens of requests that leave it 0.");
-ABSL_FLAG(int, kv_cache_mb, 512, "Memory for the KV cache of all sequences, in MiB.");
-ABSL_FLAG(int, threads, 0, "Compute threads of the engine (0: all cores).");
+ABSL_FLAG(std::string, backend, "auto",
+          "Where the model runs: cuda (one GPU, --cuda_device), cpu, or auto: cuda when a CUDA "
+          "device is present that this binary has kernels for (sm_80/86/89/90), else cpu. The "
+          "start-up log names the choice and why.");
+ABSL_FLAG(int, cuda_device, 0, "CUDA device index (--backend=cuda or auto).");
+ABSL_FLAG(std::string, gpu_weights, "",
+          "CUDA: format of the linear layers: w4a4, bf16 (cuBLAS) or fp8 (cuBLASLt W8A8). Empty: "
+          "the model's own (apex4 checkpoint: w4a4; GGUF: bf16; synthetic: w4a4).");
+ABSL_FLAG(std::string, tokenizer, "",
+          "CUDA: GGUF file whose tokenizer a --model=synthetic:<shape> model uses (shapes "
+          "llama-2-7b, llama-2-70b, llama-3-8b: random weights, for speed measurements).");
+ABSL_FLAG(int, kv_cache_mb, -1,
+          "Memory for the KV cache of all sequences, in MiB. -1: the backend's default, 512 on "
+          "the CPU and 0 on CUDA. CUDA: 0 sizes it from the GPU memory left after the weights "
+          "and buffers (keeping max(1 GiB, 5%) of the card free).");
+ABSL_FLAG(int, prefill_chunk_tokens, 256,
+          "Prompt tokens one sequence feeds per step: bounds the stall a long prompt causes the "
+          "other sequences.");
+ABSL_FLAG(int64_t, max_step_tokens, 0,
+          "Most tokens of one forward step, all sequences together (at least --max_batch_size); "
+          "the scheduler never sends more, and CUDA sizes its step buffers for it. 0: "
+          "--max_batch_size x --prefill_chunk_tokens.");
+ABSL_FLAG(bool, cuda_graphs, true, "CUDA: replay decode steps (one token per sequence) as graphs.");
+ABSL_FLAG(int, threads, 0, "Compute threads of the CPU engine (0: all cores).");
 ABSL_FLAG(std::string, profile, "",
           "Node compute profile (JSON). Empty: the APEX4_PROFILE environment variable, if set.");
 ABSL_FLAG(
@@ -93,13 +118,104 @@ absl::Status ValidateFlags() {
       CheckRange("max_tokens_limit", absl::GetFlag(FLAGS_max_tokens_limit), 1, 1 << 20));
   RETURN_IF_ERROR(CheckRange("default_max_tokens", absl::GetFlag(FLAGS_default_max_tokens), 1,
                              absl::GetFlag(FLAGS_max_tokens_limit)));
-  RETURN_IF_ERROR(CheckRange("kv_cache_mb", absl::GetFlag(FLAGS_kv_cache_mb), 1, 1 << 20));
   RETURN_IF_ERROR(CheckRange("threads", absl::GetFlag(FLAGS_threads), 0, 4096));
+  const std::string backend = absl::GetFlag(FLAGS_backend);
+  if (backend != "auto" && backend != "cpu" && backend != "cuda") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--backend must be auto, cpu or cuda, got '", backend, "'"));
+  }
+  const std::string gpu_weights = absl::GetFlag(FLAGS_gpu_weights);
+  if (!gpu_weights.empty() && gpu_weights != "w4a4" && gpu_weights != "bf16" &&
+      gpu_weights != "fp8") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--gpu_weights must be empty, w4a4, bf16 or fp8, got '", gpu_weights, "'"));
+  }
+  if (backend == "cpu" && !gpu_weights.empty()) {
+    return absl::InvalidArgumentError("--gpu_weights is for the CUDA backend, not --backend=cpu");
+  }
+  if (backend == "cpu" && !absl::GetFlag(FLAGS_tokenizer).empty()) {
+    return absl::InvalidArgumentError("--tokenizer is for the CUDA backend, not --backend=cpu");
+  }
+  RETURN_IF_ERROR(CheckRange("cuda_device", absl::GetFlag(FLAGS_cuda_device), 0, 1023));
+  RETURN_IF_ERROR(
+      CheckRange("prefill_chunk_tokens", absl::GetFlag(FLAGS_prefill_chunk_tokens), 1, 1 << 20));
+  const int64_t max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
+  if (max_step_tokens != 0 &&
+      (max_step_tokens < absl::GetFlag(FLAGS_max_batch_size) || max_step_tokens > (1 << 24))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_step_tokens=", max_step_tokens, " must be 0 or in [--max_batch_size (",
+        absl::GetFlag(FLAGS_max_batch_size), "), ", 1 << 24, "]: every running sequence "
+        "advances by at least one token per step"));
+  }
   RETURN_IF_ERROR(
       CheckRange("shutdown_grace_seconds", absl::GetFlag(FLAGS_shutdown_grace_seconds), 0, 3600));
   RETURN_IF_ERROR(
       CheckRange("max_message_bytes", absl::GetFlag(FLAGS_max_message_bytes), 1024, INT_MAX));
   return absl::OkStatus();
+}
+
+// The backend that serves, after --backend=auto is resolved, and why.
+struct BackendChoice {
+  bool cuda = false;
+  std::string reason;
+};
+
+BackendChoice ChooseBackend() {
+  const std::string flag = absl::GetFlag(FLAGS_backend);
+  if (flag == "cpu") return {false, "--backend=cpu"};
+  if (flag == "cuda") return {true, "--backend=cuda"};
+  const int device = absl::GetFlag(FLAGS_cuda_device);
+  absl::StatusOr<CudaDeviceFacts> gpu = FindUsableCudaDevice(device);
+  if (gpu.ok()) {
+    return {true, absl::StrCat("--backend=auto found CUDA device ", device, ": ", gpu->name,
+                               " (sm_", gpu->compute_capability, ", driver ", gpu->driver, ")")};
+  }
+  return {false, absl::StrCat("--backend=auto found no GPU to use (", gpu.status().message(),
+                              ")")};
+}
+
+// --kv_cache_mb for the chosen backend: -1 is the backend's default (CPU 512 MiB, CUDA 0: from
+// free memory); 0 is only meaningful on CUDA.
+absl::StatusOr<int> KvCacheMb(bool cuda) {
+  const int flag = absl::GetFlag(FLAGS_kv_cache_mb);
+  if (flag == -1) return cuda ? 0 : 512;
+  if (cuda) {
+    RETURN_IF_ERROR(CheckRange("kv_cache_mb", flag, 0, 1 << 24));
+  } else if (flag < 1 || flag > (1 << 20)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv_cache_mb=", flag, " is outside [1, ", 1 << 20,
+                     "] for the CPU backend (0, sized from free GPU memory, is for CUDA)"));
+  }
+  return flag;
+}
+
+int64_t MaxStepTokens() {
+  const int64_t flag = absl::GetFlag(FLAGS_max_step_tokens);
+  return flag > 0 ? flag
+                  : int64_t{absl::GetFlag(FLAGS_max_batch_size)} *
+                        absl::GetFlag(FLAGS_prefill_chunk_tokens);
+}
+
+absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadEngine(bool cuda, int kv_cache_mb,
+                                                            int threads) {
+  if (cuda) {
+    CudaEngineOptions options;
+    options.model_path = absl::GetFlag(FLAGS_model);
+    options.tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
+    options.weight_format = absl::GetFlag(FLAGS_gpu_weights);
+    options.device = absl::GetFlag(FLAGS_cuda_device);
+    options.kv_cache_mb = kv_cache_mb;
+    options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+    options.max_step_tokens = MaxStepTokens();
+    options.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
+    return LoadCudaEngine(options);
+  }
+  EngineOptions options;
+  options.model_path = absl::GetFlag(FLAGS_model);
+  options.threads = threads;
+  options.kv_cache_mb = kv_cache_mb;
+  options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  return LoadCpuEngine(options);
 }
 
 std::string ProfilePath() {
@@ -140,6 +256,18 @@ void LogNodePlan(const NodePlan& node) {
 
 absl::Status Serve(const sigset_t& shutdown_signals) {
   RETURN_IF_ERROR(ValidateFlags());
+  const BackendChoice backend = ChooseBackend();
+  ASSIGN_OR_RETURN(const int kv_cache_mb, KvCacheMb(backend.cuda));
+  if (!backend.cuda) {  // only --backend=auto gets here with them (ValidateFlags)
+    if (!absl::GetFlag(FLAGS_gpu_weights).empty()) {
+      std::fprintf(stderr, "[apex4] --gpu_weights ignored on the CPU\n");
+    }
+    if (!absl::GetFlag(FLAGS_tokenizer).empty()) {
+      std::fprintf(stderr, "[apex4] --tokenizer ignored on the CPU\n");
+    }
+  }
+  std::fprintf(stderr, "[apex4] backend %s: %s\n", backend.cuda ? "cuda" : "cpu",
+               backend.reason.c_str());
   const std::string profile = ProfilePath();
   ASSIGN_OR_RETURN(
       const ServerTransport transport,
@@ -185,15 +313,11 @@ absl::Status Serve(const sigset_t& shutdown_signals) {
                grpc_port, transport.description.c_str(), metrics.exposer_port(),
                absl::GetFlag(FLAGS_model).c_str());
 
-  EngineOptions engine_options;
-  engine_options.model_path = absl::GetFlag(FLAGS_model);
-  engine_options.threads =
-      absl::GetFlag(FLAGS_threads) > 0
-          ? absl::GetFlag(FLAGS_threads)
-          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  engine_options.kv_cache_mb = absl::GetFlag(FLAGS_kv_cache_mb);
-  engine_options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
-  absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = LoadCpuEngine(engine_options);
+  const int threads = absl::GetFlag(FLAGS_threads) > 0
+                          ? absl::GetFlag(FLAGS_threads)
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  absl::StatusOr<std::unique_ptr<InferenceEngine>> engine =
+      LoadEngine(backend.cuda, kv_cache_mb, threads);
   if (!engine.ok()) {
     server->Shutdown();
     return engine.status();
@@ -201,7 +325,7 @@ absl::Status Serve(const sigset_t& shutdown_signals) {
   (*engine)->set_kernel_timer(&metrics);
   NodePlanningOptions planning;
   planning.profile_path = profile;
-  planning.threads = engine_options.threads;
+  planning.threads = threads;
   absl::StatusOr<NodePlan> node = PlanAndApply(**engine, planning);
   if (!node.ok()) {
     server->Shutdown();
@@ -212,6 +336,8 @@ absl::Status Serve(const sigset_t& shutdown_signals) {
   SchedulerOptions scheduler_options;
   scheduler_options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   scheduler_options.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);
+  scheduler_options.prefill_chunk_tokens = absl::GetFlag(FLAGS_prefill_chunk_tokens);
+  scheduler_options.max_step_tokens = MaxStepTokens();
   Scheduler scheduler(engine->get(), &metrics, scheduler_options);
   service.StartServing(engine->get(), &scheduler, std::move(node->plan));
   SetHealth(*server, true);

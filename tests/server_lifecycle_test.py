@@ -1,8 +1,10 @@
 """Issue 8, parts 2 and 3 on the real server: health is NOT_SERVING until the model is loaded,
 cancellation and deadlines free the KV cache within a step, a full queue answers
 RESOURCE_EXHAUSTED, SIGTERM drains in-flight streams and exits 0, and bad flags or a bad model
-stop the binary with a message instead of a crash."""
+stop the binary with a message instead of a crash. Where it serves: --backend=auto takes the CPU
+on a machine without a GPU, and --backend=cuda there exits 1 with the CUDA engine's reason."""
 
+import glob
 import os
 import signal
 import socket
@@ -138,6 +140,39 @@ class ShutdownTest(unittest.TestCase):
         server.stop()
 
 
+def has_gpu():
+    """An NVIDIA GPU with its driver: the device nodes the driver creates."""
+    return bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
+@unittest.skipIf(has_gpu(), "these check the behaviour on a machine without a GPU")
+class BackendWithoutAGpuTest(unittest.TestCase):
+
+    def test_auto_serves_on_the_cpu_and_says_why(self):
+        server = Server("--backend=auto", "--gpu_weights=fp8")
+        self.addCleanup(server.stop)
+        server.wait_serving()
+        info = server.grpcurl(f"{SERVICE}/GetModelInfo", {})[0]
+        self.assertEqual(info["backend"], "cpu")
+        log = server.log()
+        self.assertRegex(log, r"backend cpu: --backend=auto found no GPU to use \(no usable CUDA "
+                              r"device: cudaGetDeviceCount: ")
+        self.assertIn("--gpu_weights ignored on the CPU", log)
+        _, ids, _ = completion(server.generate({"text": "Hi", "sampling": {"max_tokens": 2}}))
+        self.assertEqual(len(ids), 2)
+        self.assertEqual(server.stop(), 0)
+
+    def test_cuda_exits_1_with_the_engine_message(self):
+        result = subprocess.run(
+            [server_binary(), f"--model={model_path()}", "--backend=cuda", "--grpc_port=0",
+             "--metrics_port=0"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("backend cuda: --backend=cuda", result.stderr)
+        # LoadCudaEngine's refusal, as the engine words it, with the way out.
+        self.assertRegex(result.stderr, r"error: FAILED_PRECONDITION: no CUDA device is usable .*"
+                                        r"run with --backend=cpu")
+
+
 class BadFlagsTest(unittest.TestCase):
 
     def run_binary(self, *flags):
@@ -150,7 +185,15 @@ class BadFlagsTest(unittest.TestCase):
             (["--grpc_port=70000"], "--grpc_port"),
             (["--grpc_port=abc"], "grpc_port"),
             (["--default_max_tokens=5000"], "--default_max_tokens"),
-            (["--kv_cache_mb=0"], "--kv_cache_mb"),
+            (["--backend=cpu", "--kv_cache_mb=0"], "--kv_cache_mb"),
+            (["--backend=cpu", "--kv_cache_mb=-2"], "--kv_cache_mb"),
+            (["--backend=tpu"], "--backend"),
+            (["--gpu_weights=int3"], "--gpu_weights"),
+            (["--backend=cpu", "--gpu_weights=bf16"], "--gpu_weights"),
+            (["--backend=cpu", "--tokenizer=tok.gguf"], "--tokenizer"),
+            (["--cuda_device=-1"], "--cuda_device"),
+            (["--prefill_chunk_tokens=0"], "--prefill_chunk_tokens"),
+            (["--max_batch_size=8", "--max_step_tokens=7"], "--max_step_tokens"),
             (["--max_message_bytes=10"], "--max_message_bytes"),
             (["--threads=-1"], "--threads"),
             (["--no_such_flag=1"], "no_such_flag"),
