@@ -59,7 +59,8 @@ class DockerfileTest(unittest.TestCase):
         keep = ["WORKSPACE", ".bazelrc", "BUILD", "third_party/system.BUILD", "third_party/cuda.bzl",
                 "third_party/rules_cc/cc/defs.bzl", "proto/apex4/v1/generation.proto", "server/BUILD",
                 "server/server_main.cc", "engine/BUILD", "kernels/BUILD", "tools/probe/BUILD",
-                "tools/probe/apex4_probe.cc"]
+                "tools/probe/apex4_probe.cc", "engine/cuda/BUILD", "engine/cuda/cuda_engine.cc",
+                "engine/planner/cuda_throughput.cu", "kernels/cuda/BUILD"]
         drop = [".git/HEAD", "bazel-bin/server/apex4_server", "bazel-out/k8-opt/bin/x",
                 "models/SmolLM2-135M-Instruct.Q4_1.gguf", "tools/quantizer/__pycache__/int4.pyc",
                 "engine/testdata/tiny.gguf", "deploy/k8s/base/deployment.yaml"]
@@ -382,6 +383,9 @@ class ManifestTest(unittest.TestCase):
             server = lib.container(spec, "apex4-server")
             self.assertEqual(int(flags["threads"]), int(server["resources"]["requests"]["cpu"]),
                              "%s: --threads should be the pod's CPU request" % pool)
+            # The pod's GPU serves the model: no silent fallback to the CPU (--backend=auto).
+            self.assertEqual(flags.get("backend"), "cuda", pool)
+            self.assertIn(flags.get("gpu_weights", ""), ("", "w4a4", "bf16", "fp8"), pool)
 
     def test_security_context(self):
         for pool, objects in overlays().items():

@@ -7,6 +7,12 @@
   check that the Kubernetes probes make, exports every metric that the dashboard, the adapter
   rules and the autoscalers use, and stops on SIGTERM within the grace period.
 Everything runs on loopback with bounded waits.
+
+The pools serve with --backend=cuda, and CI machines have no GPU: the test appends
+--backend=auto to each pool's flags, which serves on the CPU there (a GPU machine would take its
+GPU), the rest of the flag files as the pod passes them (the CUDA-only --gpu_weights is logged as
+ignored on the CPU). That --backend=cuda without a GPU exits 1 with the engine's reason is
+//tests:server_lifecycle_test's; that the pools ask for the GPU, manifests_test's.
 """
 import json
 import os
@@ -128,7 +134,8 @@ class FlagsTest(unittest.TestCase):
 
 class ServerStartsFromTheManifestsTest(unittest.TestCase):
     """Each pool's rendered flag files, as the pod passes them, plus what differs on this machine:
-    free loopback ports, the test model, a small KV cache, one thread."""
+    free loopback ports, the test model, a small KV cache, one thread, and --backend=auto (the
+    CPU where there is no GPU)."""
 
     @classmethod
     def setUpClass(cls):
@@ -192,7 +199,7 @@ class ServerStartsFromTheManifestsTest(unittest.TestCase):
         grpc_port, metrics_port = free_port(), free_port()
         command = [server_binary()] + args + [
             "--grpc_port=%d" % grpc_port, "--metrics_port=%d" % metrics_port, "--model=" + model(),
-            "--kv_cache_mb=64", "--threads=1", "--profile=" + self.link]
+            "--kv_cache_mb=64", "--threads=1", "--profile=" + self.link, "--backend=auto"]
         log_path = os.path.join(self.tmp, pool, "server.log")
         with open(log_path, "w") as log:
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -212,6 +219,8 @@ class ServerStartsFromTheManifestsTest(unittest.TestCase):
                         START_TIMEOUT_S, health.stdout, read(log_path)))
                 time.sleep(0.5)
             log = read(log_path)
+            self.assertRegex(log, r"backend (cpu|cuda): --backend=auto found",
+                             "the server did not say where it serves and why")
             self.assertIn(self.link, log, "the server did not say which profile it used")
             self.assertNotIn("probed", log, "the server probed instead of using the init script's profile")
 

@@ -21,7 +21,8 @@ ARG GRPC_HEALTH_PROBE_VERSION=v0.4.62
 RUN CGO_ENABLED=0 GOBIN=/out go install \
       "github.com/grpc-ecosystem/grpc-health-probe@${GRPC_HEALTH_PROBE_VERSION}"
 
-# ---- builder: the repository's own Bazel build, with CUDA ----
+# ---- builder: the repository's own Bazel build, with CUDA: the server links the CUDA engine
+# (engine/cuda, kernels/cuda; cudart statically, cuBLAS/cuBLASLt from NVIDIA's packages) ----
 FROM ${DEBIAN_IMAGE} AS builder
 # NVIDIA package suffix of the toolkit: 13-0 is CUDA 13.0.
 ARG CUDA_PKG_VERSION=13-0
@@ -40,6 +41,7 @@ RUN --mount=type=cache,target=/root/.cache/bazel \
     bazel --batch build -c opt --action_env=APEX4_CUDA_ARCHS="${CUDA_ARCHS}" //server:apex4_server \
     && install -D -m 0755 bazel-bin/server/apex4_server /out/usr/local/bin/apex4_server \
     && runtime-packages /out/usr/local/bin/apex4_server > /out/runtime-packages.txt \
+    && echo "libcublas-${CUDA_PKG_VERSION}" >> /out/runtime-packages.txt \
     && cp /tmp/cuda-keyring.deb /out/cuda-keyring.deb
 
 # ---- runtime: the binary, the packages of its libraries, a non-root user ----
@@ -47,7 +49,8 @@ FROM ${DEBIAN_SLIM_IMAGE} AS runtime
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 COPY --from=builder /out/runtime-packages.txt /out/cuda-keyring.deb /tmp/
 # Package versions come from the pinned base image's Debian 12 point release and from NVIDIA's
-# repository for the toolkit version the builder used; the list is what the binary links.
+# repository for the toolkit version the builder used; the list is what the binary links, plus
+# cuBLAS, which it opens with dlopen (third_party/cublas_loader.cc) and finds through ld.so.cache.
 # hadolint ignore=DL3008
 RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get update \
@@ -55,14 +58,19 @@ RUN export DEBIAN_FRONTEND=noninteractive \
     && dpkg -i /tmp/cuda-keyring.deb \
     && apt-get update \
     && xargs apt-get install -y --no-install-recommends < /tmp/runtime-packages.txt \
+    && for lib in /usr/local/cuda-*/targets/x86_64-linux/lib; do [ ! -d "$lib" ] || echo "$lib"; done \
+         > /etc/ld.so.conf.d/apex4-cuda.conf \
+    && ldconfig \
     && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt /tmp/cuda-keyring.deb \
     && groupadd --system --gid 10001 apex4 \
     && useradd --system --uid 10001 --gid apex4 --no-create-home --home-dir /nonexistent \
          --shell /usr/sbin/nologin apex4
 COPY --from=builder /out/usr/local/bin/apex4_server /usr/local/bin/apex4_server
 COPY --from=health-probe /out/grpc-health-probe /usr/local/bin/grpc_health_probe
-# Every library resolves here, apart from the driver's, which the NVIDIA runtime mounts.
-RUN ! ldd /usr/local/bin/apex4_server | grep 'not found' | grep -v -e libcuda -e libnvidia-
+# Every library resolves here, apart from the driver's, which the NVIDIA runtime mounts; cuBLAS
+# (opened at run time) is in the ld.so cache through the entry written above.
+RUN ! ldd /usr/local/bin/apex4_server | grep 'not found' | grep -v -e libcuda -e libnvidia- \
+    && ldconfig -p | grep -q 'libcublasLt\.so\.' && ldconfig -p | grep -q 'libcublas\.so\.'
 
 # What the NVIDIA container runtime reads to mount the driver into the container.
 ENV NVIDIA_VISIBLE_DEVICES=all \
