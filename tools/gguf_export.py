@@ -8,6 +8,10 @@
       A Hugging Face LLaMA directory: config.json and model.safetensors, or N shards and
       model.safetensors.index.json (written by the safetensors package), with Q/K rows returned from llama.cpp's RoPE order to Hugging
       Face's, as transformers does when it reads a GGUF.
+  gguf_export.py tokenizer MODEL.gguf OUT.gguf
+      The model's metadata (tokenizer, chat template, hyperparameters) without its tensors: the
+      --tokenizer of a synthetic model on the CUDA engine, small enough to carry to a GPU
+      machine (about 2 MB for SmolLM2 instead of 98 MB).
 """
 import argparse
 import json
@@ -26,20 +30,35 @@ def dequantized_tensors(reader):
         yield tensor.name, values.reshape(shape)
 
 
-def write_f32_gguf(reader, out_path):
+def copy_metadata(reader, out_path, file_type=None):
+    """A writer for `out_path` holding every key of `reader` (general.file_type replaced by
+    `file_type` when given)."""
     arch = reader.fields["general.architecture"].contents()
     writer = gguf.GGUFWriter(out_path, arch)
     for name, field in reader.fields.items():
         if name.startswith("GGUF.") or name == "general.architecture":
             continue
-        if name == "general.file_type":
-            writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+        if name == "general.file_type" and file_type is not None:
+            writer.add_file_type(file_type)
             continue
         value_type = field.types[0]
         sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(name, field.contents(), value_type, sub_type=sub_type)
+    return writer
+
+
+def write_f32_gguf(reader, out_path):
+    writer = copy_metadata(reader, out_path, gguf.LlamaFileType.ALL_F32)
     for name, values in dequantized_tensors(reader):
         writer.add_tensor(name, values)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def write_tokenizer_gguf(reader, out_path):
+    writer = copy_metadata(reader, out_path)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -144,10 +163,15 @@ def main():
     hf.add_argument("out_dir")
     hf.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     hf.add_argument("--shards", type=int, default=1, help="split into this many files")
+    tokenizer = sub.add_parser("tokenizer")
+    tokenizer.add_argument("model")
+    tokenizer.add_argument("out")
     args = parser.parse_args()
     reader = gguf.GGUFReader(args.model)
     if args.command == "f32-gguf":
         write_f32_gguf(reader, args.out)
+    elif args.command == "tokenizer":
+        write_tokenizer_gguf(reader, args.out)
     else:
         write_hf_directory(reader, args.out_dir, args.dtype, args.shards)
 
