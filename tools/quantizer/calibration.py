@@ -11,14 +11,28 @@ SITES = (("attn_q", "attn_k", "attn_v"), ("attn_output",), ("ffn_gate", "ffn_up"
 SITE_OF = {name: site[0] for site in SITES for name in site}
 
 
-def calibration_batch(tokenizer, path: str, sequences: int, length: int, seed: int) -> np.ndarray:
-    """`sequences` random windows of `length` tokens from the calibration text (its first
-    8 * sequences * length tokens): [S, L] int64."""
+# Calibration files with this suffix hold token ids (whitespace-separated), not text: they need
+# no tokenizer, for machines without llama-cpp-python (`python3 -m tools.quantizer
+# calibration-ids` writes one).
+TOKEN_IDS_SUFFIX = ".ids"
+
+
+def calibration_tokens(tokenizer, path: str, count: int) -> np.ndarray:
+    """At least `count` tokens (or all there are) from the start of a calibration text; all the
+    ids of an .ids file (written by `calibration-ids --tokens count`, the same tokens)."""
     try:
         with open(path, encoding="utf-8") as f:
-            tokens = encode_prefix(tokenizer, f.read(), 8 * sequences * length)
-    except OSError as e:
-        raise QuantizerError(f"cannot read calibration text: {e}") from e
+            if path.endswith(TOKEN_IDS_SUFFIX):
+                return np.array(f.read().split(), dtype=np.int64)
+            return encode_prefix(tokenizer, f.read(), count)
+    except (OSError, ValueError) as e:
+        raise QuantizerError(f"cannot read calibration file {path}: {e}") from e
+
+
+def calibration_batch(tokenizer, path: str, sequences: int, length: int, seed: int) -> np.ndarray:
+    """`sequences` random windows of `length` tokens from the calibration file (its first
+    8 * sequences * length tokens): [S, L] int64."""
+    tokens = calibration_tokens(tokenizer, path, 8 * sequences * length)
     if len(tokens) < length + 1:
         raise QuantizerError(f"calibration text has {len(tokens)} tokens, fewer than {length}")
     starts = np.random.default_rng(seed).integers(0, len(tokens) - length, size=sequences)

@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--no-weight-clip-search", action="store_true",
                    help="weight scale = absmax / 7 (plain RTN)")
     q.add_argument("--kv-bits", type=int, choices=(4, 16), default=16)
-    q.add_argument("--calib", default=os.path.join(DATA_DIR, "wikitext2_valid_tokens.txt"))
+    q.add_argument("--calib", default=os.path.join(DATA_DIR, "wikitext2_valid_tokens.txt"),
+                   help="calibration text, or a .ids file of whitespace-separated token ids "
+                        "(no tokenizer needed: see calibration-ids)")
     q.add_argument("--calib-seqs", type=int, default=16)
     q.add_argument("--calib-len", type=int, default=512)
     q.add_argument("--seed", type=int, default=0)
@@ -63,7 +65,25 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--act-bits", type=int, choices=(4, 8, 16), default=4,
                    help="activations of the quantized layers (8/16: to locate the error)")
     _add_eval_args(e)
+    i = sub.add_parser("calibration-ids", help="tokenize calibration text into a .ids file")
+    i.add_argument("--gguf", required=True, help="the GGUF whose tokenizer the model uses")
+    i.add_argument("--calib", default=os.path.join(DATA_DIR, "wikitext2_valid_tokens.txt"))
+    i.add_argument("--tokens", type=int, default=8 * 16 * 512,
+                   help="at least this many tokens (8 · calib-seqs · calib-len is what quantize reads)")
+    i.add_argument("--out", required=True, help="the .ids file to write")
     return parser
+
+
+def _calibration_ids(args) -> None:
+    from .calibration import TOKEN_IDS_SUFFIX, calibration_tokens
+    from .tokenizer import GgufTokenizer
+
+    if not args.out.endswith(TOKEN_IDS_SUFFIX):
+        raise QuantizerError(f"--out must end with {TOKEN_IDS_SUFFIX}")
+    tokens = calibration_tokens(GgufTokenizer(args.gguf), args.calib, args.tokens)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(" ".join(str(t) for t in tokens) + "\n")
+    print(f"[calibration-ids] {len(tokens)} tokens to {args.out}", file=sys.stderr)
 
 
 def _evaluate(model: LlamaModel, tokenizer, args, description: dict) -> dict:
@@ -90,6 +110,7 @@ def _evaluate(model: LlamaModel, tokenizer, args, description: dict) -> dict:
 def _quantize(args) -> None:
     from .checkpoint import write_checkpoint
     from .quantize import QuantOptions, quantize_model
+    from .calibration import TOKEN_IDS_SUFFIX
     from .tokenizer import GgufTokenizer
 
     opts = QuantOptions(method=args.method, gptq=args.gptq, granularity=args.granularity,
@@ -100,7 +121,9 @@ def _quantize(args) -> None:
     opts.validate()
     start = time.time()
     config, weights = load_gguf(args.gguf)
-    tokenizer = GgufTokenizer(args.gguf)
+    # Pre-tokenized calibration without evaluation needs no tokenizer (nor llama-cpp-python).
+    needs_tokenizer = not args.calib.endswith(TOKEN_IDS_SUFFIX) or not args.no_eval
+    tokenizer = GgufTokenizer(args.gguf) if needs_tokenizer else None
     qm = quantize_model(config, weights, tokenizer, opts,
                         log=lambda m: print(m, file=sys.stderr))
     qm.source = {"kind": "gguf", "file": os.path.basename(args.gguf),
@@ -160,7 +183,7 @@ def _eval(args) -> None:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        _quantize(args) if args.command == "quantize" else _eval(args)
+        {"quantize": _quantize, "eval": _eval, "calibration-ids": _calibration_ids}[args.command](args)
     except QuantizerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
