@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -691,7 +692,11 @@ class CudaEngine : public InferenceEngine {
                        ++step_count_ % options_.timing_interval == 0;
     const bool decode = max_query_len == 1 && !all_logits;
     absl::Status forward;
-    if (decode && graphs_enabled_ && options_.cuda_graphs && !timed) {
+    // A batch size's first decode step runs eagerly: kernels set their launch attributes on
+    // first use, which a graph capture must not be the first to do.
+    const bool replay = decode && graphs_enabled_ && options_.cuda_graphs && !timed &&
+                        !eager_decode_sizes_.insert(num_seqs).second;
+    if (replay) {
       absl::StatusOr<cudaGraphExec_t> graph = DecodeGraph(num_seqs);
       if (graph.ok()) {
         forward = CudaCall(cudaGraphLaunch(*graph, stream_), "replaying the decode graph");
@@ -701,9 +706,12 @@ class CudaEngine : public InferenceEngine {
         graphs_enabled_ = false;
       }
     }
-    if (!(decode && graphs_enabled_ && options_.cuda_graphs && !timed)) {
+    if (!replay || !graphs_enabled_) {
+      // Decode steps run with the graphs' bounds either way, so that the same kernels with the
+      // same launch shapes compute them, replayed or not.
       const GpuStepInputs inputs =
-          DeviceInputs(num_seqs, num_tokens, num_logit_rows, max_query_len, max_context_len);
+          DeviceInputs(num_seqs, num_tokens, num_logit_rows, max_query_len,
+                       decode ? config_.context_length : max_context_len);
       forward = model_->Forward(inputs, kv_view_, device_logits_.as<float>(),
                                 timed ? phases_.get() : nullptr);
     }
@@ -740,6 +748,7 @@ class CudaEngine : public InferenceEngine {
   DeviceMemory device_logits_;
   float* host_logits_ = nullptr;   // pinned
   std::map<int, cudaGraphExec_t> graphs_;  // decode graphs by sequence count
+  std::set<int> eager_decode_sizes_;       // sequence counts decoded once eagerly
   bool graphs_enabled_ = true;
   std::unique_ptr<GpuPhaseTimer> phases_;
   KernelTimer* timer_ = nullptr;

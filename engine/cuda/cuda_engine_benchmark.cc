@@ -20,6 +20,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/status/status.h"
 #include "engine/cuda/cuda_engine.h"
 
 ABSL_FLAG(std::string, tokenizer, "", "GGUF file whose tokenizer (vocabulary) the models use");
@@ -47,9 +48,30 @@ std::vector<int32_t> RandomTokens(int count, int32_t vocab, std::mt19937& rng) {
 }
 
 struct Result {
-  std::map<int, double> decode_tokens_per_second;  // by batch
+  std::map<int, double> decode_tokens_per_second;  // by batch; absent: did not fit
   std::map<int, double> decode_ms_per_step;
+  std::map<int, std::string> decode_breakdown;     // kernel time per kind of one eager step
   double prefill_tokens_per_second = 0;
+};
+
+// Sums kernel time per kind over the steps it is attached to.
+class SummingTimer : public KernelTimer {
+ public:
+  void Record(KernelKind kind, double seconds) override { seconds_[kind] += seconds; }
+  // "gemm_w4a4 1.71, attention 0.12, ..." in ms per step.
+  std::string Format(int steps) const {
+    std::string text;
+    double total = 0;
+    for (const auto& [kind, seconds] : seconds_) {
+      text += std::string(text.empty() ? "" : ", ") + KernelKindName(kind) + " " +
+              std::to_string(seconds / steps * 1e3).substr(0, 5);
+      total += seconds;
+    }
+    return text + "; total " + std::to_string(total / steps * 1e3).substr(0, 5) + " ms";
+  }
+
+ private:
+  std::map<KernelKind, double> seconds_;
 };
 
 bool Check(const absl::Status& status, const char* what) {
@@ -66,12 +88,23 @@ bool Measure(InferenceEngine& engine, const std::vector<int>& batches, Result* r
   std::vector<float> logits;
   for (int batch : batches) {
     std::vector<int64_t> ids;
-    for (int s = 0; s < batch; ++s) {
-      absl::StatusOr<int64_t> id = engine.StartSequence(context + steps + 8);
+    bool fits = true;
+    for (int s = 0; s < batch && fits; ++s) {
+      absl::StatusOr<int64_t> id = engine.StartSequence(context + steps + 16);
+      if (absl::IsResourceExhausted(id.status())) {
+        std::printf("  batch %d does not fit the KV cache: %s\n", batch,
+                    std::string(id.status().message()).c_str());
+        fits = false;
+        break;
+      }
       if (!Check(id.status(), "starting a sequence")) return false;
       ids.push_back(*id);
       const std::vector<int32_t> prompt = RandomTokens(context, vocab, rng);
       if (!Check(engine.Step({{*id, prompt}}, &logits), "prefilling")) return false;
+    }
+    if (!fits) {
+      for (int64_t id : ids) engine.EndSequence(id);
+      continue;
     }
     std::vector<std::vector<int32_t>> next(batch, std::vector<int32_t>{5});
     std::vector<SequenceStep> step(batch);
@@ -87,6 +120,15 @@ bool Measure(InferenceEngine& engine, const std::vector<int>& batches, Result* r
     const double seconds = Seconds(start);
     result->decode_tokens_per_second[batch] = batch * steps / seconds;
     result->decode_ms_per_step[batch] = seconds / steps * 1e3;
+    // Where the time goes: a few eager steps with CUDA events between kernel kinds.
+    SummingTimer timer;
+    engine.set_kernel_timer(&timer);
+    constexpr int kTimedSteps = 4;
+    for (int i = 0; i < kTimedSteps; ++i) {
+      if (!Check(engine.Step(step, &logits), "timing kernels")) return false;
+    }
+    engine.set_kernel_timer(nullptr);
+    result->decode_breakdown[batch] = timer.Format(kTimedSteps);
     for (int64_t id : ids) engine.EndSequence(id);
   }
   const int prefill = absl::GetFlag(FLAGS_prefill);
@@ -128,7 +170,7 @@ int Run() {
       options.weight_format = format;
       options.max_batch_size = max_batch;
       options.max_step_tokens = std::max(absl::GetFlag(FLAGS_prefill), absl::GetFlag(FLAGS_context));
-      options.timing_interval = 0;
+      options.timing_interval = 1;  // every step while a timer is attached (the breakdown)
       const auto load_start = Clock::now();
       absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = LoadCudaEngine(options);
       if (!engine.ok()) {
@@ -151,7 +193,11 @@ int Run() {
     for (const auto& [format, r] : results) {
       std::printf("%-6s", format.c_str());
       for (int b : batches) {
-        std::printf(" %13.1f (%5.2f)", r.decode_tokens_per_second.at(b), r.decode_ms_per_step.at(b));
+        if (r.decode_tokens_per_second.count(b)) {
+          std::printf(" %13.1f (%5.2f)", r.decode_tokens_per_second.at(b), r.decode_ms_per_step.at(b));
+        } else {
+          std::printf(" %22s", "does not fit");
+        }
       }
       std::printf(" %16.0f\n", r.prefill_tokens_per_second);
     }
@@ -161,12 +207,22 @@ int Run() {
       const Result& base = results.at(baseline);
       std::printf("w4a4/%-4s", baseline);
       for (int b : batches) {
-        std::printf(" %20.2fx", w.decode_tokens_per_second.at(b) / base.decode_tokens_per_second.at(b));
+        if (w.decode_tokens_per_second.count(b) && base.decode_tokens_per_second.count(b)) {
+          std::printf(" %20.2fx", w.decode_tokens_per_second.at(b) / base.decode_tokens_per_second.at(b));
+        } else {
+          std::printf(" %21s", "-");
+        }
       }
       if (base.prefill_tokens_per_second > 0) {
         std::printf(" %15.2fx", w.prefill_tokens_per_second / base.prefill_tokens_per_second);
       }
       std::printf("\n");
+    }
+    std::printf("kernel time per decode step (eager, CUDA events), ms:\n");
+    for (const auto& [format, r] : results) {
+      for (const auto& [b, text] : r.decode_breakdown) {
+        std::printf("  %-5s batch %-3d %s\n", format.c_str(), b, text.c_str());
+      }
     }
     std::printf("\n");
     std::fflush(stdout);

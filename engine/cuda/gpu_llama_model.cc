@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/kv_block_allocator.h"
 #include "engine/status_macros.h"
 #include "kernels/cuda/ops/llama_elementwise.h"
 
@@ -26,6 +27,8 @@ std::vector<float> RopeTable(const LlamaConfig& config) {
   }
   return table;
 }
+
+static_assert(cuda::kKvBlockTokens == kKvBlockTokens, "one KV block size for engine and kernels");
 
 cuda::AttentionShape ShapeOf(const LlamaConfig& config) {
   return {config.num_heads, config.num_kv_heads, config.head_dim};
@@ -82,17 +85,21 @@ absl::StatusOr<std::unique_ptr<GpuLlamaModel>> GpuLlamaModel::Create(
                                            max_logit_rows * hidden * sizeof(float), "final rows"));
   ASSIGN_OR_RETURN(model->final_normed_,
                    DeviceMemory::Allocate(max_logit_rows * hidden * 2, "final normed rows"));
-  // The largest scratch any step within the bounds can ask for: decode-shaped and
-  // prefill-shaped batches over the whole context.
+  // The largest scratch any step within the bounds can ask for: every decode batch size (the
+  // graphs' bounds: the whole context) and prefill-shaped batches.
   size_t attention_bytes = 0;
-  for (int32_t query_len : {1, static_cast<int32_t>(max_tokens)}) {
-    cuda::AttentionBatch bounds;
-    bounds.num_seqs = max_sequences;
-    bounds.num_tokens = max_tokens;
-    bounds.max_query_len = query_len;
-    bounds.max_context_len = config.context_length;
-    attention_bytes =
-        std::max(attention_bytes, cuda::PagedAttentionWorkspaceBytes(bounds, ShapeOf(config)));
+  for (int32_t seqs = 1; seqs <= max_sequences; ++seqs) {
+    for (bool decode : {true, false}) {
+      cuda::AttentionBatch bounds;
+      bounds.num_seqs = seqs;
+      bounds.num_tokens = decode ? seqs : max_tokens;
+      bounds.max_query_len = decode ? 1 : static_cast<int32_t>(max_tokens);
+      bounds.max_context_len = config.context_length;
+      bounds.block_table_stride =
+          static_cast<int32_t>(KvBlockAllocator::BlocksFor(config.context_length));
+      attention_bytes =
+          std::max(attention_bytes, cuda::PagedAttentionWorkspaceBytes(bounds, ShapeOf(config)));
+    }
   }
   ASSIGN_OR_RETURN(model->attention_workspace_,
                    DeviceMemory::Allocate(attention_bytes, "attention workspace"));

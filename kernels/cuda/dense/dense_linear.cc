@@ -66,7 +66,10 @@ struct Fp8Plan {
 // m, n, k, ldy, alignments of x, w, y.
 using Fp8Key = std::tuple<int64_t, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
 
-CudaStatus MakeFp8Plan(cublasLtHandle_t lt, const Fp8Key& key, Fp8Plan* plan) {
+// The scale pointers are set before the heuristic runs: with outer-vector scale modes cuBLASLt
+// refuses (CUBLAS_STATUS_INVALID_VALUE) to pick an algorithm for a descriptor without them.
+CudaStatus MakeFp8Plan(cublasLtHandle_t lt, const Fp8Key& key, const float* x_scales,
+                       const float* w_scales, Fp8Plan* plan) {
   const auto [m, n, k, ldy, align_x, align_w, align_y] = key;
   APEX4_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t transpose = CUBLAS_OP_T, none = CUBLAS_OP_N;
@@ -79,6 +82,10 @@ CudaStatus MakeFp8Plan(cublasLtHandle_t lt, const Fp8Key& key, Fp8Plan* plan) {
                                                               &outer, sizeof(outer)));
   APEX4_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE,
                                                               &outer, sizeof(outer)));
+  APEX4_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                              &w_scales, sizeof(w_scales)));
+  APEX4_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                              &x_scales, sizeof(x_scales)));
   APEX4_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->a, CUDA_R_8F_E4M3, k, n, k));
   APEX4_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->b, CUDA_R_8F_E4M3, k, m, k));
   APEX4_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->d, CUDA_R_16BF, n, m, ldy));
@@ -192,7 +199,7 @@ CudaStatus DenseGemm::Fp8(const __nv_fp8_e4m3* x, const float* x_scales, const _
   auto it = state_->fp8_plans.find(key);
   if (it == state_->fp8_plans.end()) {
     auto plan = std::make_unique<Fp8Plan>();
-    APEX4_CUDA_RETURN_IF_NOT_OK(MakeFp8Plan(state_->lt, key, plan.get()));
+    APEX4_CUDA_RETURN_IF_NOT_OK(MakeFp8Plan(state_->lt, key, x_scales, w_scales, plan.get()));
     it = state_->fp8_plans.emplace(key, std::move(plan)).first;
   }
   const Fp8Plan& plan = *it->second;

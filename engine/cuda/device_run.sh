@@ -1,0 +1,61 @@
+#!/bin/bash
+# Runs the CUDA engine's GPU checks on a lent GPU machine (the `device` tool), from binaries
+# built here and carried in .device/gpu:
+#   bazel build -c opt --action_env=APEX4_CUDA_ARCHS=90a <targets below>; copy them, their
+#   non-system shared libraries and tools/gguf_export.py's tokenizer-only GGUF to .device/gpu.
+# The 98 MB model is over one call's 64 MiB, so it travels in two halves (.device/m1/part1,
+# .device/m2/part2), copied to /tmp/apex4 by consecutive calls on the same warm machine; m2 also
+# holds the gguf-py wheel and pre-tokenized calibration (python3 -m tools.quantizer
+# calibration-ids --tokens 2048 --out .device/m2/wikitext2_calib.ids): the machine has no
+# llama-cpp-python, so the W4A4 checkpoint is quantized there from token ids.
+#   engine/cuda/device_run.sh kernels   # kernel GPU tests
+#   engine/cuda/device_run.sh bench     # engine throughput on synthetic shapes
+#   engine/cuda/device_run.sh model     # GPU vs CPU engine on SmolLM2 (needs both halves)
+# Results go to $OUT (the device tool brings them back).
+set -uo pipefail
+out=${OUT:-/tmp/apex4_out}
+work=/tmp/apex4
+mkdir -p "$out" "$work/models"
+[ -d .device/gpu ] && cp -r .device/gpu/. "$work/"
+[ -f .device/m1/part1 ] && cp .device/m1/part1 "$work/"
+[ -f .device/m2/part2 ] && cp .device/m2/part2 .device/m2/*.ids .device/m2/*.whl "$work/"
+export LD_LIBRARY_PATH="$work:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+
+for mode in "$@"; do
+  case "$mode" in
+    kernels)
+      for t in w4a4_linear_test dense_linear_test llama_elementwise_test paged_attention_test; do
+        timeout 300 "$work/$t" > "$out/$t.txt" 2>&1
+        echo "$t rc=$?" | tee -a "$out/summary.txt"
+        grep -E "FAIL|FATAL|PASSED|FAILED" "$out/$t.txt" | head -15
+      done
+      timeout 200 "$work/paged_attention_benchmark" > "$out/paged_attention_benchmark.txt" 2>&1
+      tail -30 "$out/paged_attention_benchmark.txt"
+      ;;
+    bench)
+      timeout ${BENCH_TIMEOUT:-420} "$work/cuda_engine_benchmark" --tokenizer="$work/tokenizer.gguf" \
+        --shapes="${SHAPES:-llama-2-7b,llama-2-70b}" --batches="${BATCHES:-1,16,64}" \
+        > "$out/cuda_engine_benchmark.txt" 2>&1
+      echo "cuda_engine_benchmark rc=$?" | tee -a "$out/summary.txt"
+      cat "$out/cuda_engine_benchmark.txt"
+      ;;
+    model)
+      model="$work/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+      cat "$work/part1" "$work/part2" > "$model" || exit 1
+      sha256sum "$model" | tee "$out/model_sha256.txt"
+      # The quantizer reads GGUF with gguf-py (carried as a wheel: nothing can be fetched there).
+      python3 -m pip install -q --no-index --no-deps --target /tmp/site "$work"/gguf-*.whl
+      export PYTHONPATH=/tmp/site
+      python3 -m tools.quantizer quantize --gguf "$model" --method quarot --granularity g128 \
+        --act-clip 1.0 --no-weight-clip-search --calib "$work/wikitext2_calib.ids" \
+        --calib-seqs 2 --calib-len 128 --no-eval --out "$work/models/smollm2-quarot.apex4" \
+        > "$out/quantize.txt" 2>&1
+      echo "quantize rc=$?" | tee -a "$out/summary.txt"
+      APEX4_MODEL="$model" APEX4_TEST_CHECKPOINT="$work/models/smollm2-quarot.apex4" \
+        timeout 400 "$work/cuda_engine_test" > "$out/cuda_engine_test.txt" 2>&1
+      echo "cuda_engine_test rc=$?" | tee -a "$out/summary.txt"
+      grep -E "^\[|FAIL|OK \]|PASSED" "$out/cuda_engine_test.txt" | head -40
+      ;;
+  esac
+done
