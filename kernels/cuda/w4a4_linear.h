@@ -71,6 +71,18 @@ enum class ActivationType : int32_t { kFloat32 = 0, kBFloat16 = 1 };
 // RMSNorm sums the squares in double and forms 1 / sqrt(mean + eps) in double, rounded once to
 // float, as RmsNorm does; the padded pipeline therefore matches the CPU engine (RmsNorm, pad,
 // HadamardTransform block 128, QuantizeInt4) bit for bit, up to the order of a double sum.
+//
+// Fused input modes (at most one; both exclude nothing else unless said):
+//  - Residual: `residual` set (x must be kFloat32, the FP32 residual stream). Each row is first
+//    updated in place, x[r, i] += float(residual[r, i]) for i < k_valid (one float add, as
+//    AddResidual does; x IS WRITTEN although it is a const pointer here, so it must be writable
+//    device memory), then RMSNorm / Hadamard / quantization run on the updated row. Bit for bit
+//    AddResidual(x, residual, residual_stride, rows, k_valid) followed by the unfused call.
+//  - SwiGLU: `swiglu` true (x must be kBFloat16, no RMSNorm, no residual). x is the gate/up GEMM
+//    output, gate at columns [0, k_valid) and up at [k_valid, 2·k_valid) of each row
+//    (x_row_stride ≥ 2·k_valid); the row quantized is silu(gate) · up in float, the expression of
+//    SiluMul (ops/llama_elementwise.h), so bit for bit SiluMul(..., kFloat32, tmp) followed by the
+//    unfused call on tmp (k_valid = inter, x_row_stride = inter).
 struct W4A4QuantizeArgs {
   const void* x = nullptr;                  // device: rows × x_row_stride of `type`
   ActivationType type = ActivationType::kFloat32;
@@ -85,6 +97,9 @@ struct W4A4QuantizeArgs {
   float clip_ratio = 1.0f;                  // in (0, 1]
   uint8_t* packed = nullptr;                // device: rows × k/2 bytes
   float* scales = nullptr;                  // device: rows × (k / group) floats
+  const __nv_bfloat16* residual = nullptr;  // device: rows × residual_stride; null: no residual
+  int64_t residual_stride = 0;              // elements between rows of residual; 0 means k_valid
+  bool swiglu = false;                      // x is bf16 gate|up rows: quantize silu(gate) · up
 };
 
 CudaStatus QuantizeW4A4Activations(const W4A4QuantizeArgs& args, cudaStream_t stream);

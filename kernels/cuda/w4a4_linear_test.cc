@@ -18,6 +18,7 @@
 #include "engine/llama_ops.h"
 #include "kernels/cpu/hadamard_transform.h"
 #include "kernels/cpu/w4a4_reference.h"
+#include "kernels/cuda/ops/llama_elementwise.h"
 #include "kernels/cuda/testing/gpu_test_util.h"
 #include "kernels/cuda/w4a4_linear.h"
 
@@ -359,6 +360,207 @@ void TestQuantizePadded(ActivationType type, Granularity granularity, bool rmsno
               (long long)diff_scales, ok ? "ok" : "FAIL");
 }
 
+// The quantizer's output (packed bytes then scale bytes) for `args`, outputs poisoned first.
+std::vector<uint8_t> RunQuantize(W4A4QuantizeArgs args) {
+  const int group = GroupSizeFor(args.granularity, args.k);
+  const int64_t packed_bytes = args.rows * args.k / 2, scale_count = args.rows * (args.k / group);
+  DeviceBuffer<uint8_t> dpacked(packed_bytes);
+  DeviceBuffer<float> dscales(scale_count);
+  dpacked.Fill(0xAA);
+  dscales.Fill(0xFF);
+  args.packed = dpacked.get();
+  args.scales = dscales.get();
+  ASSERT_CUDA_OK(QuantizeW4A4Activations(args, nullptr));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  std::vector<uint8_t> out = dpacked.ToHost();
+  const std::vector<float> scales = dscales.ToHost();
+  const auto* bytes = reinterpret_cast<const uint8_t*>(scales.data());
+  out.insert(out.end(), bytes, bytes + scales.size() * sizeof(float));
+  return out;
+}
+
+int64_t CountDiffering(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  if (a.size() != b.size()) return -1;
+  int64_t n = 0;
+  for (size_t i = 0; i < a.size(); ++i) n += a[i] != b[i];
+  return n;
+}
+
+// The residual add fused into the quantizer (W4A4QuantizeArgs::residual) against AddResidual (a
+// host float add where x has a row stride, which AddResidual does not take) followed by the plain
+// quantizer: packed values and scales bit for bit, and x written back bit for bit (columns from
+// k_valid on, NaN, untouched).
+void TestQuantizeFusedResidual(Granularity granularity, bool rmsnorm, bool hadamard, int64_t rows, int64_t k_valid,
+                               int64_t k, int64_t stride, int64_t residual_stride, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(rows * stride, std::nanf("")), gamma(k_valid);
+  std::vector<__nv_bfloat16> residual(rows * residual_stride, FloatToBf16Truncate(std::nanf("")));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < k_valid; ++i) {
+      x[r * stride + i] = 3.0f * normal(rng) * (1.0f + 4.0f * (normal(rng) > 2.0f));
+      residual[r * residual_stride + i] = FloatToBf16Truncate(normal(rng) * (1.0f + 8.0f * (normal(rng) > 2.5f)));
+    }
+  }
+  if (rows > 2) {  // a row whose sum is zero
+    for (int64_t i = 0; i < k_valid; ++i) x[2 * stride + i] = -Bf16ToFloat(residual[2 * residual_stride + i]);
+  }
+  for (float& v : gamma) v = 0.5f + std::fabs(normal(rng));
+  std::vector<float> updated = x;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < k_valid; ++i) updated[r * stride + i] += Bf16ToFloat(residual[r * residual_stride + i]);
+  }
+  DeviceBuffer<float> dx(x), dunfused_x(stride == k_valid ? x : updated), dgamma(gamma);
+  DeviceBuffer<__nv_bfloat16> dresidual(residual);
+  if (stride == k_valid) {
+    ASSERT_CUDA_OK(AddResidual(dunfused_x.get(), dresidual.get(), residual_stride, rows, k_valid, nullptr));
+  }
+  W4A4QuantizeArgs args;
+  args.type = ActivationType::kFloat32;
+  args.rows = rows;
+  args.k = k;
+  args.x_row_stride = stride;
+  args.k_valid = k_valid;
+  args.rmsnorm_weight = rmsnorm ? dgamma.get() : nullptr;
+  args.rmsnorm_eps = 1e-5f;
+  args.hadamard = hadamard;
+  args.granularity = granularity;
+  args.clip_ratio = 0.95f;
+  args.x = dunfused_x.get();
+  const std::vector<uint8_t> want = RunQuantize(args);
+  args.x = dx.get();
+  args.residual = dresidual.get();
+  args.residual_stride = residual_stride;
+  const std::vector<uint8_t> got = RunQuantize(args);
+  const std::vector<float> got_x = dx.ToHost(), want_x = dunfused_x.ToHost();
+  const int64_t bad = CountDiffering(got, want);
+  const int64_t bad_x = std::memcmp(got_x.data(), want_x.data(), got_x.size() * sizeof(float)) != 0;
+  const int64_t bad_host = std::memcmp(want_x.data(), updated.data(), updated.size() * sizeof(float)) != 0;
+  const bool ok = bad == 0 && bad_x == 0 && bad_host == 0;
+  char line[200];
+  std::snprintf(line, sizeof(line),
+                "quantize fused residual %-9s norm=%d hadamard=%d rows=%lld k_valid=%lld k=%lld stride=%lld/%lld: "
+                "%lld bytes, x %s",
+                granularity == Granularity::kGroup128 ? "g128" : "per-token", rmsnorm, hadamard, (long long)rows,
+                (long long)k_valid, (long long)k, (long long)stride, (long long)residual_stride, (long long)bad,
+                bad_x || bad_host ? "differs" : "same");
+  EXPECT_TRUE_MSG(ok, "%s", line);
+  std::printf("%s  %s\n", line, ok ? "ok" : "FAIL");
+}
+
+// The SwiGLU fused into the quantizer (W4A4QuantizeArgs::swiglu on the bf16 gate|up rows)
+// against SiluMul to f32 followed by the plain quantizer, bit for bit. Columns of gate|up from
+// 2·inter on are NaN.
+void TestQuantizeFusedSwiGlu(Granularity granularity, bool hadamard, int64_t rows, int64_t inter, int64_t k,
+                             int64_t ld, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<__nv_bfloat16> gate_up(rows * ld, FloatToBf16Truncate(std::nanf("")));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < 2 * inter; ++i) {
+      gate_up[r * ld + i] = FloatToBf16Truncate(3.0f * normal(rng) * (1.0f + 4.0f * (normal(rng) > 2.5f)));
+    }
+  }
+  const float extremes[] = {0.0f, -0.0f, 100.0f, -100.0f, 20.0f, -20.0f, 1e-3f, -88.0f};
+  for (int i = 0; i < 8 && i < inter; ++i) gate_up[i] = FloatToBf16Truncate(extremes[i]);
+  if (rows > 1) {
+    for (int64_t i = 0; i < inter; ++i) gate_up[ld + inter + i] = FloatToBf16Truncate(0.0f);  // a zero row
+  }
+  DeviceBuffer<__nv_bfloat16> dgate_up(gate_up);
+  DeviceBuffer<float> dactivated(rows * inter);
+  dactivated.Fill(0xFF);
+  ASSERT_CUDA_OK(SiluMul(dgate_up.get(), ld, rows, inter, ActivationType::kFloat32, dactivated.get(), nullptr));
+  W4A4QuantizeArgs args;
+  args.type = ActivationType::kFloat32;
+  args.x = dactivated.get();
+  args.rows = rows;
+  args.k = k;
+  args.x_row_stride = inter;
+  args.k_valid = inter;
+  args.hadamard = hadamard;
+  args.granularity = granularity;
+  const std::vector<uint8_t> want = RunQuantize(args);
+  args.type = ActivationType::kBFloat16;
+  args.x = dgate_up.get();
+  args.x_row_stride = ld;
+  args.swiglu = true;
+  const std::vector<uint8_t> got = RunQuantize(args);
+  const int64_t bad = CountDiffering(got, want);
+  char line[200];
+  std::snprintf(line, sizeof(line), "quantize fused SwiGLU %-9s hadamard=%d rows=%lld inter=%lld k=%lld ld=%lld: %lld bytes",
+                granularity == Granularity::kGroup128 ? "g128" : "per-token", hadamard, (long long)rows,
+                (long long)inter, (long long)k, (long long)ld, (long long)bad);
+  EXPECT_TRUE_MSG(bad == 0, "%s differ", line);
+  std::printf("%s differ  %s\n", line, bad == 0 ? "ok" : "FAIL");
+}
+
+// Rows without RMSNorm quantize identically whatever the batch: few rows run with more threads
+// per row (ThreadsFor), many with 256. The first `few` rows of a 100-row batch against the same
+// rows alone.
+void TestQuantizeBatchInvariant(Granularity granularity, bool hadamard, bool swiglu, int64_t k, int64_t few,
+                                std::mt19937& rng) {
+  const int64_t rows = 100, ld = swiglu ? 2 * k : k;
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<__nv_bfloat16> x(rows * ld);
+  for (auto& v : x) v = FloatToBf16Truncate(normal(rng) * (1.0f + 4.0f * (normal(rng) > 2.5f)));
+  DeviceBuffer<__nv_bfloat16> dx(x);
+  W4A4QuantizeArgs args;
+  args.x = dx.get();
+  args.type = ActivationType::kBFloat16;
+  args.k = k;
+  args.x_row_stride = ld;
+  args.hadamard = hadamard;
+  args.granularity = granularity;
+  args.swiglu = swiglu;
+  args.rows = rows;
+  const std::vector<uint8_t> all = RunQuantize(args);
+  args.rows = few;
+  const std::vector<uint8_t> part = RunQuantize(args);
+  const int group = GroupSizeFor(granularity, k);
+  const size_t packed = few * k / 2, scales = few * (k / group) * sizeof(float);
+  const bool ok = std::memcmp(part.data(), all.data(), packed) == 0 &&
+                  std::memcmp(part.data() + packed, all.data() + rows * k / 2, scales) == 0;
+  EXPECT_TRUE_MSG(ok, "quantize batch invariance %s hadamard=%d swiglu=%d k=%lld: %lld rows alone differ",
+                  granularity == Granularity::kGroup128 ? "g128" : "per-token", hadamard, swiglu, (long long)k,
+                  (long long)few);
+  std::printf("quantize batch invariance %-9s hadamard=%d swiglu=%d k=%lld rows=%lld  %s\n",
+              granularity == Granularity::kGroup128 ? "g128" : "per-token", hadamard, swiglu, (long long)k,
+              (long long)few, ok ? "ok" : "FAIL");
+}
+
+void TestFusedArgumentChecks() {
+  DeviceBuffer<float> buffer(1 << 16);
+  W4A4QuantizeArgs args;
+  args.x = buffer.get();
+  args.rows = 2;
+  args.k = 128;
+  args.packed = reinterpret_cast<uint8_t*>(buffer.get() + 8192);
+  args.scales = buffer.get() + 16384;
+  const auto* residual = reinterpret_cast<const __nv_bfloat16*>(buffer.get() + 32768);
+  auto invalid = [](const W4A4QuantizeArgs& a) { return QuantizeW4A4Activations(a, nullptr).code == cudaErrorInvalidValue; };
+  W4A4QuantizeArgs a = args;
+  a.residual = residual;
+  a.type = ActivationType::kBFloat16;
+  bool ok = invalid(a);  // residual on bf16 x
+  a = args;
+  a.residual = residual;
+  a.residual_stride = 100;
+  ok = ok && invalid(a);  // residual stride < k_valid
+  a = args;
+  a.swiglu = true;
+  a.x_row_stride = 256;
+  ok = ok && invalid(a);  // SwiGLU on f32 x
+  a.type = ActivationType::kBFloat16;
+  a.x_row_stride = 200;
+  ok = ok && invalid(a);  // stride < 2·inter
+  a.x_row_stride = 256;
+  a.rmsnorm_weight = buffer.get();
+  ok = ok && invalid(a);  // SwiGLU with RMSNorm
+  a.rmsnorm_weight = nullptr;
+  ok = ok && QuantizeW4A4Activations(a, nullptr).ok();
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  EXPECT_TRUE_MSG(ok, "fused quantizer argument checks");
+  std::printf("fused quantizer argument checks  %s\n", ok ? "ok" : "FAIL");
+}
+
 int Main() {
   if (!testing::HaveCudaDevice()) return 0;
   cudaDeviceProp prop;
@@ -392,6 +594,36 @@ int Main() {
   TestQuantizePadded(ActivationType::kBFloat16, Granularity::kPerChannel, true, false, 9, 576, 640, 576, 1.0f, rng);
   TestQuantizePadded(ActivationType::kFloat32, Granularity::kGroup128, true, true, 5, 1001, 1024, 1003, 1.0f, rng);
   TestQuantizePadded(ActivationType::kFloat32, Granularity::kPerChannel, true, true, 5, 4096, 4096, 4160, 1.0f, rng);
+
+  // Fused inputs: vector paths (aligned strides), per-element ones (odd strides, k_valid inside
+  // an 8-element chunk), padded K, decode rows and long rows (1024 threads for per-token k ≥ 16384).
+  for (Granularity g : {Granularity::kPerChannel, Granularity::kGroup128}) {
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool norm = variant & 1, had = variant & 2;
+      TestQuantizeFusedResidual(g, norm, had, 1, 4096, 4096, 4096, 4096, rng);
+      TestQuantizeFusedResidual(g, norm, had, 37, 576, 640, 576, 584, rng);
+      TestQuantizeFusedResidual(g, norm, had, 9, 576, 640, 704, 640, rng);
+      TestQuantizeFusedResidual(g, norm, had, 7, 576, 640, 579, 577, rng);
+      TestQuantizeFusedResidual(g, norm, had, 5, 1001, 1024, 1001, 1003, rng);
+      TestQuantizeFusedResidual(g, norm, had, 3, 16384, 16384, 16384, 16384, rng);
+      TestQuantizeFusedResidual(g, norm, had, 300, 2048, 2048, 2048, 2048, rng);
+    }
+    for (bool had : {false, true}) {
+      TestQuantizeFusedSwiGlu(g, had, 1, 14336, 14336, 28672, rng);
+      TestQuantizeFusedSwiGlu(g, had, 37, 1536, 1536, 3072, rng);
+      TestQuantizeFusedSwiGlu(g, had, 9, 1000, 1024, 2001, rng);
+      TestQuantizeFusedSwiGlu(g, had, 5, 576, 640, 1160, rng);
+      TestQuantizeFusedSwiGlu(g, had, 3, 1500, 1536, 3000, rng);
+      TestQuantizeFusedSwiGlu(g, had, 300, 256, 256, 512, rng);
+      TestQuantizeFusedSwiGlu(g, had, 2, 17000, 17024, 34000, rng);
+    }
+  }
+  for (Granularity g : {Granularity::kPerChannel, Granularity::kGroup128}) {
+    TestQuantizeBatchInvariant(g, true, true, 14336, 1, rng);
+    TestQuantizeBatchInvariant(g, false, false, 4096, 5, rng);
+    TestQuantizeBatchInvariant(g, true, false, 11008, 64, rng);
+  }
+  TestFusedArgumentChecks();
 
   W4A4Backend best;
   ASSERT_CUDA_OK(SelectW4A4Backend(0, &best));

@@ -13,6 +13,12 @@ namespace apex4::cuda {
 namespace {
 
 constexpr int kMaxThreads = 256;
+// The FP8 quantizer of few rows without RMSNorm (decode's SwiGLU / attention outputs) takes up to
+// 1024 threads: fewer passes per row, and a result independent of the thread count (absmax is a
+// max), so a row quantizes identically in any batch. RMSNorm rows keep kMaxThreads (the double
+// sum's order follows the thread count).
+constexpr int kWideThreads = 1024;
+constexpr int64_t kFewRows = 64;
 constexpr float kFp8E4m3Max = 448.0f;
 
 __device__ __forceinline__ float ToFloat(float v) { return v; }
@@ -73,7 +79,7 @@ __device__ __forceinline__ void Store(T* p, const float (&v)[V]) {
 // The whole block's reduction of v, returned to every thread. blockDim.x is a multiple of 32.
 template <typename Value, typename Op>
 __device__ Value BlockReduce(Value v, Op op) {
-  __shared__ Value partial[kMaxThreads / 32];
+  __shared__ Value partial[kWideThreads / 32];
 #pragma unroll
   for (int m = 16; m >= 1; m /= 2) v = op(v, __shfl_xor_sync(0xFFFFFFFFu, v, m));
   __syncthreads();  // a previous reduction of this type may still be reading `partial`
@@ -84,14 +90,51 @@ __device__ Value BlockReduce(Value v, Op op) {
   return v;
 }
 
+// Where a row comes from: x as is; x f32 += residual bf16, written back to x (the fused residual
+// add); silu(gate) · up of a bf16 gate|up row (the fused SwiGLU, gate = x, up = x + dim).
+enum class RowMode : int { kPlain = 0, kResidual = 1, kSwiGlu = 2 };
+
+// silu_mul_kernel's expression (also quant/w4a4_quantize_activations.cuh SiluMulValue: keep the
+// three identical so fused and unfused SwiGLU agree bit for bit).
+__device__ __forceinline__ float SiluMulValue(float g, float u) {
+  return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+}
+
+// Elements [i, i + V) of the row, per `kMode`. kResidual adds residual[i..] to x[i..] (one float
+// add each, as add_residual_kernel) and stores the sums back to x: call it once per element (the
+// first pass over the row); later passes read x plainly. Every pass of a kernel maps element i to
+// the same thread, so a thread only rereads its own stores.
+template <RowMode kMode, int V, typename T>
+__device__ __forceinline__ void LoadRow(const T* x, const __nv_bfloat16* residual, int64_t dim, int64_t i,
+                                        float (&v)[V]) {
+  if constexpr (kMode == RowMode::kPlain) {
+    Load<V>(x + i, v);
+  } else if constexpr (kMode == RowMode::kResidual) {
+    static_assert(std::is_same_v<T, float>);
+    float r[V];
+    Load<V>(x + i, v);
+    Load<V>(residual + i, r);
+#pragma unroll
+    for (int j = 0; j < V; ++j) v[j] = __fadd_rn(v[j], r[j]);
+    Store<V>(const_cast<float*>(x) + i, v);
+  } else {
+    static_assert(kMode == RowMode::kSwiGlu && std::is_same_v<T, __nv_bfloat16>);
+    float u[V];
+    Load<V>(x + i, v);
+    Load<V>(x + dim + i, u);
+#pragma unroll
+    for (int j = 0; j < V; ++j) v[j] = SiluMulValue(v[j], u[j]);
+  }
+}
+
 // engine/llama_ops.cc RmsNorm's scale: exact squares summed in double, 1 / sqrt(sum / n + eps) in
-// double, rounded once to float.
-template <int V, typename T>
-__device__ float RmsNormScale(const T* x, int64_t dim, float eps) {
+// double, rounded once to float. kResidual: this pass is the row's first, it applies the residual.
+template <int V, RowMode kMode = RowMode::kPlain, typename T>
+__device__ float RmsNormScale(const T* x, int64_t dim, float eps, const __nv_bfloat16* residual = nullptr) {
   double sum = 0.0;
   for (int64_t i = int64_t{threadIdx.x} * V; i < dim; i += int64_t{blockDim.x} * V) {
     float v[V];
-    Load<V>(x + i, v);
+    LoadRow<kMode, V>(x, residual, dim, i, v);
 #pragma unroll
     for (int j = 0; j < V; ++j) sum = fma(double(v[j]), double(v[j]), sum);
   }
@@ -111,13 +154,14 @@ __global__ void __launch_bounds__(kMaxThreads)
   }
 }
 
-template <int V>
+template <int V, RowMode kMode>
 __global__ void __launch_bounds__(kMaxThreads)
     rmsnorm_bf16_kernel(const float* x, const float* weight, int64_t dim, float eps, __nv_bfloat16* y,
-                        int64_t ldy) {
+                        int64_t ldy, const __nv_bfloat16* residual, int64_t ld_residual) {
   x += int64_t{blockIdx.x} * dim;
   y += int64_t{blockIdx.x} * ldy;
-  const float scale = RmsNormScale<V>(x, dim, eps);
+  if constexpr (kMode == RowMode::kResidual) residual += int64_t{blockIdx.x} * ld_residual;
+  const float scale = RmsNormScale<V, kMode>(x, dim, eps, residual);
   for (int64_t i = int64_t{threadIdx.x} * V; i < dim; i += int64_t{blockDim.x} * V) {
     float v[V], g[V];
     Load<V>(x + i, v);
@@ -128,11 +172,11 @@ __global__ void __launch_bounds__(kMaxThreads)
   }
 }
 
-// The (optionally normalized) elements [i, i + V) of a row.
-template <int V, typename T>
-__device__ __forceinline__ void LoadNormalized(const T* x, const float* weight, float scale, int64_t i,
-                                               float (&v)[V]) {
-  Load<V>(x + i, v);
+// The (optionally normalized) elements [i, i + V) of a row (kMode as LoadRow).
+template <int V, RowMode kMode, typename T>
+__device__ __forceinline__ void LoadNormalized(const T* x, const __nv_bfloat16* residual, int64_t dim,
+                                               const float* weight, float scale, int64_t i, float (&v)[V]) {
+  LoadRow<kMode, V>(x, residual, dim, i, v);
   if (weight != nullptr) {
     float g[V];
     Load<V>(weight + i, g);
@@ -141,19 +185,33 @@ __device__ __forceinline__ void LoadNormalized(const T* x, const float* weight, 
   }
 }
 
-template <int V, typename T>
-__global__ void __launch_bounds__(kMaxThreads)
+// kResidual: the first pass over the row (RMSNorm's, else absmax's) applies the residual; the
+// later ones read the updated x. kSwiGlu recomputes silu(gate) · up in each pass (identically).
+template <int V, typename T, RowMode kMode>
+__global__ void __launch_bounds__(kWideThreads)
     quantize_fp8_kernel(const T* x, int64_t ldx, int64_t dim, const float* weight, float eps, __nv_fp8_e4m3* y,
-                        float* scales) {
+                        float* scales, const __nv_bfloat16* residual, int64_t ld_residual) {
+  constexpr RowMode kLater = kMode == RowMode::kResidual ? RowMode::kPlain : kMode;
   x += int64_t{blockIdx.x} * ldx;
   y += int64_t{blockIdx.x} * dim;
-  const float norm = weight != nullptr ? RmsNormScale<V>(x, dim, eps) : 1.0f;
+  if constexpr (kMode == RowMode::kResidual) residual += int64_t{blockIdx.x} * ld_residual;
+  float norm = 1.0f;
   float absmax = 0.0f;
-  for (int64_t i = int64_t{threadIdx.x} * V; i < dim; i += int64_t{blockDim.x} * V) {
-    float v[V];
-    LoadNormalized<V>(x, weight, norm, i, v);
+  if (weight != nullptr) {
+    norm = RmsNormScale<V, kMode>(x, dim, eps, residual);
+    for (int64_t i = int64_t{threadIdx.x} * V; i < dim; i += int64_t{blockDim.x} * V) {
+      float v[V];
+      LoadNormalized<V, kLater>(x, residual, dim, weight, norm, i, v);
 #pragma unroll
-    for (int j = 0; j < V; ++j) absmax = fmaxf(absmax, fabsf(v[j]));
+      for (int j = 0; j < V; ++j) absmax = fmaxf(absmax, fabsf(v[j]));
+    }
+  } else {
+    for (int64_t i = int64_t{threadIdx.x} * V; i < dim; i += int64_t{blockDim.x} * V) {
+      float v[V];
+      LoadNormalized<V, kMode>(x, residual, dim, nullptr, norm, i, v);
+#pragma unroll
+      for (int j = 0; j < V; ++j) absmax = fmaxf(absmax, fabsf(v[j]));
+    }
   }
   absmax = BlockReduce(absmax, [](float a, float b) { return fmaxf(a, b); });
   float scale = __fdiv_rn(absmax, kFp8E4m3Max);
@@ -162,7 +220,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   // The row is read again (from L1 / L2) and normalized again, identically.
   for (int64_t i = int64_t{threadIdx.x} * V; i < dim; i += int64_t{blockDim.x} * V) {
     float v[V];
-    LoadNormalized<V>(x, weight, norm, i, v);
+    LoadNormalized<V, kLater>(x, residual, dim, weight, norm, i, v);
 #pragma unroll
     for (int j = 0; j < V; ++j) v[j] = __fdiv_rn(v[j], scale);
     Store<V>(y + i, v);
@@ -194,7 +252,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     Load<V>(gate_up + i, g);
     Load<V>(gate_up + inter + i, u);
 #pragma unroll
-    for (int j = 0; j < V; ++j) g[j] = __fmul_rn(__fdiv_rn(g[j], __fadd_rn(1.0f, expf(-g[j]))), u[j]);
+    for (int j = 0; j < V; ++j) g[j] = SiluMulValue(g[j], u[j]);
     Store<V>(out + i, g);
   }
 }
@@ -227,21 +285,27 @@ struct VectorCheck {
 };
 
 // Threads for a row of `width` elements taken `v` at a time: whole warps, at most kMaxThreads.
-int Threads(int64_t width, int v) {
+int Threads(int64_t width, int v, int max_threads = kMaxThreads) {
   const int64_t work = (width + v - 1) / v;
-  return static_cast<int>(std::clamp<int64_t>((work + 31) / 32 * 32, 32, kMaxThreads));
+  return static_cast<int>(std::clamp<int64_t>((work + 31) / 32 * 32, 32, max_threads));
+}
+
+template <typename Kernel1, typename Kernel4, typename... Args>
+CudaStatus LaunchWith(int max_threads, bool vector, Kernel1 kernel1, Kernel4 kernel4, int64_t rows, int64_t width,
+                      cudaStream_t stream, Args... args) {
+  if (vector) {
+    kernel4<<<static_cast<unsigned>(rows), Threads(width, 4, max_threads), 0, stream>>>(args...);
+  } else {
+    kernel1<<<static_cast<unsigned>(rows), Threads(width, 1, max_threads), 0, stream>>>(args...);
+  }
+  APEX4_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return OkCudaStatus();
 }
 
 template <typename Kernel1, typename Kernel4, typename... Args>
 CudaStatus Launch(bool vector, Kernel1 kernel1, Kernel4 kernel4, int64_t rows, int64_t width, cudaStream_t stream,
                   Args... args) {
-  if (vector) {
-    kernel4<<<static_cast<unsigned>(rows), Threads(width, 4), 0, stream>>>(args...);
-  } else {
-    kernel1<<<static_cast<unsigned>(rows), Threads(width, 1), 0, stream>>>(args...);
-  }
-  APEX4_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  return OkCudaStatus();
+  return LaunchWith(kMaxThreads, vector, kernel1, kernel4, rows, width, stream, args...);
 }
 
 bool ValidType(ActivationType type) {
@@ -265,27 +329,80 @@ CudaStatus RmsNormToBf16(const float* x, const float* weight, int64_t rows, int6
   if (rows == 0) return OkCudaStatus();
   APEX4_CUDA_CHECK_ARG(x != nullptr && weight != nullptr && y != nullptr);
   const bool vector = VectorCheck().Width(dim).Width(ldy).Pointer(x).Pointer(weight).Pointer(y).ok;
-  return Launch(vector, rmsnorm_bf16_kernel<1>, rmsnorm_bf16_kernel<4>, rows, dim, stream, x, weight, dim, eps, y,
-                ldy);
+  const __nv_bfloat16* no_residual = nullptr;
+  return Launch(vector, rmsnorm_bf16_kernel<1, RowMode::kPlain>, rmsnorm_bf16_kernel<4, RowMode::kPlain>, rows, dim,
+                stream, x, weight, dim, eps, y, ldy, no_residual, int64_t{0});
+}
+
+CudaStatus RmsNormToBf16(float* x, const __nv_bfloat16* residual, int64_t ld_residual, const float* weight,
+                         int64_t rows, int64_t dim, float eps, __nv_bfloat16* y, int64_t ldy, cudaStream_t stream) {
+  APEX4_CUDA_CHECK_ARG(rows >= 0 && rows <= kMaxRows && dim > 0 && ldy >= dim && ld_residual >= dim);
+  if (rows == 0) return OkCudaStatus();
+  APEX4_CUDA_CHECK_ARG(x != nullptr && residual != nullptr && weight != nullptr && y != nullptr);
+  const bool vector =
+      VectorCheck().Width(dim).Width(ldy).Width(ld_residual).Pointer(x).Pointer(residual).Pointer(weight).Pointer(y).ok;
+  const float* cx = x;
+  return Launch(vector, rmsnorm_bf16_kernel<1, RowMode::kResidual>, rmsnorm_bf16_kernel<4, RowMode::kResidual>, rows,
+                dim, stream, cx, weight, dim, eps, y, ldy, residual, ld_residual);
 }
 
 CudaStatus QuantizeFp8PerToken(const void* x, ActivationType type, int64_t ldx, int64_t rows, int64_t dim,
                                const float* rmsnorm_weight, float eps, __nv_fp8_e4m3* y, float* scales,
                                cudaStream_t stream) {
-  APEX4_CUDA_CHECK_ARG(ValidType(type));
-  APEX4_CUDA_CHECK_ARG(rows >= 0 && rows <= kMaxRows && dim > 0 && ldx >= dim);
-  if (rows == 0) return OkCudaStatus();
-  APEX4_CUDA_CHECK_ARG(x != nullptr && y != nullptr && scales != nullptr);
-  if (type == ActivationType::kBFloat16) {
-    const auto* xb = static_cast<const __nv_bfloat16*>(x);
-    const bool vector = VectorCheck().Width(dim).Width(ldx).Pointer(xb).Pointer(rmsnorm_weight).Pointer(y).ok;
-    return Launch(vector, quantize_fp8_kernel<1, __nv_bfloat16>, quantize_fp8_kernel<4, __nv_bfloat16>, rows, dim,
-                  stream, xb, ldx, dim, rmsnorm_weight, eps, y, scales);
+  Fp8QuantizeArgs args;
+  args.x = x;
+  args.type = type;
+  args.ldx = ldx;
+  args.rows = rows;
+  args.dim = dim;
+  args.rmsnorm_weight = rmsnorm_weight;
+  args.eps = eps;
+  args.y = y;
+  args.scales = scales;
+  return QuantizeFp8PerToken(args, stream);
+}
+
+CudaStatus QuantizeFp8PerToken(const Fp8QuantizeArgs& a, cudaStream_t stream) {
+  APEX4_CUDA_CHECK_ARG(ValidType(a.type));
+  const int64_t ld_residual = a.ld_residual == 0 ? a.dim : a.ld_residual;
+  APEX4_CUDA_CHECK_ARG(a.rows >= 0 && a.rows <= kMaxRows && a.dim > 0 && a.ldx >= (a.swiglu ? 2 * a.dim : a.dim));
+  const bool residual = a.residual != nullptr;
+  APEX4_CUDA_CHECK_ARG(!(residual && a.swiglu));
+  if (residual) APEX4_CUDA_CHECK_ARG(a.type == ActivationType::kFloat32 && ld_residual >= a.dim);
+  if (a.swiglu) APEX4_CUDA_CHECK_ARG(a.type == ActivationType::kBFloat16 && a.rmsnorm_weight == nullptr);
+  if (a.rows == 0) return OkCudaStatus();
+  APEX4_CUDA_CHECK_ARG(a.x != nullptr && a.y != nullptr && a.scales != nullptr);
+  const int64_t rows = a.rows, dim = a.dim, ldx = a.ldx;
+  const int threads = a.rmsnorm_weight == nullptr && rows <= kFewRows ? kWideThreads : kMaxThreads;
+  if (a.type == ActivationType::kBFloat16) {
+    const auto* xb = static_cast<const __nv_bfloat16*>(a.x);
+    const bool vector = VectorCheck().Width(dim).Width(ldx).Pointer(xb).Pointer(a.rmsnorm_weight).Pointer(a.y).ok;
+    if (a.swiglu) {
+      return LaunchWith(threads, vector, quantize_fp8_kernel<1, __nv_bfloat16, RowMode::kSwiGlu>,
+                    quantize_fp8_kernel<4, __nv_bfloat16, RowMode::kSwiGlu>, rows, dim, stream, xb, ldx, dim,
+                    a.rmsnorm_weight, a.eps, a.y, a.scales, a.residual, ld_residual);
+    }
+    return LaunchWith(threads, vector, quantize_fp8_kernel<1, __nv_bfloat16, RowMode::kPlain>,
+                  quantize_fp8_kernel<4, __nv_bfloat16, RowMode::kPlain>, rows, dim, stream, xb, ldx, dim,
+                  a.rmsnorm_weight, a.eps, a.y, a.scales, a.residual, ld_residual);
   }
-  const auto* xf = static_cast<const float*>(x);
-  const bool vector = VectorCheck().Width(dim).Width(ldx).Pointer(xf).Pointer(rmsnorm_weight).Pointer(y).ok;
-  return Launch(vector, quantize_fp8_kernel<1, float>, quantize_fp8_kernel<4, float>, rows, dim, stream, xf, ldx,
-                dim, rmsnorm_weight, eps, y, scales);
+  const auto* xf = static_cast<const float*>(a.x);
+  const bool vector = VectorCheck()
+                          .Width(dim)
+                          .Width(ldx)
+                          .Width(residual ? ld_residual : 0)
+                          .Pointer(xf)
+                          .Pointer(a.rmsnorm_weight)
+                          .Pointer(a.residual)
+                          .Pointer(a.y)
+                          .ok;
+  if (residual) {
+    return LaunchWith(threads, vector, quantize_fp8_kernel<1, float, RowMode::kResidual>,
+                  quantize_fp8_kernel<4, float, RowMode::kResidual>, rows, dim, stream, xf, ldx, dim,
+                  a.rmsnorm_weight, a.eps, a.y, a.scales, a.residual, ld_residual);
+  }
+  return LaunchWith(threads, vector, quantize_fp8_kernel<1, float, RowMode::kPlain>, quantize_fp8_kernel<4, float, RowMode::kPlain>,
+                rows, dim, stream, xf, ldx, dim, a.rmsnorm_weight, a.eps, a.y, a.scales, a.residual, ld_residual);
 }
 
 CudaStatus AddResidual(float* hidden, const __nv_bfloat16* y, int64_t ldy, int64_t rows, int64_t dim,

@@ -40,6 +40,14 @@ CudaStatus EmbedTokens(const __nv_bfloat16* table, const int32_t* tokens, int64_
 CudaStatus RmsNormToBf16(const float* x, const float* weight, int64_t rows, int64_t dim, float eps,
                          __nv_bfloat16* y, int64_t ldy, cudaStream_t stream);
 
+// The same with the residual add before it fused in: x[r, i] += residual[r, i] for i < dim
+// (residual bf16, row stride ld_residual ≥ dim; one float add, as AddResidual), WRITTEN BACK to x,
+// then y = RMSNorm(updated x) · weight. Bit for bit AddResidual(x, residual, ld_residual, rows,
+// dim) followed by the call above.
+CudaStatus RmsNormToBf16(float* x, const __nv_bfloat16* residual, int64_t ld_residual, const float* weight,
+                         int64_t rows, int64_t dim, float eps, __nv_bfloat16* y, int64_t ldy,
+                         cudaStream_t stream);
+
 // Per-token FP8 e4m3: optional RMSNorm (rmsnorm_weight null skips it), then per row
 // scale = absmax / 448 (a row whose absmax is 0, or whose absmax / 448 underflows to 0, gets
 // scale 1 and zeros), y = e4m3(v / scale) rounded to nearest even and saturated (the
@@ -49,6 +57,30 @@ CudaStatus RmsNormToBf16(const float* x, const float* weight, int64_t rows, int6
 CudaStatus QuantizeFp8PerToken(const void* x, ActivationType type, int64_t ldx, int64_t rows,
                                int64_t dim, const float* rmsnorm_weight, float eps,
                                __nv_fp8_e4m3* y, float* scales, cudaStream_t stream);
+
+// QuantizeFp8PerToken with an optional fused input step (at most one of the two):
+//  - residual (x f32): x[r, i] += residual[r, i] for i < dim (residual bf16, row stride
+//    ld_residual ≥ dim; one float add, as AddResidual), WRITTEN BACK to x, before the optional
+//    RMSNorm and the quantization of the updated row. Bit for bit AddResidual then the plain call.
+//  - swiglu (x bf16, no RMSNorm): x is the gate/up GEMM output, gate at [0, dim) and up at
+//    [dim, 2·dim) of each row (ldx ≥ 2·dim); the row quantized is silu(gate) · up in float, as
+//    SiluMul computes it. Bit for bit SiluMul(x, ldx, rows, dim, kFloat32, tmp) then the plain call
+//    on tmp (ldx = dim).
+struct Fp8QuantizeArgs {
+  const void* x = nullptr;                  // device: rows × ldx of `type` (written with residual)
+  ActivationType type = ActivationType::kFloat32;
+  int64_t ldx = 0;                          // ≥ dim (≥ 2·dim with swiglu)
+  int64_t rows = 0;
+  int64_t dim = 0;                          // width of the quantized row
+  const float* rmsnorm_weight = nullptr;    // device: dim floats; null skips RMSNorm
+  float eps = 1e-6f;
+  const __nv_bfloat16* residual = nullptr;  // device: rows × ld_residual; null: no residual
+  int64_t ld_residual = 0;                  // 0 means dim
+  bool swiglu = false;
+  __nv_fp8_e4m3* y = nullptr;               // device: rows × dim, contiguous
+  float* scales = nullptr;                  // device: rows floats
+};
+CudaStatus QuantizeFp8PerToken(const Fp8QuantizeArgs& args, cudaStream_t stream);
 
 // hidden f32 [rows, dim] contiguous += y bf16 [rows, dim] (row stride ldy).
 CudaStatus AddResidual(float* hidden, const __nv_bfloat16* y, int64_t ldy, int64_t rows,

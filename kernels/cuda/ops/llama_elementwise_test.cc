@@ -225,6 +225,172 @@ void TestSiluMul(std::mt19937& rng, ActivationType out_type, int64_t rows, int64
   Report(bad == 0, line);
 }
 
+// Fused residual add: x (f32, row stride ldx) and a bf16 residual (row stride ld_residual), the
+// columns past dim NaN in both. The unfused x is AddResidual's result where x is contiguous (a host
+// float add otherwise, which AddResidual does not take); both are checked equal.
+struct ResidualCase {
+  std::vector<float> x, updated;
+  std::vector<__nv_bfloat16> residual;
+};
+ResidualCase MakeResidualCase(std::mt19937& rng, int64_t rows, int64_t dim, int64_t ldx, int64_t ld_residual) {
+  ResidualCase c;
+  c.x.assign(rows * ldx, std::nanf(""));
+  c.residual.assign(rows * ld_residual, __float2bfloat16_rn(std::nanf("")));
+  const std::vector<float> xs = RandomFloats(rng, rows * dim, 2.0f), rs = RandomFloats(rng, rows * dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < dim; ++i) {
+      c.x[r * ldx + i] = xs[r * dim + i];
+      c.residual[r * ld_residual + i] = __float2bfloat16_rn(rs[r * dim + i]);
+      if (r == 2) c.x[r * ldx + i] = -Bf16ToFloat(c.residual[r * ld_residual + i]);  // a zero row
+    }
+  }
+  c.updated = c.x;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < dim; ++i) c.updated[r * ldx + i] += Bf16ToFloat(c.residual[r * ld_residual + i]);
+  }
+  return c;
+}
+
+// x after the unfused AddResidual (device, contiguous x) or the host add; counts a mismatch
+// between the two in *bad.
+void UnfusedResidual(const ResidualCase& c, DeviceBuffer<float>& dx, const DeviceBuffer<__nv_bfloat16>& dresidual,
+                     int64_t rows, int64_t dim, int64_t ldx, int64_t ld_residual, int64_t* bad) {
+  if (ldx == dim) {
+    ASSERT_CUDA_OK(AddResidual(dx.get(), dresidual.get(), ld_residual, rows, dim, nullptr));
+    const std::vector<float> got = dx.ToHost();
+    *bad += std::memcmp(got.data(), c.updated.data(), got.size() * sizeof(float)) != 0;
+  }
+}
+
+bool SameBytes(const void* a, const void* b, size_t n) { return std::memcmp(a, b, n) == 0; }
+
+void TestRmsNormFusedResidual(std::mt19937& rng, int64_t rows, int64_t dim, int64_t ldy, int64_t ld_residual) {
+  const ResidualCase c = MakeResidualCase(rng, rows, dim, dim, ld_residual);
+  const std::vector<float> weight = RandomFloats(rng, dim);
+  DeviceBuffer<float> dx(c.x), dunfused(c.x), dweight(weight);
+  DeviceBuffer<__nv_bfloat16> dresidual(c.residual), dy(rows * ldy), dy_unfused(rows * ldy);
+  int64_t bad = 0;
+  UnfusedResidual(c, dunfused, dresidual, rows, dim, dim, ld_residual, &bad);
+  dy.Fill(0xFF);
+  dy_unfused.Fill(0xFF);
+  ASSERT_CUDA_OK(RmsNormToBf16(dunfused.get(), dweight.get(), rows, dim, 1e-5f, dy_unfused.get(), ldy, nullptr));
+  ASSERT_CUDA_OK(RmsNormToBf16(dx.get(), dresidual.get(), ld_residual, dweight.get(), rows, dim, 1e-5f, dy.get(), ldy,
+                               nullptr));
+  const std::vector<__nv_bfloat16> y = dy.ToHost(), want = dy_unfused.ToHost();
+  const std::vector<float> x = dx.ToHost();
+  bad += !SameBytes(y.data(), want.data(), y.size() * 2);
+  bad += !SameBytes(x.data(), c.updated.data(), x.size() * 4);
+  char line[160];
+  std::snprintf(line, sizeof(line), "RmsNormToBf16 +residual rows=%lld dim=%lld ldy=%lld ldr=%lld: %lld differ",
+                (long long)rows, (long long)dim, (long long)ldy, (long long)ld_residual, (long long)bad);
+  EXPECT_TRUE_MSG(bad == 0, "%s (y, x or AddResidual)", line);
+  Report(bad == 0, line);
+}
+
+// Runs the FP8 quantizer; returns the e4m3 bytes then the scale bytes (outputs poisoned first).
+std::vector<uint8_t> RunFp8(Fp8QuantizeArgs args) {
+  DeviceBuffer<__nv_fp8_e4m3> dy(args.rows * args.dim);
+  DeviceBuffer<float> dscales(args.rows);
+  dy.Fill(0xFF);
+  dscales.Fill(0xFF);
+  args.y = dy.get();
+  args.scales = dscales.get();
+  ASSERT_CUDA_OK(QuantizeFp8PerToken(args, nullptr));
+  const std::vector<__nv_fp8_e4m3> y = dy.ToHost();
+  const std::vector<float> scales = dscales.ToHost();
+  std::vector<uint8_t> out(y.size() + scales.size() * 4);
+  std::memcpy(out.data(), y.data(), y.size());
+  std::memcpy(out.data() + y.size(), scales.data(), scales.size() * 4);
+  return out;
+}
+
+void TestQuantizeFp8FusedResidual(std::mt19937& rng, bool rmsnorm, int64_t rows, int64_t dim, int64_t ldx,
+                                  int64_t ld_residual) {
+  const ResidualCase c = MakeResidualCase(rng, rows, dim, ldx, ld_residual);
+  const std::vector<float> weight = RandomFloats(rng, dim);
+  DeviceBuffer<float> dx(c.x), dunfused(ldx == dim ? c.x : c.updated), dweight(weight);
+  DeviceBuffer<__nv_bfloat16> dresidual(c.residual);
+  int64_t bad = 0;
+  UnfusedResidual(c, dunfused, dresidual, rows, dim, ldx, ld_residual, &bad);
+  Fp8QuantizeArgs args;
+  args.x = dunfused.get();
+  args.type = ActivationType::kFloat32;
+  args.ldx = ldx;
+  args.rows = rows;
+  args.dim = dim;
+  args.rmsnorm_weight = rmsnorm ? dweight.get() : nullptr;
+  const std::vector<uint8_t> want = RunFp8(args);
+  args.x = dx.get();
+  args.residual = dresidual.get();
+  args.ld_residual = ld_residual;
+  const std::vector<uint8_t> got = RunFp8(args);
+  const std::vector<float> x = dx.ToHost();
+  bad += got != want;
+  bad += !SameBytes(x.data(), c.updated.data(), x.size() * 4);
+  char line[160];
+  std::snprintf(line, sizeof(line), "QuantizeFp8PerToken +residual norm=%d rows=%lld dim=%lld ldx=%lld ldr=%lld: %lld differ",
+                rmsnorm, (long long)rows, (long long)dim, (long long)ldx, (long long)ld_residual, (long long)bad);
+  EXPECT_TRUE_MSG(bad == 0, "%s (y/scales, x or AddResidual)", line);
+  Report(bad == 0, line);
+}
+
+void TestQuantizeFp8FusedSwiGlu(std::mt19937& rng, int64_t rows, int64_t inter, int64_t ld) {
+  std::vector<float> gate_up = RandomFloats(rng, rows * ld, 3.0f);
+  const float extremes[] = {0.0f, -0.0f, 100.0f, -100.0f, 20.0f, -20.0f, 1e-3f, -88.0f};
+  for (int i = 0; i < 8 && i < inter; ++i) gate_up[i] = extremes[i];
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 2 * inter; i < ld; ++i) gate_up[r * ld + i] = std::nanf("");
+    if (r == 1) std::fill(&gate_up[r * ld + inter], &gate_up[r * ld + 2 * inter], 0.0f);  // a zero row
+  }
+  DeviceBuffer<__nv_bfloat16> dgu(ToBf16(gate_up));
+  DeviceBuffer<float> dact(rows * inter);
+  dact.Fill(0xFF);
+  ASSERT_CUDA_OK(SiluMul(dgu.get(), ld, rows, inter, ActivationType::kFloat32, dact.get(), nullptr));
+  Fp8QuantizeArgs args;
+  args.x = dact.get();
+  args.type = ActivationType::kFloat32;
+  args.ldx = inter;
+  args.rows = rows;
+  args.dim = inter;
+  const std::vector<uint8_t> want = RunFp8(args);
+  args.x = dgu.get();
+  args.type = ActivationType::kBFloat16;
+  args.ldx = ld;
+  args.swiglu = true;
+  const std::vector<uint8_t> got = RunFp8(args);
+  int64_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) bad += got[i] != want[i];
+  char line[160];
+  std::snprintf(line, sizeof(line), "QuantizeFp8PerToken +SwiGLU rows=%lld inter=%lld ld=%lld: %lld bytes differ",
+                (long long)rows, (long long)inter, (long long)ld, (long long)bad);
+  EXPECT_TRUE_MSG(bad == 0, "%s", line);
+  Report(bad == 0, line);
+}
+
+// FP8 rows without RMSNorm quantize identically whatever the batch (few rows take up to 1024
+// threads, many 256): the first `few` rows of a 100-row batch against the same rows alone.
+void TestQuantizeFp8BatchInvariant(std::mt19937& rng, bool swiglu, int64_t dim, int64_t few) {
+  const int64_t rows = 100, ld = swiglu ? 2 * dim : dim;
+  DeviceBuffer<__nv_bfloat16> dx(ToBf16(RandomFloats(rng, rows * ld, 2.0f)));
+  Fp8QuantizeArgs args;
+  args.x = dx.get();
+  args.type = ActivationType::kBFloat16;
+  args.ldx = ld;
+  args.dim = dim;
+  args.swiglu = swiglu;
+  args.rows = rows;
+  const std::vector<uint8_t> all = RunFp8(args);
+  args.rows = few;
+  const std::vector<uint8_t> part = RunFp8(args);
+  const bool ok = SameBytes(part.data(), all.data(), few * dim) &&
+                  SameBytes(part.data() + few * dim, all.data() + rows * dim, few * 4);
+  char line[160];
+  std::snprintf(line, sizeof(line), "QuantizeFp8PerToken batch invariance swiglu=%d dim=%lld rows=%lld", swiglu,
+                (long long)dim, (long long)few);
+  EXPECT_TRUE_MSG(ok, "%s", line);
+  Report(ok, line);
+}
+
 void TestGather(std::mt19937& rng, int64_t total, int64_t dim, int64_t count) {
   const std::vector<float> hidden = RandomFloats(rng, total * dim);
   std::vector<int32_t> rows(count);
@@ -270,6 +436,35 @@ void TestArgumentChecks() {
   ExpectInvalid(EmbedTokens(b, t, 4, 0, f, nullptr), "EmbedTokens dim 0");
   ExpectInvalid(GatherRows(f, 64, nullptr, 4, f, nullptr), "GatherRows null rows");
   ExpectInvalid(EmbedTokens(b, t, -1, 64, f, nullptr), "EmbedTokens m < 0");
+  ExpectInvalid(RmsNormToBf16(f, b, 32, f, 4, 64, 1e-6f, b, 64, nullptr), "RmsNormToBf16 +residual ldr < dim");
+  ExpectInvalid(RmsNormToBf16(f, nullptr, 64, f, 4, 64, 1e-6f, b, 64, nullptr), "RmsNormToBf16 +residual null");
+  Fp8QuantizeArgs fp8;
+  fp8.x = f;
+  fp8.ldx = 64;
+  fp8.rows = 4;
+  fp8.dim = 64;
+  fp8.y = q;
+  fp8.scales = f;
+  Fp8QuantizeArgs a = fp8;
+  a.residual = b;
+  a.type = ActivationType::kBFloat16;
+  ExpectInvalid(QuantizeFp8PerToken(a, nullptr), "QuantizeFp8PerToken residual on bf16");
+  a.type = ActivationType::kFloat32;
+  a.ld_residual = 32;
+  ExpectInvalid(QuantizeFp8PerToken(a, nullptr), "QuantizeFp8PerToken ld_residual < dim");
+  a = fp8;
+  a.swiglu = true;
+  a.type = ActivationType::kBFloat16;
+  ExpectInvalid(QuantizeFp8PerToken(a, nullptr), "QuantizeFp8PerToken SwiGLU ldx < 2·dim");
+  a.ldx = 128;
+  a.type = ActivationType::kFloat32;
+  ExpectInvalid(QuantizeFp8PerToken(a, nullptr), "QuantizeFp8PerToken SwiGLU on f32");
+  a.type = ActivationType::kBFloat16;
+  a.rmsnorm_weight = f;
+  ExpectInvalid(QuantizeFp8PerToken(a, nullptr), "QuantizeFp8PerToken SwiGLU with RMSNorm");
+  a.rmsnorm_weight = nullptr;
+  a.residual = b;
+  ExpectInvalid(QuantizeFp8PerToken(a, nullptr), "QuantizeFp8PerToken SwiGLU with residual");
   // Zero rows: no-ops, even with null pointers.
   bool ok = EmbedTokens(nullptr, nullptr, 0, 64, nullptr, nullptr).ok() &&
             RmsNormToBf16(nullptr, nullptr, 0, 64, 1e-6f, nullptr, 64, nullptr).ok() &&
@@ -277,7 +472,14 @@ void TestArgumentChecks() {
                                 nullptr).ok() &&
             AddResidual(nullptr, nullptr, 64, 0, 64, nullptr).ok() &&
             SiluMul(nullptr, 128, 0, 64, ActivationType::kFloat32, nullptr, nullptr).ok() &&
-            GatherRows(nullptr, 64, nullptr, 0, nullptr, nullptr).ok();
+            GatherRows(nullptr, 64, nullptr, 0, nullptr, nullptr).ok() &&
+            RmsNormToBf16(nullptr, nullptr, 64, nullptr, 0, 64, 1e-6f, nullptr, 64, nullptr).ok();
+  Fp8QuantizeArgs none;
+  none.ldx = 128;
+  none.dim = 64;
+  none.swiglu = true;
+  none.type = ActivationType::kBFloat16;
+  ok = ok && QuantizeFp8PerToken(none, nullptr).ok();
   EXPECT_TRUE_MSG(ok, "zero rows must be a no-op");
   ASSERT_CUDA(cudaDeviceSynchronize());
   Report(ok, "argument checks");
@@ -304,6 +506,19 @@ void TestGraphCapture(std::mt19937& rng) {
     ASSERT_CUDA_OK(SiluMul(dy.get(), 2 * inter, rows, inter, ActivationType::kBFloat16, dact.get(), stream));
     ASSERT_CUDA_OK(AddResidual(dhidden.get(), dact.get(), inter, rows, dim, stream));
     ASSERT_CUDA_OK(GatherRows(dhidden.get(), dim, dlast_rows.get(), 2, dlast.get(), stream));
+    // The fused variants: residual into RMSNorm (x written back), SwiGLU into FP8.
+    ASSERT_CUDA_OK(RmsNormToBf16(dhidden.get(), dy.get(), 2 * inter, dweight.get(), rows, dim, 1e-5f, dnormed.get(),
+                                 dim, stream));
+    Fp8QuantizeArgs fp8;
+    fp8.x = dy.get();
+    fp8.type = ActivationType::kBFloat16;
+    fp8.ldx = 2 * inter;
+    fp8.rows = rows;
+    fp8.dim = dim;
+    fp8.swiglu = true;
+    fp8.y = dq.get();
+    fp8.scales = dscales.get();
+    ASSERT_CUDA_OK(QuantizeFp8PerToken(fp8, stream));
   };
   auto snapshot = [&] {
     ASSERT_CUDA(cudaStreamSynchronize(stream));
@@ -381,6 +596,28 @@ int Main() {
     TestSiluMul(rng, type, 300, 256, 512);
     TestSiluMul(rng, type, 5, 77, 155);
   }
+  // Fused variants against the unfused sequences, bit for bit: 4-wide and per-element paths.
+  TestRmsNormFusedResidual(rng, 1, 4096, 4096, 4096);
+  TestRmsNormFusedResidual(rng, 37, 576, 584, 1536);
+  TestRmsNormFusedResidual(rng, 300, 2048, 2048, 2048);
+  TestRmsNormFusedResidual(rng, 9, 77, 79, 81);
+  TestRmsNormFusedResidual(rng, 5, 4099, 4101, 4099);
+  for (bool norm : {false, true}) {
+    TestQuantizeFp8FusedResidual(rng, norm, 1, 4096, 4096, 4096);
+    TestQuantizeFp8FusedResidual(rng, norm, 37, 576, 576, 1536);
+    TestQuantizeFp8FusedResidual(rng, norm, 9, 576, 584, 576);
+    TestQuantizeFp8FusedResidual(rng, norm, 300, 2048, 2048, 2048);
+    TestQuantizeFp8FusedResidual(rng, norm, 7, 77, 77, 79);
+    TestQuantizeFp8FusedResidual(rng, norm, 5, 1000, 1003, 1001);
+  }
+  TestQuantizeFp8FusedSwiGlu(rng, 1, 14336, 28672);
+  TestQuantizeFp8FusedSwiGlu(rng, 37, 1536, 3080);
+  TestQuantizeFp8FusedSwiGlu(rng, 300, 256, 512);
+  TestQuantizeFp8FusedSwiGlu(rng, 5, 77, 155);
+  TestQuantizeFp8FusedSwiGlu(rng, 3, 1000, 2002);
+  TestQuantizeFp8BatchInvariant(rng, true, 14336, 1);
+  TestQuantizeFp8BatchInvariant(rng, false, 4096, 7);
+  TestQuantizeFp8BatchInvariant(rng, false, 1003, 64);
   TestGather(rng, 37, 576, 5);
   TestGather(rng, 300, 77, 300);
   TestArgumentChecks();

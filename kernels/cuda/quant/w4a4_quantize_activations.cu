@@ -9,18 +9,24 @@ namespace {
 
 bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-template <typename T>
+template <typename T, quant::InputMode kMode>
 CudaStatus Launch(const quant::QuantizeParams& params, int64_t rows, cudaStream_t stream) {
-  // Whole 8-element chunks load as 16 bytes when every row start (and the RMSNorm weight) is
-  // 16-byte aligned; other strides take per-element loads.
-  const bool vector = Aligned16(params.x) && (params.x_row_stride * sizeof(T)) % 16 == 0 &&
-                      (params.rmsnorm_weight == nullptr || Aligned16(params.rmsnorm_weight));
-  auto* kernel = vector ? &quant::w4a4_quantize_activations_kernel<T, true>
-                        : &quant::w4a4_quantize_activations_kernel<T, false>;
+  // Whole 8-element chunks load as 16 bytes when every row start (and the RMSNorm weight, the
+  // residual rows, the up half of a SwiGLU row) is 16-byte aligned; other layouts take
+  // per-element loads.
+  const bool vector =
+      Aligned16(params.x) && (params.x_row_stride * sizeof(T)) % 16 == 0 &&
+      (params.rmsnorm_weight == nullptr || Aligned16(params.rmsnorm_weight)) &&
+      (kMode != quant::InputMode::kResidual ||
+       (Aligned16(params.residual) && (params.residual_stride * sizeof(__nv_bfloat16)) % 16 == 0)) &&
+      (kMode != quant::InputMode::kSwiGlu || (params.k_valid * sizeof(T)) % 16 == 0);
+  auto* kernel = vector ? &quant::w4a4_quantize_activations_kernel<T, true, kMode>
+                        : &quant::w4a4_quantize_activations_kernel<T, false, kMode>;
   const int smem = params.per_token ? params.k * static_cast<int>(sizeof(float)) : 0;
   APEX4_CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  kernel<<<static_cast<unsigned>(rows), quant::ThreadsFor(params.per_token, params.k), smem, stream>>>(params);
+  kernel<<<static_cast<unsigned>(rows), quant::ThreadsFor(params.per_token, params.k, rows, params.rmsnorm_weight != nullptr),
+           smem, stream>>>(params);
   APEX4_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return OkCudaStatus();
 }
@@ -37,7 +43,16 @@ CudaStatus LaunchW4A4QuantizeActivations(const W4A4QuantizeArgs& args, cudaStrea
   const int64_t k_valid = args.k_valid == 0 ? args.k : args.k_valid;
   const int64_t x_row_stride = args.x_row_stride == 0 ? args.k : args.x_row_stride;
   APEX4_CUDA_CHECK_ARG(k_valid > 0 && k_valid <= args.k);
-  APEX4_CUDA_CHECK_ARG(x_row_stride >= k_valid);
+  APEX4_CUDA_CHECK_ARG(x_row_stride >= (args.swiglu ? 2 * k_valid : k_valid));
+  const bool residual = args.residual != nullptr;
+  const int64_t residual_stride = args.residual_stride == 0 ? k_valid : args.residual_stride;
+  if (residual) {
+    APEX4_CUDA_CHECK_ARG(args.type == ActivationType::kFloat32 && !args.swiglu);
+    APEX4_CUDA_CHECK_ARG(residual_stride >= k_valid);
+  }
+  if (args.swiglu) {
+    APEX4_CUDA_CHECK_ARG(args.type == ActivationType::kBFloat16 && args.rmsnorm_weight == nullptr);
+  }
   const quant::QuantizeParams params{args.x,
                                      x_row_stride,
                                      static_cast<int>(k_valid),
@@ -48,9 +63,17 @@ CudaStatus LaunchW4A4QuantizeActivations(const W4A4QuantizeArgs& args, cudaStrea
                                      args.clip_ratio,
                                      static_cast<int>(args.k),
                                      args.packed,
-                                     args.scales};
-  return args.type == ActivationType::kBFloat16 ? Launch<__nv_bfloat16>(params, args.rows, stream)
-                                                : Launch<float>(params, args.rows, stream);
+                                     args.scales,
+                                     args.residual,
+                                     residual_stride};
+  using quant::InputMode;
+  if (args.type == ActivationType::kBFloat16) {
+    return args.swiglu ? Launch<__nv_bfloat16, InputMode::kSwiGlu>(params, args.rows, stream)
+                       : Launch<__nv_bfloat16, InputMode::kPlain>(params, args.rows, stream);
+  }
+  APEX4_CUDA_CHECK_ARG(args.type == ActivationType::kFloat32);
+  return residual ? Launch<float, InputMode::kResidual>(params, args.rows, stream)
+                  : Launch<float, InputMode::kPlain>(params, args.rows, stream);
 }
 
 }  // namespace apex4::cuda

@@ -22,8 +22,23 @@ namespace apex4::cuda::quant {
 // (k · 4 bytes) allows few CTAs per SM, so each gets 1024 threads (k = 28672: 428 → 298 µs at
 // M = 8192 on H200; k ≤ 11008 ran faster with 256).
 inline constexpr int kMaxThreads = 1024;
-constexpr int ThreadsFor(bool per_token, int k) { return per_token && k >= 16384 ? kMaxThreads : 256; }
+// Decode (rows ≤ kFewRows, about one CTA per SM) of rows without RMSNorm (the SwiGLU and attention
+// outputs) gets a thread per 8 columns, up to 1024, so a row takes one or two passes instead of
+// k / 2048: those results do not depend on the thread count (absmax is a max, the rest is per
+// element), so a row quantizes identically in any batch. RMSNorm rows keep the counts above, since
+// the order of their double sum follows the thread count.
+inline constexpr int64_t kFewRows = 64;
+constexpr int ThreadsFor(bool per_token, int k, int64_t rows = kFewRows + 1, bool rmsnorm = true) {
+  const int base = per_token && k >= 16384 ? kMaxThreads : 256;
+  if (rmsnorm || rows > kFewRows) return base;
+  const int wide = (k / 8 + 31) / 32 * 32;
+  return wide > base ? (wide < kMaxThreads ? wide : kMaxThreads) : base;
+}
 inline constexpr float kInvSqrt128 = 0.08838834764831845f;
+
+// Where a row comes from (w4a4_linear.h, W4A4QuantizeArgs): x as is; x += residual, written
+// back (x f32); silu(gate) · up of a bf16 gate|up row.
+enum class InputMode : int { kPlain = 0, kResidual = 1, kSwiGlu = 2 };
 
 struct QuantizeParams {
   const void* x;
@@ -37,6 +52,8 @@ struct QuantizeParams {
   int k;
   uint8_t* packed;
   float* scales;
+  const __nv_bfloat16* residual;  // kResidual only
+  int64_t residual_stride;
 };
 
 template <typename T>
@@ -67,6 +84,55 @@ __device__ __forceinline__ void LoadValid8(const T* row, int i, int k_valid, flo
   }
 #pragma unroll
   for (int j = 0; j < 8; ++j) v[j] = i + j < k_valid ? static_cast<float>(row[i + j]) : 0.0f;
+}
+
+// SiluMul's expression (ops/llama_elementwise.cu silu_mul_kernel), the same _rn intrinsics and
+// device expf, so a fused SwiGLU row is bit for bit SiluMul's float output.
+__device__ __forceinline__ float SiluMulValue(float g, float u) {
+  return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+}
+
+// Elements [i, i + 8) of the row the quantizer reads (columns >= k_valid are zeros).
+//  kResidual: x[i..] += residual[i..] (one float add each, as AddResidual), stored back to x when
+//  `write` (a thread whose chunk is a repeat of another's must not add twice).
+//  kSwiGlu: silu(gate[i..]) · up[i..], gate = row, up = row + k_valid.
+template <InputMode kMode, bool kVector, typename T>
+__device__ __forceinline__ void LoadInput8(const T* row, const __nv_bfloat16* residual_row, int i, int k_valid,
+                                           bool write, float (&v)[8]) {
+  if constexpr (kMode == InputMode::kPlain) {
+    LoadValid8<kVector>(row, i, k_valid, v);
+  } else if constexpr (kMode == InputMode::kResidual) {
+    static_assert(sizeof(T) == sizeof(float));
+    float* x = const_cast<float*>(reinterpret_cast<const float*>(row));
+    if (kVector && i + 8 <= k_valid) {
+      float r[8];
+      Load8(x + i, v);
+      Load8(residual_row + i, r);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = __fadd_rn(v[j], r[j]);
+      if (write) {
+        *reinterpret_cast<float4*>(x + i) = make_float4(v[0], v[1], v[2], v[3]);
+        *reinterpret_cast<float4*>(x + i + 4) = make_float4(v[4], v[5], v[6], v[7]);
+      }
+      return;
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (i + j < k_valid) {
+        v[j] = __fadd_rn(x[i + j], __bfloat162float(residual_row[i + j]));
+        if (write) x[i + j] = v[j];
+      } else {
+        v[j] = 0.0f;
+      }
+    }
+  } else {
+    static_assert(kMode == InputMode::kSwiGlu);
+    float u[8];
+    LoadValid8<kVector>(row, i, k_valid, v);
+    LoadValid8<kVector>(row + k_valid, i, k_valid, u);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) v[j] = i + j < k_valid ? SiluMulValue(v[j], u[j]) : 0.0f;
+  }
 }
 
 // Sylvester H128 / sqrt(128) on the 128 values held 8 per lane by 16 consecutive lanes.
@@ -131,13 +197,14 @@ struct Int4Quantizer {
   }
 };
 
-template <typename T, bool kVector>
+template <typename T, bool kVector, InputMode kMode>
 __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(const QuantizeParams p) {
   extern __shared__ float row_cache[];  // per-token rows only: k floats
   __shared__ float scratch[kMaxThreads / 32];
   const int threads = blockDim.x, blocks_per_pass = threads / 16;  // 128-wide blocks per pass
   const int64_t row = blockIdx.x;
   const T* x = static_cast<const T*>(p.x) + row * p.x_row_stride;
+  const __nv_bfloat16* residual = kMode == InputMode::kResidual ? p.residual + row * p.residual_stride : nullptr;
   const int half_warp = threadIdx.x / 16, sub = threadIdx.x % 16;
   const int blocks = p.k / 128;
 
@@ -147,9 +214,11 @@ __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(
     // rounded once to float.
     __shared__ double dscratch[kMaxThreads / 32];
     double sum = 0.0;
+    // With a residual this pass adds it and writes x back; thread t's chunks here are the ones it
+    // reads in the pass below (i = b0 · 128 + t · 8 there too), so it rereads its own stores.
     for (int i = threadIdx.x * 8; i < p.k_valid; i += threads * 8) {
       float v[8];
-      LoadValid8<kVector>(x, i, p.k_valid, v);
+      LoadInput8<kMode, kVector>(x, residual, i, p.k_valid, true, v);
 #pragma unroll
       for (int j = 0; j < 8; ++j) sum = fma(double(v[j]), double(v[j]), sum);
     }
@@ -163,7 +232,11 @@ __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(
     const int b = b0 + half_warp;
     const int i = (b < blocks ? b : 0) * 128 + sub * 8;
     float v[8];
-    LoadValid8<kVector>(x, i, p.k_valid, v);
+    if (kMode == InputMode::kResidual && p.rmsnorm_weight != nullptr) {
+      LoadValid8<kVector>(x, i, p.k_valid, v);  // updated by the RMSNorm pass
+    } else {
+      LoadInput8<kMode, kVector>(x, residual, i, p.k_valid, b < blocks, v);
+    }
     if (p.rmsnorm_weight != nullptr) {
       float g[8];
       LoadValid8<kVector>(p.rmsnorm_weight, i, p.k_valid, g);

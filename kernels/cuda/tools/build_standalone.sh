@@ -25,7 +25,7 @@ o=$out/obj
 lib=("$o"/sm90_w4a4_gemm.o "$o"/sm80_w4a4_gemm.o "$o"/w4a4_quantize_activations.o
      "$o"/w4a4_linear.o "$o"/sm90_w4a4_prepack.o)
 "$nvcc" "${device[@]}" -o "$out/w4a4_linear_test" "$o/w4a4_linear_test.o" "$o/w4a4_reference.o" \
-    "$o/hadamard_transform.o" "$o/cpu_isa.o" "$o/llama_ops.o" "${lib[@]}"
+    "$o/hadamard_transform.o" "$o/cpu_isa.o" "$o/llama_ops.o" "$o/llama_elementwise.o" "${lib[@]}"
 "$nvcc" "${device[@]}" -o "$out/w4a4_linear_benchmark" "$o/w4a4_linear_benchmark.o" "$o/dense_linear.o" \
     "${lib[@]}" -lcublasLt -lcublas
 "$nvcc" "${device[@]}" -o "$out/dense_linear_test" "$o/dense_linear_test.o" "$o/dense_linear.o" \
