@@ -210,7 +210,7 @@ absl::StatusOr<std::unique_ptr<GpuLinear>> GpuLinear::Synthetic(GpuWeightFormat 
 
 bool GpuLinear::ReadsInputDirectly(const GpuLinearInput& input) const {
   return format_ == GpuWeightFormat::kBf16 && input.type == cuda::ActivationType::kBFloat16 &&
-         input.rmsnorm_weight == nullptr;
+         input.rmsnorm_weight == nullptr && input.residual == nullptr && !input.swiglu;
 }
 
 size_t GpuLinear::InputScratchBytes(int64_t rows) const {
@@ -243,26 +243,49 @@ absl::Status GpuLinear::PrepareInput(const GpuLinearInput& input, void* scratch,
                                      const GpuLinearContext& context) const {
   const std::string what = absl::StrCat(name_, ": preparing the input");
   switch (format_) {
-    case GpuWeightFormat::kBf16:
+    case GpuWeightFormat::kBf16: {
       if (ReadsInputDirectly(input)) return absl::OkStatus();
+      auto* operand = static_cast<__nv_bfloat16*>(scratch);
+      if (input.swiglu) {
+        return FromCudaStatus(cuda::SiluMul(static_cast<const __nv_bfloat16*>(input.x),
+                                            input.row_stride, input.rows, k_,
+                                            cuda::ActivationType::kBFloat16, operand,
+                                            context.stream),
+                              what);
+      }
       if (input.type != cuda::ActivationType::kFloat32 || input.rmsnorm_weight == nullptr) {
         return absl::UnimplementedError(
             absl::StrCat(what, ": BF16 layers take bf16 rows, or FP32 rows with an RMSNorm"));
       }
+      if (input.residual == nullptr) {
+        return FromCudaStatus(
+            cuda::RmsNormToBf16(static_cast<const float*>(input.x), input.rmsnorm_weight,
+                                input.rows, k_, input.rmsnorm_eps, operand, k_, context.stream),
+            what);
+      }
+      // The residual stream is updated in place: the fused kernel writes x.
       return FromCudaStatus(
-          cuda::RmsNormToBf16(static_cast<const float*>(input.x), input.rmsnorm_weight,
-                              input.rows, k_, input.rmsnorm_eps,
-                              static_cast<__nv_bfloat16*>(scratch), k_, context.stream),
+          cuda::RmsNormToBf16(static_cast<float*>(const_cast<void*>(input.x)), input.residual,
+                              input.residual_stride, input.rmsnorm_weight, input.rows, k_,
+                              input.rmsnorm_eps, operand, k_, context.stream),
           what);
+    }
     case GpuWeightFormat::kFp8: {
-      auto* values = static_cast<__nv_fp8_e4m3*>(scratch);
-      auto* scales = reinterpret_cast<float*>(static_cast<char*>(scratch) +
-                                              ScalesOffset(input.rows * k_));
-      return FromCudaStatus(
-          cuda::QuantizeFp8PerToken(input.x, input.type, input.row_stride, input.rows, k_,
-                                    input.rmsnorm_weight, input.rmsnorm_eps, values, scales,
-                                    context.stream),
-          what);
+      cuda::Fp8QuantizeArgs args;
+      args.x = input.x;
+      args.type = input.type;
+      args.ldx = input.row_stride;
+      args.rows = input.rows;
+      args.dim = k_;
+      args.rmsnorm_weight = input.rmsnorm_weight;
+      args.eps = input.rmsnorm_eps;
+      args.residual = input.residual;
+      args.ld_residual = input.residual_stride;
+      args.swiglu = input.swiglu;
+      args.y = static_cast<__nv_fp8_e4m3*>(scratch);
+      args.scales = reinterpret_cast<float*>(static_cast<char*>(scratch) +
+                                             ScalesOffset(input.rows * k_));
+      return FromCudaStatus(cuda::QuantizeFp8PerToken(args, context.stream), what);
     }
     case GpuWeightFormat::kW4A4: {
       cuda::W4A4QuantizeArgs args;
@@ -275,6 +298,9 @@ absl::Status GpuLinear::PrepareInput(const GpuLinearInput& input, void* scratch,
       args.rmsnorm_weight = input.rmsnorm_weight;
       args.rmsnorm_eps = input.rmsnorm_eps;
       args.hadamard = online_hadamard_block_ == 128;
+      args.residual = input.residual;
+      args.residual_stride = input.residual_stride;
+      args.swiglu = input.swiglu;
       args.granularity = granularity_;
       args.clip_ratio = activation_clip_ratio_;
       args.packed = static_cast<uint8_t*>(scratch);

@@ -43,6 +43,11 @@ struct GpuLinearContext {
 };
 
 // Activations as they reach a layer: `rows` rows of k() values, `row_stride` elements apart.
+// Two fusions save a kernel each (kernels/cuda: bit for bit the unfused sequences):
+//   - `residual`: x is the FP32 residual stream; PrepareInput first adds the previous
+//     projection's bf16 output into it (x is written) and then normalises the updated rows;
+//   - `swiglu`: x is the gate/up projection's bf16 output, gate in columns [0, k()) and up in
+//     [k(), 2·k()); the layer's input is silu(gate) · up.
 struct GpuLinearInput {
   const void* x = nullptr;
   cuda::ActivationType type = cuda::ActivationType::kFloat32;
@@ -50,6 +55,9 @@ struct GpuLinearInput {
   int64_t rows = 0;
   const float* rmsnorm_weight = nullptr;  // device, k() floats; null: no RMSNorm
   float rmsnorm_eps = 1e-5f;
+  const __nv_bfloat16* residual = nullptr;
+  int64_t residual_stride = 0;
+  bool swiglu = false;
 };
 
 // 4-bit weights in the canonical layout of kernels/w4a4_format.h, with the online work the
@@ -111,7 +119,8 @@ class GpuLinear {
 
  private:
   GpuLinear() = default;
-  // The BF16 operand is the input itself when it is bf16 already and needs no RMSNorm.
+  // The BF16 operand is the input itself when it is bf16 already and needs no RMSNorm, no
+  // residual and no SwiGLU.
   bool ReadsInputDirectly(const GpuLinearInput& input) const;
 
   std::string name_;

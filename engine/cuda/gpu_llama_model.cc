@@ -47,9 +47,6 @@ absl::StatusOr<std::unique_ptr<GpuLlamaModel>> GpuLlamaModel::Create(
   model->max_tokens_ = max_tokens;
   model->max_logit_rows_ = max_logit_rows;
   const GpuLlamaLayer& first = model->weights_.layers[0];
-  model->down_input_type_ = first.down->format() == GpuWeightFormat::kBf16
-                                ? cuda::ActivationType::kBFloat16
-                                : cuda::ActivationType::kFloat32;
   size_t scratch = 0;
   for (const GpuLlamaLayer& layer : model->weights_.layers) {
     for (const GpuLinear* linear :
@@ -78,9 +75,6 @@ absl::StatusOr<std::unique_ptr<GpuLlamaModel>> GpuLlamaModel::Create(
   ASSIGN_OR_RETURN(model->gate_up_,
                    DeviceMemory::Allocate(max_tokens * first.gate_up->output_stride() * 2,
                                           "gate/up outputs"));
-  ASSIGN_OR_RETURN(model->activated_,
-                   DeviceMemory::Allocate(max_tokens * config.intermediate_size * sizeof(float),
-                                          "SwiGLU outputs"));
   ASSIGN_OR_RETURN(model->final_rows_, DeviceMemory::Allocate(
                                            max_logit_rows * hidden * sizeof(float), "final rows"));
   ASSIGN_OR_RETURN(model->final_normed_,
@@ -125,8 +119,13 @@ absl::Status GpuLlamaModel::RunLayer(int index, const GpuStepInputs& inputs,
   auto* hidden_rows = hidden_.as<float>();
   const std::string where = absl::StrCat("layer ", index);
 
+  // The previous block's down projection is added into the stream by this input's preparation.
   GpuLinearInput attention_input{hidden_rows, cuda::ActivationType::kFloat32, hidden, rows,
                                  layer.attention_norm.as<float>(), config_.rms_norm_eps};
+  if (index > 0) {
+    attention_input.residual = projected_.as<__nv_bfloat16>();
+    attention_input.residual_stride = weights_.layers[index - 1].down->output_stride();
+  }
   RETURN_IF_ERROR(RunLinear(*layer.qkv, attention_input, qkv_.as<__nv_bfloat16>(), phases));
   RETURN_IF_ERROR(FromCudaStatus(
       cuda::RopeAndWriteKv(qkv_.as<__nv_bfloat16>(), layer.qkv->output_stride(), inputs.batch,
@@ -147,27 +146,17 @@ absl::Status GpuLlamaModel::RunLayer(int index, const GpuStepInputs& inputs,
                               rows};
   RETURN_IF_ERROR(RunLinear(*layer.attention_output, output_input,
                             projected_.as<__nv_bfloat16>(), phases));
-  RETURN_IF_ERROR(FromCudaStatus(
-      cuda::AddResidual(hidden_rows, projected_.as<__nv_bfloat16>(),
-                        layer.attention_output->output_stride(), rows, hidden, stream),
-      where + ": residual"));
-  Mark(phases, KernelKind::kElementwise);
 
   GpuLinearInput ffn_input{hidden_rows, cuda::ActivationType::kFloat32, hidden, rows,
                            layer.ffn_norm.as<float>(), config_.rms_norm_eps};
+  ffn_input.residual = projected_.as<__nv_bfloat16>();
+  ffn_input.residual_stride = layer.attention_output->output_stride();
   RETURN_IF_ERROR(RunLinear(*layer.gate_up, ffn_input, gate_up_.as<__nv_bfloat16>(), phases));
-  RETURN_IF_ERROR(FromCudaStatus(
-      cuda::SiluMul(gate_up_.as<__nv_bfloat16>(), layer.gate_up->output_stride(), rows,
-                    config_.intermediate_size, down_input_type_, activated_.get(), stream),
-      where + ": SwiGLU"));
-  Mark(phases, KernelKind::kElementwise);
-  GpuLinearInput down_input{activated_.get(), down_input_type_, config_.intermediate_size, rows};
+
+  GpuLinearInput down_input{gate_up_.get(), cuda::ActivationType::kBFloat16,
+                            layer.gate_up->output_stride(), rows};
+  down_input.swiglu = true;
   RETURN_IF_ERROR(RunLinear(*layer.down, down_input, projected_.as<__nv_bfloat16>(), phases));
-  RETURN_IF_ERROR(FromCudaStatus(
-      cuda::AddResidual(hidden_rows, projected_.as<__nv_bfloat16>(), layer.down->output_stride(),
-                        rows, hidden, stream),
-      where + ": residual"));
-  Mark(phases, KernelKind::kElementwise);
   return absl::OkStatus();
 }
 
@@ -189,6 +178,12 @@ absl::Status GpuLlamaModel::Forward(const GpuStepInputs& inputs, const GpuKvCach
       "token embedding"));
   Mark(phases, KernelKind::kElementwise);
   for (int l = 0; l < config_.num_layers; ++l) RETURN_IF_ERROR(RunLayer(l, inputs, cache, phases));
+  // The last block's down projection: the inputs of later blocks add the one before them.
+  RETURN_IF_ERROR(FromCudaStatus(
+      cuda::AddResidual(hidden_.as<float>(), projected_.as<__nv_bfloat16>(),
+                        weights_.layers.back().down->output_stride(), rows, hidden, stream),
+      "last residual"));
+  Mark(phases, KernelKind::kElementwise);
 
   const int64_t out_rows = inputs.num_logit_rows;
   RETURN_IF_ERROR(FromCudaStatus(cuda::GatherRows(hidden_.as<float>(), hidden, inputs.logit_rows,

@@ -2,7 +2,8 @@
 // tokens (prefill chunks and decode tokens in one step), the same computation as the CPU
 // engine's LlamaModel: embedding, per block RMSNorm → QKV → RoPE → paged GQA attention →
 // output projection → residual, RMSNorm → gate/up → SwiGLU → down → residual; final RMSNorm and
-// LM head on the rows whose logits are wanted. The residual stream stays FP32; linear layers
+// LM head on the rows whose logits are wanted. Each residual add and the SwiGLU run inside the
+// next layer's input preparation (GpuLinearInput), not as kernels of their own. The residual stream stays FP32; linear layers
 // (gpu_linear.h) take it with their RMSNorm fused into the input preparation and write bf16;
 // the KV cache is fp16 in blocks of kKvBlockTokens. Q, K and V run as one GEMM, gate and up as
 // another. Every launch is stream-ordered with no host synchronisation, so a decode step can be
@@ -103,7 +104,6 @@ class GpuLlamaModel {
   GpuLinearContext context_;
   int64_t max_tokens_ = 0;
   int64_t max_logit_rows_ = 0;
-  cuda::ActivationType down_input_type_ = cuda::ActivationType::kFloat32;
   DeviceMemory rope_table_;           // float [context_length][head_dim / 2][2]
   DeviceMemory hidden_;               // float [max_tokens, hidden]: the residual stream
   DeviceMemory input_scratch_;        // the largest GpuLinear::InputScratchBytes(max_tokens)
@@ -112,7 +112,6 @@ class GpuLlamaModel {
   DeviceMemory attention_out_;        // bf16 [max_tokens, heads · head_dim]
   DeviceMemory projected_;            // bf16 [max_tokens, output / down stride]
   DeviceMemory gate_up_;              // bf16 [max_tokens, gate_up stride]
-  DeviceMemory activated_;            // float or bf16 [max_tokens, intermediate]
   DeviceMemory final_rows_;           // float [max_logit_rows, hidden]
   DeviceMemory final_normed_;         // bf16 [max_logit_rows, hidden]
   DeviceMemory attention_workspace_;
