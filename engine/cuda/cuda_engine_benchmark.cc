@@ -6,8 +6,8 @@
 //   - prefill: one --prefill-token prompt in one step; prompt tokens per second.
 // No gRPC: what the engine itself sustains (the load benchmark in tools/bench drives the server).
 //
-//   cuda_engine_benchmark --tokenizer=models/SmolLM2-135M-Instruct.Q4_1.gguf \
-//       --shapes=llama-2-7b,llama-2-70b --formats=w4a4,bf16,fp8 --batches=1,16,64
+//   cuda_engine_benchmark --tokenizer=models/SmolLM2-135M-Instruct.Q4_1.gguf
+//       --shapes=llama-2-7b,llama-2-70b --formats=w4a4,bf16,fp8 --batches=1,16,64   (one line)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
