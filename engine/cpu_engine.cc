@@ -11,6 +11,7 @@
 #include "engine/apex4_llama_weights.h"
 #include "engine/gguf_reader.h"
 #include "engine/hf_llama_loader.h"
+#include "engine/kv_block_allocator.h"
 #include "engine/kv_cache.h"
 #include "engine/llama_config.h"
 #include "engine/llama_model.h"
@@ -40,11 +41,7 @@ class CpuEngine : public InferenceEngine {
   const Tokenizer& tokenizer() const override { return tokenizer_; }
 
   absl::StatusOr<int64_t> StartSequence(int32_t max_tokens) override {
-    if (max_tokens <= 0 || max_tokens > info_.context_length) {
-      return absl::InvalidArgumentError(absl::StrCat("a sequence of ", max_tokens,
-                                                     " tokens is outside the context length ",
-                                                     info_.context_length));
-    }
+    RETURN_IF_ERROR(CheckSequenceLength(max_tokens, info_.context_length));
     return cache_->AddSequence(max_tokens);
   }
 

@@ -65,6 +65,14 @@ class KvBlockAllocator {
   absl::flat_hash_map<int64_t, Sequence> sequences_;
 };
 
+// What every engine's StartSequence checks first: INVALID_ARGUMENT unless
+// 0 < max_tokens <= context_length.
+inline absl::Status CheckSequenceLength(int32_t max_tokens, int32_t context_length) {
+  if (max_tokens > 0 && max_tokens <= context_length) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "a sequence of ", max_tokens, " tokens is outside the context length ", context_length));
+}
+
 // Checks one forward step before anything changes, for every engine alike: each entry (with
 // .sequence_id and .tokens) appends at least one token, no sequence appears twice, token ids
 // are in [0, vocab_size) and each sequence has room left in its reservation.

@@ -443,11 +443,7 @@ class CudaEngine : public InferenceEngine {
   const Tokenizer& tokenizer() const override { return tokenizer_; }
 
   absl::StatusOr<int64_t> StartSequence(int32_t max_tokens) override {
-    if (max_tokens <= 0 || max_tokens > info_.context_length) {
-      return absl::InvalidArgumentError(absl::StrCat("a sequence of ", max_tokens,
-                                                     " tokens is outside the context length ",
-                                                     info_.context_length));
-    }
+    RETURN_IF_ERROR(CheckSequenceLength(max_tokens, info_.context_length));
     return allocator_->AddSequence(max_tokens);
   }
 
