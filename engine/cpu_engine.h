@@ -18,7 +18,6 @@ struct EngineOptions {
   std::string model_path;     // a .gguf file, a Hugging Face or an apex4 checkpoint directory
   int threads = 2;            // compute threads, the caller's included
   int64_t kv_cache_mb = 512;  // KV-cache pool; bounds the tokens held by all live sequences
-  int max_batch_size = 8;     // sequences per step the server will send (sizes nothing yet)
 };
 
 // NOT_FOUND / INVALID_ARGUMENT / UNIMPLEMENTED from the model files, naming what is wrong.

@@ -214,7 +214,6 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadEngine(bool cuda, int kv_ca
   options.model_path = absl::GetFlag(FLAGS_model);
   options.threads = threads;
   options.kv_cache_mb = kv_cache_mb;
-  options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   return LoadCpuEngine(options);
 }
 
