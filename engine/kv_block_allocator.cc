@@ -67,6 +67,17 @@ absl::StatusOr<int32_t> KvBlockAllocator::Append(int64_t id, int32_t num_tokens)
   return start;
 }
 
+void KvBlockAllocator::Truncate(int64_t id, int32_t length) {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end() || length < 0 || length >= it->second.length) return;
+  Sequence& seq = it->second;
+  seq.length = length;
+  while (static_cast<int64_t>(seq.blocks.size()) > BlocksFor(length)) {
+    free_blocks_.push_back(seq.blocks.back());
+    seq.blocks.pop_back();
+  }
+}
+
 const std::vector<int32_t>& KvBlockAllocator::BlockTable(int64_t id) const {
   static const std::vector<int32_t>* const kEmpty = new std::vector<int32_t>();
   auto it = sequences_.find(id);

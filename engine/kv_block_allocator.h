@@ -38,6 +38,10 @@ class KvBlockAllocator {
   // Takes the blocks for `num_tokens` more tokens and returns the position of the first one.
   // The caller writes their keys and values at positions [returned, returned + num_tokens).
   absl::StatusOr<int32_t> Append(int64_t id, int32_t num_tokens);
+  // Undoes Appends: shortens the sequence to `length` tokens (at most its current length) and
+  // returns the blocks past it to the pool; the reservation stays. For a step that failed after
+  // its Appends (the engine's GPU work), so that a retry writes the same positions again.
+  void Truncate(int64_t id, int32_t length);
   // Block ids holding the sequence's tokens in order (position p is in block p / kKvBlockTokens,
   // slot p % kKvBlockTokens). Empty for unknown ids.
   const std::vector<int32_t>& BlockTable(int64_t id) const;

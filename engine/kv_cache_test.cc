@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "engine/kv_block_allocator.h"
 #include "gtest/gtest.h"
 
 namespace apex4 {
@@ -82,6 +83,29 @@ TEST(PagedKvCacheTest, SlabsOfDifferentBlocksLayersAndHeadsDoNotOverlap) {
           ASSERT_EQ(cache->keys(block, layer, head)[i], tag(block, layer, head, 0));
           ASSERT_EQ(cache->values(block, layer, head)[i], tag(block, layer, head, 1));
         }
+}
+
+TEST(KvBlockAllocatorTest, TruncateUndoesAppendsAndKeepsTheReservation) {
+  KvBlockAllocator allocator(4);
+  const int64_t a = *allocator.AddSequence(40);  // 3 blocks reserved
+  ASSERT_EQ(*allocator.Append(a, 20), 0);         // 2 blocks taken
+  ASSERT_EQ(allocator.free_blocks(), 2);
+  const std::vector<int32_t> first_block = {allocator.BlockTable(a)[0]};
+  ASSERT_EQ(*allocator.Append(a, 10), 20);  // a failed step's append: still 2 blocks
+  allocator.Truncate(a, 20);
+  EXPECT_EQ(allocator.Length(a), 20);
+  EXPECT_EQ(*allocator.Append(a, 10), 20);  // the retry writes the same positions
+  allocator.Truncate(a, 5);                 // back into the first block
+  EXPECT_EQ(allocator.Length(a), 5);
+  EXPECT_EQ(allocator.BlockTable(a), first_block);
+  EXPECT_EQ(allocator.free_blocks(), 3);
+  EXPECT_EQ(allocator.reserved_blocks(), 3);
+  EXPECT_EQ(allocator.AddSequence(40).status().code(), absl::StatusCode::kResourceExhausted);
+  allocator.Truncate(a, 9);     // longer than it is: nothing changes
+  allocator.Truncate(999, 0);   // unknown: ignored
+  EXPECT_EQ(allocator.Length(a), 5);
+  EXPECT_TRUE(allocator.CheckAppend(a, 35).ok());
+  EXPECT_FALSE(allocator.CheckAppend(a, 36).ok());
 }
 
 }  // namespace

@@ -662,11 +662,13 @@ class CudaEngine : public InferenceEngine {
     int32_t* logit_rows = host_steps_ + steps_.logit_rows;
     int32_t* block_tables = host_steps_ + steps_.block_tables;
     int64_t num_logit_rows = 0;
+    starts_.clear();
     for (int s = 0; s < num_seqs; ++s) {
       const SequenceStep& step = batch[s];
       const int32_t count = static_cast<int32_t>(step.tokens.size());
       // Validated: the reservation holds these blocks.
       ASSIGN_OR_RETURN(const int32_t start, allocator_->Append(step.sequence_id, count));
+      starts_.push_back(start);
       query_start[s] = static_cast<int32_t>(num_tokens);
       context_len[s] = start + count;
       std::copy(step.tokens.begin(), step.tokens.end(), tokens + num_tokens);
@@ -682,6 +684,21 @@ class CudaEngine : public InferenceEngine {
       max_context_len = std::max(max_context_len, start + count);
     }
     query_start[num_seqs] = static_cast<int32_t>(num_tokens);
+    const absl::Status status =
+        Execute(num_seqs, num_tokens, num_logit_rows, max_query_len, max_context_len, all_logits,
+                logits);
+    if (!status.ok()) {
+      // The step's keys and values may be half written: forget its tokens, so that a retry
+      // appends them at the same positions again.
+      for (int s = 0; s < num_seqs; ++s) allocator_->Truncate(batch[s].sequence_id, starts_[s]);
+    }
+    return status;
+  }
+
+  // Uploads the step written into host_steps_, runs it and copies the logits back.
+  absl::Status Execute(int num_seqs, int64_t num_tokens, int64_t num_logit_rows,
+                       int32_t max_query_len, int32_t max_context_len, bool all_logits,
+                       std::vector<float>* logits) {
     RETURN_IF_ERROR(UploadStep(num_seqs, num_tokens, num_logit_rows));
 
     const bool timed = timer_ != nullptr && phases_ != nullptr &&
@@ -745,6 +762,7 @@ class CudaEngine : public InferenceEngine {
   float* host_logits_ = nullptr;   // pinned
   std::map<int, cudaGraphExec_t> graphs_;  // decode graphs by sequence count
   std::set<int> eager_decode_sizes_;       // sequence counts decoded once eagerly
+  std::vector<int32_t> starts_;            // this step's first position per sequence
   bool graphs_enabled_ = true;
   std::unique_ptr<GpuPhaseTimer> phases_;
   KernelTimer* timer_ = nullptr;
