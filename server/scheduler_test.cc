@@ -59,7 +59,6 @@ class SchedulerTest : public ::testing::Test {
     options.model_path = DefaultModelPath();
     options.threads = 2;
     options.kv_cache_mb = 256;  // ~5k tokens of SmolLM2-135M
-    options.max_batch_size = 4;
     absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = LoadCpuEngine(options);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = engine->release();
