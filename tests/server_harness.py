@@ -247,7 +247,9 @@ class Server(Client):
         return None
 
     def stop(self, timeout=60):
-        """SIGTERM, then the exit code (SIGKILL if it does not exit in time). Idempotent."""
+        """SIGTERM, then the exit code (SIGKILL if it does not exit in time). Idempotent. The log
+        of a server that did not exit 0 goes to stderr first (under tools/run_sanitizers.sh it
+        holds the ASan/UBSan report that made the exit 66)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -256,6 +258,9 @@ class Server(Client):
                 self.process.kill()
                 self.process.wait()
         if os.path.exists(self._log.name):
+            if self.process.returncode != 0:
+                sys.stderr.write(f"[apex4_server exited with {self.process.returncode}; its log]\n"
+                                 f"{self.log()}\n")
             os.unlink(self._log.name)
         return self.process.returncode
 
