@@ -25,10 +25,8 @@ CudaStatus Launch(const quant::QuantizeParams& params, int64_t rows, cudaStream_
   const int smem = params.per_token ? params.k * static_cast<int>(sizeof(float)) : 0;
   APEX4_CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  kernel<<<static_cast<unsigned>(rows), quant::ThreadsFor(params.per_token, params.k, rows, params.rmsnorm_weight != nullptr),
-           smem, stream>>>(params);
-  APEX4_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  return OkCudaStatus();
+  const int threads = quant::ThreadsFor(params.per_token, params.k, rows, params.rmsnorm_weight != nullptr);
+  return LaunchProgrammatic(kernel, dim3(static_cast<unsigned>(rows)), dim3(threads), smem, stream, params);
 }
 
 }  // namespace

@@ -16,6 +16,8 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/programmatic_launch.cuh"
+
 namespace apex4::cuda::quant {
 
 // NOTES: 256 threads per row, except long per-token rows: their shared-memory row cache
@@ -201,6 +203,10 @@ template <typename T, bool kVector, InputMode kMode>
 __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(const QuantizeParams p) {
   extern __shared__ float row_cache[];  // per-token rows only: k floats
   __shared__ float scratch[kMaxThreads / 32];
+  // Launched with PDL (programmatic_launch.cuh); the decode GEMM after it may start now and
+  // stream its weights while this row is quantized.
+  WaitForPrerequisiteGrids();
+  AllowDependentsToLaunch();
   const int threads = blockDim.x, blocks_per_pass = threads / 16;  // 128-wide blocks per pass
   const int64_t row = blockIdx.x;
   const T* x = static_cast<const T*>(p.x) + row * p.x_row_stride;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cuda/sm90/sm90_w4a4_decode_gemm.cuh"
 #include "kernels/cuda/sm90/sm90_w4a4_gemm.cuh"
 
 namespace apex4::cuda {
@@ -68,10 +69,27 @@ CudaStatus Launch(const sm90::GemmParams& params, int blocks, cudaStream_t strea
   return OkCudaStatus();
 }
 
+// Decode: launched with programmatic dependent launch, so its weight prefetch overlaps the
+// kernel before it.
+template <int kTiles, bool kGroup128>
+CudaStatus LaunchDecode(const sm90::GemmParams& params, cudaStream_t stream) {
+  return LaunchProgrammatic(&sm90::sm90_w4a4_decode_gemm_kernel<kTiles, kGroup128>,
+                            dim3(params.n / sm90::kStripChannels), dim3(sm90::kDecodeThreads), 0, stream,
+                            params);
+}
+
+// NOTES: H200, 7B/70B/8B layers: the decode kernel beats the wgmma kernel at every shape up to
+// 8 tokens (1.2-1.9×). With 9-16 tokens every CTA reads all M × K/2 activation bytes (L2, not
+// L1, once they exceed ~128 KB), which lost on 70B down (K = 28672): those stay on wgmma.
+bool UseDecode(int64_t m, int64_t k) {
+  return m <= 8 || (m <= sm90::kDecodeMaxTokens && m * k / 2 <= 128 * 1024);
+}
+
 }  // namespace
 
 size_t Sm90W4A4GemmWorkspaceBytes(int64_t m, int64_t n, int64_t k, Granularity granularity,
                                   int num_sms) {
+  if (UseDecode(m, k)) return 0;
   const Plan plan = MakePlan(m, n, k, granularity, num_sms);
   return plan.counter_bytes + plan.partial_bytes;
 }
@@ -81,13 +99,7 @@ CudaStatus LaunchSm90W4A4Gemm(const W4A4GemmArgs& args, cudaStream_t stream) {
   APEX4_CUDA_CHECK_ARG(args.m > 0 && args.m < (int64_t{1} << 31));
   APEX4_CUDA_CHECK_ARG(args.n > 0 && args.n % sm90::kBlockM == 0 && args.n < (int64_t{1} << 31));
   APEX4_CUDA_CHECK_ARG(args.k > 0 && args.k % sm90::kBlockK == 0 && args.k < (int64_t{1} << 31));
-  int device = 0, num_sms = 0;
-  APEX4_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
-  const Plan plan = MakePlan(args.m, args.n, args.k, args.granularity, num_sms);
-  APEX4_CUDA_CHECK_ARG(args.workspace_bytes >= plan.counter_bytes + plan.partial_bytes);
-  APEX4_CUDA_CHECK_ARG(plan.splits == 1 || args.workspace != nullptr);
-
+  const bool group128 = args.granularity == Granularity::kGroup128;
   sm90::GemmParams params{};
   params.x = args.x;
   params.x_scales = args.x_scales;
@@ -97,6 +109,17 @@ CudaStatus LaunchSm90W4A4Gemm(const W4A4GemmArgs& args, cudaStream_t stream) {
   params.m = static_cast<int>(args.m);
   params.n = static_cast<int>(args.n);
   params.k = static_cast<int>(args.k);
+  if (UseDecode(args.m, args.k)) {
+    if (args.m <= 8) return group128 ? LaunchDecode<1, true>(params, stream) : LaunchDecode<1, false>(params, stream);
+    return group128 ? LaunchDecode<2, true>(params, stream) : LaunchDecode<2, false>(params, stream);
+  }
+  int device = 0, num_sms = 0;
+  APEX4_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
+  const Plan plan = MakePlan(args.m, args.n, args.k, args.granularity, num_sms);
+  APEX4_CUDA_CHECK_ARG(args.workspace_bytes >= plan.counter_bytes + plan.partial_bytes);
+  APEX4_CUDA_CHECK_ARG(plan.splits == 1 || args.workspace != nullptr);
+
   params.token_tiles = plan.token_tiles;
   params.channel_tiles = plan.channel_tiles;
   params.splits = plan.splits;
@@ -105,7 +128,6 @@ CudaStatus LaunchSm90W4A4Gemm(const W4A4GemmArgs& args, cudaStream_t stream) {
     params.partials = reinterpret_cast<uint32_t*>(static_cast<char*>(args.workspace) + plan.counter_bytes);
   }
   const int blocks = plan.token_tiles * plan.channel_tiles * plan.splits;
-  const bool group128 = args.granularity == Granularity::kGroup128;
   switch (plan.block_n) {
     case 16: return group128 ? Launch<16, true>(params, blocks, stream) : Launch<16, false>(params, blocks, stream);
     case 64: return group128 ? Launch<64, true>(params, blocks, stream) : Launch<64, false>(params, blocks, stream);
