@@ -30,6 +30,13 @@ __device__ __forceinline__ void AllowDependentsToLaunch() {
 #endif
 }
 
+// The start of a kernel with nothing to do before the wait: wait, then let the next kernel
+// launch (its CTAs become resident and wait in turn while this one runs).
+__device__ __forceinline__ void StartAfterPrerequisiteGrids() {
+  WaitForPrerequisiteGrids();
+  AllowDependentsToLaunch();
+}
+
 template <typename... KernelArgs, typename... Args>
 CudaStatus LaunchProgrammatic(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem_bytes,
                               cudaStream_t stream, Args&&... args) {

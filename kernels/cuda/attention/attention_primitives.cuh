@@ -14,6 +14,9 @@
 #include <cstdint>
 #include <cstring>
 
+#ifndef APEX4_ATTENTION_EMULATION
+#include "kernels/cuda/programmatic_launch.cuh"
+#endif
 #ifdef APEX4_ATTENTION_EMULATION
 #include "kernels/cuda/attention/testing/cta_emulator.h"
 #ifndef __launch_bounds__
@@ -31,6 +34,9 @@ __device__ __forceinline__ uint3 ThreadIdx() { return threadIdx; }
 __device__ __forceinline__ uint3 BlockIdx() { return blockIdx; }
 __device__ __forceinline__ dim3 GridDim() { return gridDim; }
 __device__ __forceinline__ void SyncThreads() { __syncthreads(); }
+// Programmatic dependent launch (kernels/cuda/programmatic_launch.cuh): every attention kernel
+// starts with it.
+__device__ __forceinline__ void StartAfterPrerequisiteGrids() { ::apex4::cuda::StartAfterPrerequisiteGrids(); }
 
 // The CTA's dynamic shared memory.
 __device__ __forceinline__ __half* DynamicSmem() {
@@ -111,6 +117,7 @@ inline uint3 ThreadIdx() { return ::apex4_emu::ThreadIdx(); }
 inline uint3 BlockIdx() { return ::apex4_emu::BlockIdx(); }
 inline dim3 GridDim() { return ::apex4_emu::GridDim(); }
 inline void SyncThreads() { ::apex4_emu::SyncThreads(); }
+inline void StartAfterPrerequisiteGrids() {}  // the emulator runs one kernel at a time
 inline __half* DynamicSmem() { return static_cast<__half*>(::apex4_emu::DynamicSmem()); }
 inline SmemAddr ToSmem(const void* p) { return p; }
 inline int32_t Ldg(const int32_t* p) {

@@ -37,9 +37,7 @@ CudaStatus Launch(const AttentionParams& params, cudaStream_t stream) {
   const dim3 grid =
       kDecode ? dim3(params.num_kv_heads * params.num_row_tiles, params.num_seqs, params.num_partitions)
               : dim3(params.num_kv_heads, params.num_seqs, params.num_row_tiles);
-  kernel<<<grid, kAttentionThreads, kSmemBytes, stream>>>(params);
-  APEX4_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  return OkCudaStatus();
+  return LaunchProgrammatic(kernel, grid, dim3(kAttentionThreads), kSmemBytes, stream, params);
 }
 
 }  // namespace
@@ -54,13 +52,8 @@ CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, c
 
 CudaStatus LaunchAttentionReduce(const AttentionParams& params, int head_dim, cudaStream_t stream) {
   const dim3 grid(params.num_heads, params.num_seqs);
-  if (head_dim == 64) {
-    AttentionReduceKernel<64><<<grid, 64, 0, stream>>>(params);
-  } else {
-    AttentionReduceKernel<128><<<grid, 128, 0, stream>>>(params);
-  }
-  APEX4_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  return OkCudaStatus();
+  return head_dim == 64 ? LaunchProgrammatic(&AttentionReduceKernel<64>, grid, dim3(64), 0, stream, params)
+                        : LaunchProgrammatic(&AttentionReduceKernel<128>, grid, dim3(128), 0, stream, params);
 }
 
 }  // namespace apex4::cuda::attention

@@ -40,6 +40,7 @@ __device__ __forceinline__ int Swizzle(int row, int chunk) {
 
 template <int D, bool kDecode>
 __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const AttentionParams p) {
+  prim::StartAfterPrerequisiteGrids();
   constexpr int kRowWarps = kDecode ? 1 : 4;                 // warps along rows
   constexpr int kKeySplits = 4 / kRowWarps;                  // warps along the keys of a tile
   constexpr int kWarpKeys = kTileKeys / kKeySplits;          // keys per warp per tile: 64 or 16
@@ -393,6 +394,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
 // Merges the decode kernel's partitions of one (sequence, head): D threads, one column each.
 template <int D>
 __global__ void __launch_bounds__(D) AttentionReduceKernel(const AttentionParams p) {
+  prim::StartAfterPrerequisiteGrids();
   const int head = prim::BlockIdx().x;
   const int seq = prim::BlockIdx().y;
   const int q_start = prim::Ldg(p.query_start + seq);

@@ -7,9 +7,7 @@ namespace apex4::cuda::attention {
 CudaStatus LaunchRopeAndWriteKv(const RopeParams& params, cudaStream_t stream) {
   const int chunks = (params.num_heads + 2 * params.num_kv_heads) * params.head_dim / 8;
   const dim3 grid(static_cast<unsigned>(params.num_tokens), (chunks + kRopeThreads - 1) / kRopeThreads);
-  RopeAndWriteKvKernel<<<grid, kRopeThreads, 0, stream>>>(params);
-  APEX4_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  return OkCudaStatus();
+  return LaunchProgrammatic(&RopeAndWriteKvKernel, grid, dim3(kRopeThreads), 0, stream, params);
 }
 
 }  // namespace apex4::cuda::attention

@@ -20,6 +20,7 @@ __device__ __forceinline__ float Bf16Lo(uint32_t w) { return prim::UintAsFloat(w
 __device__ __forceinline__ float Bf16Hi(uint32_t w) { return prim::UintAsFloat(w & 0xffff0000u); }
 
 __global__ void __launch_bounds__(kRopeThreads) RopeAndWriteKvKernel(const RopeParams p) {
+  prim::StartAfterPrerequisiteGrids();
   const int64_t token = prim::BlockIdx().x;
   const int chunk = prim::BlockIdx().y * kRopeThreads + prim::ThreadIdx().x;
   const int head_dim = p.head_dim;

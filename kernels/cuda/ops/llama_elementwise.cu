@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/cuda/programmatic_launch.cuh"
+
 namespace apex4::cuda {
 namespace {
 
@@ -145,6 +147,7 @@ __device__ float RmsNormScale(const T* x, int64_t dim, float eps, const __nv_bfl
 template <int V>
 __global__ void __launch_bounds__(kMaxThreads)
     embed_tokens_kernel(const __nv_bfloat16* table, const int32_t* tokens, int64_t dim, float* hidden) {
+  StartAfterPrerequisiteGrids();
   const __nv_bfloat16* src = table + int64_t{tokens[blockIdx.x]} * dim;
   float* dst = hidden + int64_t{blockIdx.x} * dim;
   for (int64_t i = int64_t{threadIdx.x} * V; i < dim; i += int64_t{blockDim.x} * V) {
@@ -158,6 +161,7 @@ template <int V, RowMode kMode>
 __global__ void __launch_bounds__(kMaxThreads)
     rmsnorm_bf16_kernel(const float* x, const float* weight, int64_t dim, float eps, __nv_bfloat16* y,
                         int64_t ldy, const __nv_bfloat16* residual, int64_t ld_residual) {
+  StartAfterPrerequisiteGrids();
   x += int64_t{blockIdx.x} * dim;
   y += int64_t{blockIdx.x} * ldy;
   if constexpr (kMode == RowMode::kResidual) residual += int64_t{blockIdx.x} * ld_residual;
@@ -191,6 +195,7 @@ template <int V, typename T, RowMode kMode>
 __global__ void __launch_bounds__(kWideThreads)
     quantize_fp8_kernel(const T* x, int64_t ldx, int64_t dim, const float* weight, float eps, __nv_fp8_e4m3* y,
                         float* scales, const __nv_bfloat16* residual, int64_t ld_residual) {
+  StartAfterPrerequisiteGrids();
   constexpr RowMode kLater = kMode == RowMode::kResidual ? RowMode::kPlain : kMode;
   x += int64_t{blockIdx.x} * ldx;
   y += int64_t{blockIdx.x} * dim;
@@ -230,6 +235,7 @@ __global__ void __launch_bounds__(kWideThreads)
 template <int V>
 __global__ void __launch_bounds__(kMaxThreads)
     add_residual_kernel(float* hidden, const __nv_bfloat16* y, int64_t ldy, int64_t dim) {
+  StartAfterPrerequisiteGrids();
   hidden += int64_t{blockIdx.x} * dim;
   y += int64_t{blockIdx.x} * ldy;
   for (int64_t i = int64_t{threadIdx.x} * V; i < dim; i += int64_t{blockDim.x} * V) {
@@ -245,6 +251,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 template <int V, typename Out>
 __global__ void __launch_bounds__(kMaxThreads)
     silu_mul_kernel(const __nv_bfloat16* gate_up, int64_t ld, int64_t inter, Out* out) {
+  StartAfterPrerequisiteGrids();
   gate_up += int64_t{blockIdx.x} * ld;
   out += int64_t{blockIdx.x} * inter;
   for (int64_t i = int64_t{threadIdx.x} * V; i < inter; i += int64_t{blockDim.x} * V) {
@@ -260,6 +267,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 template <int V>
 __global__ void __launch_bounds__(kMaxThreads)
     gather_rows_kernel(const float* hidden, int64_t dim, const int32_t* rows, float* out) {
+  StartAfterPrerequisiteGrids();
   const float* src = hidden + int64_t{rows[blockIdx.x]} * dim;
   out += int64_t{blockIdx.x} * dim;
   for (int64_t i = int64_t{threadIdx.x} * V; i < dim; i += int64_t{blockDim.x} * V) {
@@ -293,13 +301,9 @@ int Threads(int64_t width, int v, int max_threads = kMaxThreads) {
 template <typename Kernel1, typename Kernel4, typename... Args>
 CudaStatus LaunchWith(int max_threads, bool vector, Kernel1 kernel1, Kernel4 kernel4, int64_t rows, int64_t width,
                       cudaStream_t stream, Args... args) {
-  if (vector) {
-    kernel4<<<static_cast<unsigned>(rows), Threads(width, 4, max_threads), 0, stream>>>(args...);
-  } else {
-    kernel1<<<static_cast<unsigned>(rows), Threads(width, 1, max_threads), 0, stream>>>(args...);
-  }
-  APEX4_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  return OkCudaStatus();
+  const dim3 grid(static_cast<unsigned>(rows));
+  return vector ? LaunchProgrammatic(kernel4, grid, dim3(Threads(width, 4, max_threads)), 0, stream, args...)
+                : LaunchProgrammatic(kernel1, grid, dim3(Threads(width, 1, max_threads)), 0, stream, args...);
 }
 
 template <typename Kernel1, typename Kernel4, typename... Args>

@@ -205,8 +205,7 @@ __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(
   __shared__ float scratch[kMaxThreads / 32];
   // Launched with PDL (programmatic_launch.cuh); the decode GEMM after it may start now and
   // stream its weights while this row is quantized.
-  WaitForPrerequisiteGrids();
-  AllowDependentsToLaunch();
+  StartAfterPrerequisiteGrids();
   const int threads = blockDim.x, blocks_per_pass = threads / 16;  // 128-wide blocks per pass
   const int64_t row = blockIdx.x;
   const T* x = static_cast<const T*>(p.x) + row * p.x_row_stride;

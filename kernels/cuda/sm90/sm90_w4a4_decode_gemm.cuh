@@ -167,8 +167,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
   // were all slower: more registers, fewer resident warps (kernels/cuda/RESULTS.md).
   Chunk chunk;
   if (chunks > 0) load_weights(chunk, 0);
-  WaitForPrerequisiteGrids();
-  AllowDependentsToLaunch();
+  StartAfterPrerequisiteGrids();
   if (chunks > 0) load_activations(chunk, 0);
   for (int i = 0; i < chunks; ++i) {
     consume(chunk);

@@ -64,9 +64,7 @@ CudaStatus Launch(const sm90::GemmParams& params, int blocks, cudaStream_t strea
   auto* kernel = &sm90::sm90_w4a4_bf16_gemm_swapab_kernel<kBlockN, kGroup128>;
   APEX4_CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
-  kernel<<<blocks, sm90::kThreads, Cfg::kSmemBytes, stream>>>(params);
-  APEX4_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  return OkCudaStatus();
+  return LaunchProgrammatic(kernel, dim3(blocks), dim3(sm90::kThreads), Cfg::kSmemBytes, stream, params);
 }
 
 // Decode: launched with programmatic dependent launch, so its weight prefetch overlaps the

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/cuda/programmatic_launch.cuh"
 #include "kernels/cuda/ptx/sm90_ptx.cuh"
 #include "kernels/cuda/ptx/sm90_wgmma_s8.cuh"
 #include "kernels/cuda/sm90/sm90_w4a4_layout.h"
@@ -365,6 +366,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     sm90_w4a4_bf16_gemm_swapab_kernel(const __grid_constant__ GemmParams p) {
   using Cfg = GemmConfig<kBlockN, kGroup128>;
   extern __shared__ __align__(1024) uint8_t smem[];
+  StartAfterPrerequisiteGrids();  // launched with PDL: only the launch latency overlaps
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + Cfg::kBarOffset);
   uint64_t* empty = full + Cfg::kStages;
   int* last_split_flag = reinterpret_cast<int*>(empty + Cfg::kStages);
