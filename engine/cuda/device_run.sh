@@ -11,6 +11,11 @@
 #   engine/cuda/device_run.sh kernels   # kernel GPU tests
 #   engine/cuda/device_run.sh bench     # engine throughput on synthetic shapes
 #   engine/cuda/device_run.sh model     # GPU vs CPU engine on SmolLM2 (needs both halves)
+#   engine/cuda/device_run.sh served    # SmolLM2 through gRPC on the GPU, after `model` on the
+#                                       # same machine: greedy parity with the CPU server
+#                                       # (tools/bench/served_parity.py) and the load benchmark;
+#                                       # carries .device/bench (tools/bench/bundle_for_gpu.sh)
+#                                       # with a text excerpt (prompts.txt) beside it
 # Results go to $OUT (the device tool brings them back).
 set -uo pipefail
 out=${OUT:-/tmp/apex4_out}
@@ -55,10 +60,42 @@ for mode in "$@"; do
         --calib-seqs 2 --calib-len 128 --no-eval --out "$work/models/smollm2-quarot.apex4" \
         > "$out/quantize.txt" 2>&1
       echo "quantize rc=$?" | tee -a "$out/summary.txt"
+      [ -x "$work/cuda_engine_test" ] || continue  # not carried this time
       APEX4_MODEL="$model" APEX4_TEST_CHECKPOINT="$work/models/smollm2-quarot.apex4" \
         timeout 400 "$work/cuda_engine_test" > "$out/cuda_engine_test.txt" 2>&1
       echo "cuda_engine_test rc=$?" | tee -a "$out/summary.txt"
       grep -E "^\[|FAIL|OK \]|PASSED" "$out/cuda_engine_test.txt" | head -40
+      ;;
+    served)
+      bench=$PWD/.device/bench
+      model="$work/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+      checkpoint="$work/models/smollm2-quarot.apex4"
+      server="$bench/apex4_server --max_batch_size=64 --max_queue_size=64"
+      cpu="$server --backend=cpu --threads=16"
+      gpu="$server --backend=cuda --profile=/tmp/apex4_profile.json"
+      # BF16 must match the CPU FP32 server token for token; FP8 and W4A4 are reported (W4A4
+      # against the CPU server on the same checkpoint).
+      for pair in "bf16|--model=$model|--model=$model --gpu_weights=bf16|32" \
+                  "fp8|--model=$model|--model=$model --gpu_weights=fp8|0" \
+                  "w4a4|--model=$checkpoint|--model=$checkpoint|0"; do
+        IFS='|' read -r name ref cand need <<< "$pair"
+        timeout 300 python3 tools/bench/served_parity.py --grpcurl="$bench/grpcurl" \
+          --text_file="$bench/prompts.txt" --prompts=8 --max_tokens=32 --require_identical="$need" \
+          --reference_cmd="$cpu $ref" --candidate_cmd="$gpu $cand" --json="$out/parity_$name.json" \
+          > "$out/parity_$name.txt" 2>&1
+        echo "served parity $name rc=$?" | tee -a "$out/summary.txt"
+        tail -1 "$out/parity_$name.txt"
+      done
+      for pair in "bf16|--model=$model --gpu_weights=bf16" "fp8|--model=$model --gpu_weights=fp8" \
+                  "w4a4|--model=$checkpoint"; do
+        IFS='|' read -r name flags <<< "$pair"
+        timeout 200 python3 tools/bench/load_benchmark.py --grpcurl="$bench/grpcurl" \
+          --server_cmd="$gpu $flags" --concurrency=1,16,64 --prompt_tokens=128 --max_tokens=64 \
+          --duration_s=10 --json="$out/served_smollm2_$name.json" \
+          --markdown="$out/served_smollm2_$name.md" > /dev/null 2>&1
+        echo "served load $name rc=$?" | tee -a "$out/summary.txt"
+        cat "$out/served_smollm2_$name.md"
+      done
       ;;
   esac
 done
