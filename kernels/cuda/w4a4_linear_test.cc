@@ -206,6 +206,39 @@ std::vector<float> TransformReference(const std::vector<float>& x, int64_t rows,
   return out;
 }
 
+// The quantizer's output (packed bytes then scale bytes) for `args`, outputs poisoned first.
+std::vector<uint8_t> RunQuantize(W4A4QuantizeArgs args) {
+  const int group = GroupSizeFor(args.granularity, args.k);
+  const int64_t packed_bytes = args.rows * args.k / 2, scale_count = args.rows * (args.k / group);
+  DeviceBuffer<uint8_t> dpacked(packed_bytes);
+  DeviceBuffer<float> dscales(scale_count);
+  dpacked.Fill(0xAA);
+  dscales.Fill(0xFF);
+  args.packed = dpacked.get();
+  args.scales = dscales.get();
+  ASSERT_CUDA_OK(QuantizeW4A4Activations(args, nullptr));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  std::vector<uint8_t> out = dpacked.ToHost();
+  const std::vector<float> scales = dscales.ToHost();
+  const auto* bytes = reinterpret_cast<const uint8_t*>(scales.data());
+  out.insert(out.end(), bytes, bytes + scales.size() * sizeof(float));
+  return out;
+}
+
+// RunQuantize's output split back into packed elements and scales.
+struct QuantizedRows {
+  std::vector<uint8_t> packed;
+  std::vector<float> scales;
+};
+QuantizedRows RunQuantizeSplit(const W4A4QuantizeArgs& args) {
+  const std::vector<uint8_t> out = RunQuantize(args);
+  const size_t packed_bytes = static_cast<size_t>(args.rows * args.k / 2);
+  QuantizedRows q{std::vector<uint8_t>(out.begin(), out.begin() + packed_bytes),
+                  std::vector<float>((out.size() - packed_bytes) / sizeof(float))};
+  std::memcpy(q.scales.data(), out.data() + packed_bytes, q.scales.size() * sizeof(float));
+  return q;
+}
+
 void TestQuantize(ActivationType type, Granularity granularity, bool rmsnorm, bool hadamard,
                   int64_t rows, int64_t k, float clip, std::mt19937& rng) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -223,10 +256,6 @@ void TestQuantize(ActivationType type, Granularity granularity, bool rmsnorm, bo
   const int group = GroupSizeFor(granularity, k);
   DeviceBuffer<float> dxf(x), dgamma(gamma);
   DeviceBuffer<__nv_bfloat16> dxb(xb);
-  DeviceBuffer<uint8_t> dpacked(rows * k / 2);
-  DeviceBuffer<float> dscales(rows * (k / group));
-  ASSERT_CUDA(cudaMemset(dpacked.get(), 0xAA, rows * k / 2));
-  ASSERT_CUDA(cudaMemset(dscales.get(), 0xFF, rows * (k / group) * 4));
   W4A4QuantizeArgs args;
   args.x = type == ActivationType::kBFloat16 ? static_cast<const void*>(dxb.get()) : dxf.get();
   args.type = type;
@@ -236,12 +265,7 @@ void TestQuantize(ActivationType type, Granularity granularity, bool rmsnorm, bo
   args.hadamard = hadamard;
   args.granularity = granularity;
   args.clip_ratio = clip;
-  args.packed = dpacked.get();
-  args.scales = dscales.get();
-  ASSERT_CUDA_OK(QuantizeW4A4Activations(args, nullptr));
-  ASSERT_CUDA(cudaDeviceSynchronize());
-  const std::vector<uint8_t> packed = dpacked.ToHost();
-  const std::vector<float> scales = dscales.ToHost();
+  const auto [packed, scales] = RunQuantizeSplit(args);
 
   const bool transformed = rmsnorm || hadamard;
   const std::vector<float> xt =
@@ -316,10 +340,6 @@ void TestQuantizePadded(ActivationType type, Granularity granularity, bool rmsno
 
   DeviceBuffer<float> dxf(x), dgamma(gamma);
   DeviceBuffer<__nv_bfloat16> dxb(xb);
-  DeviceBuffer<uint8_t> dpacked(rows * k / 2);
-  DeviceBuffer<float> dscales(rows * (k / group));
-  ASSERT_CUDA(cudaMemset(dpacked.get(), 0xAA, rows * k / 2));
-  ASSERT_CUDA(cudaMemset(dscales.get(), 0xFF, rows * (k / group) * 4));
   W4A4QuantizeArgs args;
   args.x = type == ActivationType::kBFloat16 ? static_cast<const void*>(dxb.get()) : dxf.get();
   args.type = type;
@@ -332,12 +352,7 @@ void TestQuantizePadded(ActivationType type, Granularity granularity, bool rmsno
   args.hadamard = hadamard;
   args.granularity = granularity;
   args.clip_ratio = clip;
-  args.packed = dpacked.get();
-  args.scales = dscales.get();
-  ASSERT_CUDA_OK(QuantizeW4A4Activations(args, nullptr));
-  ASSERT_CUDA(cudaDeviceSynchronize());
-  const std::vector<uint8_t> packed = dpacked.ToHost();
-  const std::vector<float> scales = dscales.ToHost();
+  const auto [packed, scales] = RunQuantizeSplit(args);
   int64_t diff_elems = 0, diff_scales = 0;
   for (int64_t i = 0; i < rows * k; ++i) {
     diff_elems += UnpackInt4(packed[i / 2], i & 1) != UnpackInt4(ref_packed[i / 2], i & 1);
@@ -358,25 +373,6 @@ void TestQuantizePadded(ActivationType type, Granularity granularity, bool rmsno
               granularity == Granularity::kGroup128 ? "g128" : "per-token", rmsnorm, hadamard,
               (long long)rows, (long long)k_valid, (long long)k, (long long)stride, (long long)diff_elems,
               (long long)diff_scales, ok ? "ok" : "FAIL");
-}
-
-// The quantizer's output (packed bytes then scale bytes) for `args`, outputs poisoned first.
-std::vector<uint8_t> RunQuantize(W4A4QuantizeArgs args) {
-  const int group = GroupSizeFor(args.granularity, args.k);
-  const int64_t packed_bytes = args.rows * args.k / 2, scale_count = args.rows * (args.k / group);
-  DeviceBuffer<uint8_t> dpacked(packed_bytes);
-  DeviceBuffer<float> dscales(scale_count);
-  dpacked.Fill(0xAA);
-  dscales.Fill(0xFF);
-  args.packed = dpacked.get();
-  args.scales = dscales.get();
-  ASSERT_CUDA_OK(QuantizeW4A4Activations(args, nullptr));
-  ASSERT_CUDA(cudaDeviceSynchronize());
-  std::vector<uint8_t> out = dpacked.ToHost();
-  const std::vector<float> scales = dscales.ToHost();
-  const auto* bytes = reinterpret_cast<const uint8_t*>(scales.data());
-  out.insert(out.end(), bytes, bytes + scales.size() * sizeof(float));
-  return out;
 }
 
 int64_t CountDiffering(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
