@@ -625,9 +625,11 @@ int Main() {
   ASSERT_CUDA_OK(SelectW4A4Backend(0, &best));
   struct Shape { int64_t m, n, k; };
   // Decode (M ≤ 16: one or two token tiles; fewer K chunks than warps; K chunks not a multiple
-  // of the warps), small batches (split-K), M tails, and large M with 256-token tiles.
+  // of the warps; 16 warps per strip up to 2 strips per SM, 8 beyond: N = 4352), small batches
+  // (split-K), M tails, and large M with 256-token tiles.
   const Shape shapes[] = {{1, 256, 1024},  {13, 384, 2048}, {16, 128, 4096}, {5, 640, 384},
-                          {9, 256, 11136}, {8, 128, 1152},  {17, 256, 2048}, {50, 256, 1024},
+                          {9, 256, 11136}, {8, 128, 1152},  {3, 4352, 512},  {12, 4352, 256},
+                          {17, 256, 2048}, {50, 256, 1024},
                           {77, 512, 2048}, {300, 1024, 1024}, {1000, 2048, 512}, {2100, 4096, 256}};
   for (W4A4Backend backend : {best, W4A4Backend::kPortable}) {
     const char* name = backend == W4A4Backend::kSm90 ? "sm90" : "portable";

@@ -1,8 +1,8 @@
 // Decode path of the sm_90a W4A4 GEMM (M ≤ 16 tokens): a weight-streaming GEMV on mma.sync
 // m16n8k32 s8, reading the same prepacked weights as the wgmma kernel (sm90_w4a4_layout.h).
 //
-// One CTA per 16-channel strip; its kDecodeWarps warps take the strip's K chunks round-robin
-// (intra-CTA split-K) and sum their partials through shared memory in warp order, so results are
+// One CTA per 16-channel strip; its kDecodeWarps (8 or 16) warps take the strip's K chunks
+// round-robin (intra-CTA split-K) and sum their partials through shared memory in warp order, so results are
 // deterministic and no workspace is needed. Each lane streams its 2 × 16 bytes of every chunk
 // (one 16-row wgmma A fragment = one mma.sync A fragment) straight into registers; there is no
 // shared-memory stage, so every resident warp keeps its loads in flight.
@@ -31,8 +31,6 @@
 
 namespace apex4::cuda::sm90 {
 
-inline constexpr int kDecodeWarps = 8;
-inline constexpr int kDecodeThreads = 32 * kDecodeWarps;
 inline constexpr int kStripChannels = 16;
 inline constexpr int kDecodeMaxTokens = 16;  // two n8 token tiles
 
@@ -59,8 +57,8 @@ struct DecodeChunk {
   float sx[kGroup128 ? kTiles : 1][2];
 };
 
-template <int kTiles, bool kGroup128>
-__global__ void __launch_bounds__(kDecodeThreads)
+template <int kTiles, bool kGroup128, int kDecodeWarps>
+__global__ void __launch_bounds__(32 * kDecodeWarps)
     sm90_w4a4_decode_gemm_kernel(const __grid_constant__ GemmParams p) {
   using Chunk = DecodeChunk<kTiles, kGroup128>;
   constexpr int kAcc = 4 * kTiles;

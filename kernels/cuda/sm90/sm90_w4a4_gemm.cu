@@ -69,11 +69,23 @@ CudaStatus Launch(const sm90::GemmParams& params, int blocks, cudaStream_t strea
 
 // Decode: launched with programmatic dependent launch, so its weight prefetch overlaps the
 // kernel before it.
-template <int kTiles, bool kGroup128>
+template <int kTiles, bool kGroup128, int kWarps>
 CudaStatus LaunchDecode(const sm90::GemmParams& params, cudaStream_t stream) {
-  return LaunchProgrammatic(&sm90::sm90_w4a4_decode_gemm_kernel<kTiles, kGroup128>,
-                            dim3(params.n / sm90::kStripChannels), dim3(sm90::kDecodeThreads), 0, stream,
-                            params);
+  return LaunchProgrammatic(&sm90::sm90_w4a4_decode_gemm_kernel<kTiles, kGroup128, kWarps>,
+                            dim3(params.n / sm90::kStripChannels), dim3(32 * kWarps), 0, stream, params);
+}
+
+// NOTES: with at most two 16-channel strips per SM (N ≤ 4224 on 132 SMs: 7B/8B o and down),
+// 8 warps per strip leave most of the SM's warp slots empty; 16 warps, each on half the K
+// chunks, took those layers from 5.3 to 4.0 µs (o) and 9.7 to 7.9 µs (7B down) at M = 1 on H200,
+// and were slower on wider layers (7B gate_up 14.2 → 16.5 µs) and for group-128 with two token
+// tiles (82 registers: fewer resident CTAs). 4 and 32 warps lost everywhere
+// (kernels/cuda/results/2026-11-27_h200_decode_warps.txt).
+template <int kTiles, bool kGroup128>
+CudaStatus LaunchDecode(const sm90::GemmParams& params, int num_sms, cudaStream_t stream) {
+  const bool wide_k_split = params.n / sm90::kStripChannels <= 2 * num_sms && !(kGroup128 && kTiles == 2);
+  return wide_k_split ? LaunchDecode<kTiles, kGroup128, 16>(params, stream)
+                      : LaunchDecode<kTiles, kGroup128, 8>(params, stream);
 }
 
 // NOTES: H200, 7B/70B/8B layers: the decode kernel beats the wgmma kernel at every shape up to
@@ -107,13 +119,15 @@ CudaStatus LaunchSm90W4A4Gemm(const W4A4GemmArgs& args, cudaStream_t stream) {
   params.m = static_cast<int>(args.m);
   params.n = static_cast<int>(args.n);
   params.k = static_cast<int>(args.k);
-  if (UseDecode(args.m, args.k)) {
-    if (args.m <= 8) return group128 ? LaunchDecode<1, true>(params, stream) : LaunchDecode<1, false>(params, stream);
-    return group128 ? LaunchDecode<2, true>(params, stream) : LaunchDecode<2, false>(params, stream);
-  }
   int device = 0, num_sms = 0;
   APEX4_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
+  if (UseDecode(args.m, args.k)) {
+    if (args.m <= 8) {
+      return group128 ? LaunchDecode<1, true>(params, num_sms, stream) : LaunchDecode<1, false>(params, num_sms, stream);
+    }
+    return group128 ? LaunchDecode<2, true>(params, num_sms, stream) : LaunchDecode<2, false>(params, num_sms, stream);
+  }
   const Plan plan = MakePlan(args.m, args.n, args.k, args.granularity, num_sms);
   APEX4_CUDA_CHECK_ARG(args.workspace_bytes >= plan.counter_bytes + plan.partial_bytes);
   APEX4_CUDA_CHECK_ARG(plan.splits == 1 || args.workspace != nullptr);
