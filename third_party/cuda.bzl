@@ -31,13 +31,15 @@ def cuda_library(name, srcs, hdrs = [], deps = [], gencode = CUDA_GENCODE, copts
       **kwargs: passed to the cc_library (visibility, linkopts, ...).
     """
     archive = "lib%s_cu.a" % name
+    # -warn-spills with ptxas -Werror: a kernel that spills registers to local memory fails the
+    # build (every kernel, every shipped architecture, in CI too).
     native.genrule(
         name = name + "_nvcc",
         srcs = srcs + hdrs,
         outs = [archive],
         cmd = " ".join([
             "/usr/local/cuda/bin/nvcc -std=c++17 -O3 -lineinfo -Xcompiler -fPIC",
-            "-I. -I$(GENDIR) -Xptxas -warn-spills",
+            "-I. -I$(GENDIR) -Xptxas -warn-spills -Xptxas -Werror",
         ] + [_gencode_words(gencode)] + copts + [
             "-lib -o $@",
         ] + ["$(location %s)" % s for s in srcs]),
