@@ -95,6 +95,30 @@ class SchedulerTest : public ::testing::Test {
     return options;
   }
 
+  // Four prompts of different lengths, submitted together to a scheduler with `batched`, get
+  // the greedy tokens each gets alone (max_batch_size 1).
+  void ExpectGreedyTokensAsAlone(const SchedulerOptions& batched, int max_tokens) {
+    const std::vector<std::string> prompts = {
+        "Once upon a time, in a small village by the sea, there lived an old fisherman who",
+        "List three primary colors:", "def fibonacci(n):", "The quick brown fox"};
+    std::vector<std::vector<int32_t>> alone;
+    {
+      Scheduler scheduler(engine_, &metrics_, SchedulerOptions{.max_batch_size = 1});
+      for (const std::string& prompt : prompts)
+        alone.push_back(Run(scheduler, Greedy(prompt, max_tokens)).ids);
+    }
+    Scheduler scheduler(engine_, &metrics_, batched);
+    std::vector<std::shared_ptr<GenerationStream>> streams;
+    for (const std::string& prompt : prompts) {
+      streams.push_back(*scheduler.Submit(Greedy(prompt, max_tokens)));
+    }
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      Completion together = Drain(*streams[i]);
+      ASSERT_TRUE(together.end.ok()) << together.end.status();
+      EXPECT_EQ(together.ids, alone[i]) << prompts[i];
+    }
+  }
+
   Completion Run(Scheduler& scheduler, GenerationOptions options) {
     absl::StatusOr<std::shared_ptr<GenerationStream>> stream = scheduler.Submit(std::move(options));
     if (!stream.ok()) {
@@ -126,27 +150,8 @@ TEST_F(SchedulerTest, StreamsOneChunkPerTokenUpToMaxTokens) {
 }
 
 TEST_F(SchedulerTest, ChunkedPrefillAndBatchingDoNotChangeGreedyTokens) {
-  const std::vector<std::string> prompts = {
-      "Once upon a time, in a small village by the sea, there lived an old fisherman who",
-      "List three primary colors:", "def fibonacci(n):", "The quick brown fox"};
-  std::vector<std::vector<int32_t>> alone;
-  {
-    Scheduler scheduler(engine_, &metrics_, SchedulerOptions{.max_batch_size = 1});
-    for (const std::string& prompt : prompts)
-      alone.push_back(Run(scheduler, Greedy(prompt, 8)).ids);
-  }
   // Four at once, prompts fed 3 tokens per step: joins and leaves happen mid-prefill.
-  Scheduler scheduler(engine_, &metrics_,
-                      SchedulerOptions{.max_batch_size = 4, .prefill_chunk_tokens = 3});
-  std::vector<std::shared_ptr<GenerationStream>> streams;
-  for (const std::string& prompt : prompts) {
-    streams.push_back(*scheduler.Submit(Greedy(prompt, 8)));
-  }
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    Completion batched = Drain(*streams[i]);
-    ASSERT_TRUE(batched.end.ok()) << batched.end.status();
-    EXPECT_EQ(batched.ids, alone[i]) << prompts[i];
-  }
+  ExpectGreedyTokensAsAlone(SchedulerOptions{.max_batch_size = 4, .prefill_chunk_tokens = 3}, 8);
 }
 
 TEST(StepTokenCounts, DecodersFirstThenPromptChunksInArrivalOrderWithinTheCap) {
@@ -168,29 +173,10 @@ TEST(StepTokenCounts, DecodersFirstThenPromptChunksInArrivalOrderWithinTheCap) {
 }
 
 TEST_F(SchedulerTest, StepTokenCapDoesNotChangeGreedyTokens) {
-  const std::vector<std::string> prompts = {
-      "Once upon a time, in a small village by the sea, there lived an old fisherman who",
-      "List three primary colors:", "def fibonacci(n):", "The quick brown fox"};
-  std::vector<std::vector<int32_t>> alone;
-  {
-    Scheduler scheduler(engine_, &metrics_, SchedulerOptions{.max_batch_size = 1});
-    for (const std::string& prompt : prompts)
-      alone.push_back(Run(scheduler, Greedy(prompt, 6)).ids);
-  }
   // Four sequences, chunks of 8, at most 6 tokens a step: prompts wait for room and are split
   // at other places than the chunk size.
-  Scheduler scheduler(engine_, &metrics_,
-                      SchedulerOptions{
-                          .max_batch_size = 4, .prefill_chunk_tokens = 8, .max_step_tokens = 6});
-  std::vector<std::shared_ptr<GenerationStream>> streams;
-  for (const std::string& prompt : prompts) {
-    streams.push_back(*scheduler.Submit(Greedy(prompt, 6)));
-  }
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    Completion capped = Drain(*streams[i]);
-    ASSERT_TRUE(capped.end.ok()) << capped.end.status();
-    EXPECT_EQ(capped.ids, alone[i]) << prompts[i];
-  }
+  ExpectGreedyTokensAsAlone(
+      SchedulerOptions{.max_batch_size = 4, .prefill_chunk_tokens = 8, .max_step_tokens = 6}, 6);
 }
 
 TEST_F(SchedulerTest, StopStringEndsBeforeIt) {
