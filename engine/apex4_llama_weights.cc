@@ -125,6 +125,18 @@ absl::StatusOr<LlamaConfig> LlamaConfigFromApex4(const Apex4Metadata& metadata) 
   config.rope_theta = static_cast<float>(model.rope_theta);
   config.rms_norm_eps = static_cast<float>(model.rms_norm_eps);
   config.tied_embeddings = false;
+  const Apex4KvCache& kv = metadata.kv_cache;
+  if (kv.bits == 4) {
+    if (kv.key_online_hadamard_block != 0 && kv.key_online_hadamard_block != model.head_dim) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kv_cache.key_online_hadamard.block is ", kv.key_online_hadamard_block,
+          "; keys are rotated per head, so it must equal head_dim ", model.head_dim));
+    }
+    config.kv_cache.bits = 4;
+    config.kv_cache.key_clip_ratio = kv.key_clip_ratio;
+    config.kv_cache.value_clip_ratio = kv.value_clip_ratio;
+    config.kv_cache.key_hadamard = kv.key_online_hadamard_block != 0;
+  }
   RETURN_IF_ERROR(config.Validate());
   return config;
 }

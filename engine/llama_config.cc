@@ -77,6 +77,25 @@ absl::StatusOr<T> JsonFieldOr(const nlohmann::json& json, const char* field, T f
 
 }  // namespace
 
+absl::StatusOr<KvCacheQuantization> ResolveKvCacheQuantization(const KvCacheQuantization& model,
+                                                               int requested_bits) {
+  switch (requested_bits) {
+    case 0:
+      return model;
+    case 16:
+      return KvCacheQuantization{};
+    case 4: {
+      if (model.bits == 4) return model;
+      KvCacheQuantization int4;
+      int4.bits = 4;
+      return int4;
+    }
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kv_cache_bits must be 0 (the model's own), 4 or 16, got ", requested_bits));
+  }
+}
+
 absl::Status LlamaConfig::Validate() const {
   RETURN_IF_ERROR(CheckPositive("num_layers", num_layers));
   RETURN_IF_ERROR(CheckPositive("hidden_size", hidden_size));

@@ -12,6 +12,25 @@
 
 namespace apex4 {
 
+// How the KV cache holds keys and values (tools/quantizer/FORMAT.md, "kv_cache"). With bits 4,
+// each (token, KV head) row of head_dim keys or values is quantized to symmetric INT4 as
+// QuantizeInt4Reference does with one group of head_dim (scale = clip · absmax / 7); with
+// key_hadamard, queries and keys are first rotated by the normalized Hadamard matrix of size
+// head_dim after RoPE (orthogonal, so q·k is unchanged; it spreads outliers before rounding).
+struct KvCacheQuantization {
+  int bits = 16;  // 16: 16-bit (GPU) / FP32 (CPU) cache; 4: INT4
+  float key_clip_ratio = 1.0f;
+  float value_clip_ratio = 1.0f;
+  bool key_hadamard = false;
+};
+
+// The cache an engine runs: the model's own choice (a checkpoint's kv_cache) unless
+// requested_bits overrides it: 0 keeps the model's, 16 turns quantization off, 4 turns it on
+// (clip ratios 1 and no key rotation where the model had no 4-bit cache of its own).
+// INVALID_ARGUMENT for any other requested_bits.
+absl::StatusOr<KvCacheQuantization> ResolveKvCacheQuantization(const KvCacheQuantization& model,
+                                                               int requested_bits);
+
 struct LlamaConfig {
   int32_t num_layers = 0;
   int32_t hidden_size = 0;         // d_model
@@ -24,6 +43,7 @@ struct LlamaConfig {
   float rope_theta = 10000.0f;
   float rms_norm_eps = 1e-5f;
   bool tied_embeddings = false;    // LM head reuses the token embedding matrix
+  KvCacheQuantization kv_cache;    // the model's own choice (16-bit unless a checkpoint says 4)
 
   // INVALID_ARGUMENT naming the first field that is non-positive or inconsistent.
   absl::Status Validate() const;

@@ -29,6 +29,7 @@ struct CudaEngineOptions {
   int device = 0;
   // KV-cache pool in MiB; 0 sizes it from the GPU memory left after weights and buffers.
   int64_t kv_cache_mb = 0;
+  int kv_cache_bits = 0;        // 0: the model's own choice (synthetic: 16); 4 or 16 overrides it
   int max_batch_size = 8;       // sequences per step
   int64_t max_step_tokens = 2048;  // tokens per step, all sequences together
   bool cuda_graphs = true;      // replay decode steps (one token per sequence) as graphs
