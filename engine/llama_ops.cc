@@ -1,6 +1,11 @@
 #include "engine/llama_ops.h"
 
 #include <cmath>
+#include <vector>
+
+#include "engine/status_macros.h"
+#include "kernels/cpu/w4a4_reference.h"
+#include "kernels/w4a4_format.h"
 
 namespace apex4 {
 
@@ -36,6 +41,22 @@ void SiluMul(float* gate, const float* up, int64_t n) {
 
 void AddInPlace(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+absl::Status QuantizeDequantizeInt4Rows(float* x, int64_t rows, int dim, float clip_ratio) {
+  if (rows <= 0) return absl::OkStatus();
+  std::vector<uint8_t> codes(rows * PackedRowBytes(dim));
+  std::vector<float> scales(rows);
+  RETURN_IF_ERROR(QuantizeInt4Reference(x, rows, dim, /*group_size=*/dim, clip_ratio,
+                                        codes.data(), scales.data()));
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* row_codes = &codes[r * PackedRowBytes(dim)];
+    float* row = x + r * dim;
+    for (int i = 0; i < dim; ++i) {
+      row[i] = static_cast<float>(UnpackInt4(row_codes[i / 2], (i & 1) != 0)) * scales[r];
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace apex4

@@ -1,9 +1,12 @@
 // The element-wise and per-row operations of a LLaMA block on the CPU, in float with the
-// reductions llama.cpp does in double: RMSNorm, rotary position embedding, SwiGLU's gate.
+// reductions llama.cpp does in double: RMSNorm, rotary position embedding, SwiGLU's gate, and
+// the rounding of a 4-bit KV cache.
 #ifndef APEX4_ENGINE_LLAMA_OPS_H_
 #define APEX4_ENGINE_LLAMA_OPS_H_
 
 #include <cstdint>
+
+#include "absl/status/status.h"
 
 namespace apex4 {
 
@@ -22,6 +25,15 @@ void SiluMul(float* gate, const float* up, int64_t n);
 
 // x[i] += y[i].
 void AddInPlace(float* x, const float* y, int64_t n);
+
+// What a 4-bit KV cache keeps of `rows` rows of `dim` floats (a row: one token's keys, or
+// values, of one KV head), in place: each row is quantized by QuantizeInt4Reference with one
+// group of `dim` (scale = clip_ratio · absmax / 7, codes rint(x / scale) clamped to [-7, 7]) and
+// replaced by the dequantized values code · scale, in float (tools/quantizer/model.py
+// `_quantize_kv`). The CPU engine stores these in its FP32 cache: the same numbers a 4-bit
+// cache holds, without its memory saving. INVALID_ARGUMENT as QuantizeInt4Reference (odd dim,
+// clip_ratio outside (0, 1]).
+absl::Status QuantizeDequantizeInt4Rows(float* x, int64_t rows, int dim, float clip_ratio);
 
 }  // namespace apex4
 
