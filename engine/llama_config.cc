@@ -2,6 +2,7 @@
 
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -118,6 +119,25 @@ absl::Status LlamaConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("model config: rms_norm_eps ", rms_norm_eps,
                                                    " and rope_theta ", rope_theta,
                                                    " must be positive"));
+  }
+  if (kv_cache.bits != 4 && kv_cache.bits != 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model config: kv_cache.bits is ", kv_cache.bits, "; expected 4 or 16"));
+  }
+  if (kv_cache.bits == 4) {
+    for (const auto& [name, ratio] : {std::pair{"key_clip_ratio", kv_cache.key_clip_ratio},
+                                      std::pair{"value_clip_ratio", kv_cache.value_clip_ratio}}) {
+      if (!(ratio > 0.0f && ratio <= 1.0f)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("model config: kv_cache.", name, " ", ratio, " is outside (0, 1]"));
+      }
+    }
+    // The key rotation is a Hadamard transform of one head (HadamardTransform's block).
+    if (kv_cache.key_hadamard && (head_dim < 8 || (head_dim & (head_dim - 1)) != 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model config: kv_cache.key_hadamard needs head_dim a power of two of at least 8, "
+          "got ", head_dim));
+    }
   }
   return absl::OkStatus();
 }

@@ -75,5 +75,74 @@ TEST(LlamaConfigTest, RefusesBadConfigJsonNamingTheField) {
               HasSubstr("'num_hidden_layers' is not a non-negative 32-bit integer"));
 }
 
+TEST(ResolveKvCacheQuantizationTest, ZeroKeepsTheModelsCacheAndFourOrSixteenOverrideIt) {
+  KvCacheQuantization checkpoint;  // a checkpoint's own 4-bit cache
+  checkpoint.bits = 4;
+  checkpoint.key_clip_ratio = 0.9f;
+  checkpoint.value_clip_ratio = 0.8f;
+  checkpoint.key_hadamard = true;
+  const KvCacheQuantization float_cache;  // GGUF, Hugging Face, a 16-bit checkpoint
+
+  for (const KvCacheQuantization& model : {checkpoint, float_cache}) {
+    auto kept = ResolveKvCacheQuantization(model, 0);
+    ASSERT_TRUE(kept.ok()) << kept.status();
+    EXPECT_EQ(kept->bits, model.bits);
+    EXPECT_EQ(kept->key_clip_ratio, model.key_clip_ratio);
+    EXPECT_EQ(kept->value_clip_ratio, model.value_clip_ratio);
+    EXPECT_EQ(kept->key_hadamard, model.key_hadamard);
+
+    auto off = ResolveKvCacheQuantization(model, 16);
+    ASSERT_TRUE(off.ok()) << off.status();
+    EXPECT_EQ(off->bits, 16);
+    EXPECT_FALSE(off->key_hadamard);
+  }
+  // 4 keeps a checkpoint's measured clip ratios and rotation ...
+  auto own = ResolveKvCacheQuantization(checkpoint, 4);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->bits, 4);
+  EXPECT_EQ(own->key_clip_ratio, 0.9f);
+  EXPECT_EQ(own->value_clip_ratio, 0.8f);
+  EXPECT_TRUE(own->key_hadamard);
+  // ... and on a model without one, quantizes plainly: no clipping, no rotation (its weights
+  // were not rotated for it).
+  auto plain = ResolveKvCacheQuantization(float_cache, 4);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->bits, 4);
+  EXPECT_EQ(plain->key_clip_ratio, 1.0f);
+  EXPECT_EQ(plain->value_clip_ratio, 1.0f);
+  EXPECT_FALSE(plain->key_hadamard);
+
+  for (int bad : {8, 1, -4, 32}) {
+    const absl::Status status = ResolveKvCacheQuantization(float_cache, bad).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("kv_cache_bits")) << bad;
+  }
+}
+
+TEST(LlamaConfigTest, ValidateChecksTheKvCache) {
+  auto valid = LlamaConfigFromHfJson(kSmolLmConfigJson);
+  ASSERT_TRUE(valid.ok()) << valid.status();
+  LlamaConfig config = *valid;
+  EXPECT_EQ(config.kv_cache.bits, 16);  // a model without a cache of its own
+  config.kv_cache.bits = 4;
+  config.kv_cache.key_hadamard = true;
+  EXPECT_TRUE(config.Validate().ok()) << config.Validate();
+
+  LlamaConfig bad = config;
+  bad.kv_cache.bits = 8;
+  EXPECT_THAT(std::string(bad.Validate().message()), HasSubstr("kv_cache.bits is 8"));
+  bad = config;
+  bad.kv_cache.value_clip_ratio = 0.0f;
+  EXPECT_THAT(std::string(bad.Validate().message()), HasSubstr("kv_cache.value_clip_ratio"));
+  bad = config;
+  bad.kv_cache.key_clip_ratio = 1.5f;
+  EXPECT_THAT(std::string(bad.Validate().message()), HasSubstr("kv_cache.key_clip_ratio"));
+  bad = config;
+  bad.head_dim = 48;  // even, so RoPE is fine, but no Hadamard transform of 48
+  EXPECT_THAT(std::string(bad.Validate().message()), HasSubstr("kv_cache.key_hadamard"));
+  bad.kv_cache.key_hadamard = false;
+  EXPECT_TRUE(bad.Validate().ok()) << bad.Validate();
+}
+
 }  // namespace
 }  // namespace apex4
