@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/llama_ops.h"
 #include "engine/status_macros.h"
+#include "kernels/cpu/hadamard_transform.h"
 
 namespace apex4 {
 
@@ -114,6 +115,10 @@ void LlamaModel::RunLayer(int layer_index, PagedKvCache* cache, StepTimer* timer
                 config_.rope_theta);
       ApplyRope(&s.key[t * kv_dim], config_.num_kv_heads, head_dim, token.position,
                 config_.rope_theta);
+    }
+    if (config_.kv_cache.bits == 4) RoundForInt4KvCache(n);
+    for (int64_t t = 0; t < n; ++t) {
+      const AttentionToken& token = s.tokens[t];
       const int32_t block = (*token.block_table)[token.position / PagedKvCache::kBlockTokens];
       const int64_t slot_offset = (token.position % PagedKvCache::kBlockTokens) * head_dim;
       for (int h = 0; h < config_.num_kv_heads; ++h) {
@@ -138,6 +143,24 @@ void LlamaModel::RunLayer(int layer_index, PagedKvCache* cache, StepTimer* timer
   SiluMul(s.gate.data(), s.up.data(), n * config_.intermediate_size);
   timer->Linear(*layer.down, s.gate.data(), n, s.projected.data());
   AddInPlace(s.hidden.data(), s.projected.data(), n * hidden);
+}
+
+void LlamaModel::RoundForInt4KvCache(int64_t n) {
+  Scratch& s = scratch_;
+  const KvCacheQuantization& kv = config_.kv_cache;
+  const int head_dim = config_.head_dim;
+  // The config is validated (LlamaConfig::Validate: clip ratios in (0, 1], head_dim even, and a
+  // power of two of at least 8 with key_hadamard), so none of these can fail.
+  if (kv.key_hadamard) {
+    // Every head of every token, queries too: q·k is unchanged, the keys' outliers are spread.
+    HadamardTransform(s.query.data(), n, int64_t{config_.num_heads} * head_dim, head_dim)
+        .IgnoreError();
+    HadamardTransform(s.key.data(), n, int64_t{config_.num_kv_heads} * head_dim, head_dim)
+        .IgnoreError();
+  }
+  const int64_t rows = n * config_.num_kv_heads;  // one per (token, KV head)
+  QuantizeDequantizeInt4Rows(s.key.data(), rows, head_dim, kv.key_clip_ratio).IgnoreError();
+  QuantizeDequantizeInt4Rows(s.value.data(), rows, head_dim, kv.value_clip_ratio).IgnoreError();
 }
 
 void LlamaModel::ComputeLogits(StepTimer* timer, std::vector<float>* logits) {

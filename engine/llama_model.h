@@ -2,7 +2,9 @@
 // tokens (prefill chunks and single decode tokens in one step): embedding, per block RMSNorm →
 // Q/K/V → RoPE → paged GQA attention → output projection → residual, RMSNorm → SwiGLU MLP →
 // residual; final RMSNorm and LM head on the rows whose logits are wanted. All tokens of the
-// step go through each projection together, so the weights are read once per step.
+// step go through each projection together, so the weights are read once per step. With a
+// 4-bit KV cache (config.kv_cache.bits 4) keys and values are rounded to INT4 before they enter
+// the cache, which keeps them, dequantized, in FP32 (RoundForInt4KvCache).
 #ifndef APEX4_ENGINE_LLAMA_MODEL_H_
 #define APEX4_ENGINE_LLAMA_MODEL_H_
 
@@ -30,7 +32,8 @@ struct ForwardEntry {
 // Not thread-safe: Forward keeps scratch buffers between calls.
 class LlamaModel {
  public:
-  // `pool` (may be null; not owned) runs attention; the layers carry their own.
+  // `pool` (may be null; not owned) runs attention; the layers carry their own. `config` must
+  // be valid (LlamaConfig::Validate), its kv_cache the one to run (ResolveKvCacheQuantization).
   LlamaModel(const LlamaConfig& config, LlamaWeights weights, ThreadPool* pool);
 
   const LlamaConfig& config() const { return config_; }
@@ -55,6 +58,13 @@ class LlamaModel {
   class StepTimer;
 
   void RunLayer(int layer_index, PagedKvCache* cache, StepTimer* timer);
+  // With config_.kv_cache.bits 4, after RoPE: rotates the step's queries and keys per head by
+  // the normalized Hadamard transform (with key_hadamard) and replaces its keys and values by
+  // what a 4-bit cache holds of them (QuantizeDequantizeInt4Rows per token and KV head), as
+  // tools/quantizer/model.py attention() does. The cache then stores these dequantized values
+  // in FP32: the numbers of a 4-bit cache (the reference for the GPU engine, which stores 4
+  // bits), not its memory saving.
+  void RoundForInt4KvCache(int64_t n);
   // The next-token distribution's logits for the rows of scratch_.logit_rows.
   void ComputeLogits(StepTimer* timer, std::vector<float>* logits);
 
