@@ -129,8 +129,9 @@ absl::StatusOr<LlamaConfig> LlamaConfigFromApex4(const Apex4Metadata& metadata) 
   if (kv.bits == 4) {
     if (kv.key_online_hadamard_block != 0 && kv.key_online_hadamard_block != model.head_dim) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "kv_cache.key_online_hadamard.block is ", kv.key_online_hadamard_block,
-          "; keys are rotated per head, so it must equal head_dim ", model.head_dim));
+          kApex4MetadataFile, ": quantization.kv_cache.key_online_hadamard.block is ",
+          kv.key_online_hadamard_block, "; keys are rotated per head, so it must equal head_dim ",
+          model.head_dim));
     }
     config.kv_cache.bits = 4;
     config.kv_cache.key_clip_ratio = kv.key_clip_ratio;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -95,6 +96,7 @@ TEST_F(Apex4ServedTest, DescribesTheCheckpoint) {
   EXPECT_EQ(engine_->info().format, "apex4");
   EXPECT_EQ(engine_->info().quantization, "w4a4-mixed");
   EXPECT_EQ(engine_->info().hidden_size, 192);
+  EXPECT_EQ(engine_->info().kv_cache_bits, 16);  // the checkpoint has no 4-bit cache
   const std::vector<LayerToPlan> layers = engine_->PlannableLayers();
   ASSERT_EQ(layers.size(), 14u);
   EXPECT_EQ(layers[0].name, "blk.0.attn_q");
@@ -148,6 +150,38 @@ TEST(Apex4Served, AtomOutlierChannelsMatchTheQuantizersForward) {
   EXPECT_LT(d.mean, kMeanTolerance) << "largest difference " << d.max;
 }
 
+// tiny_kv4.apex4 is tiny.apex4 with a 4-bit KV cache (keys rotated by H_64, clip ratios 0.9 and
+// 0.95): the engine runs it as the quantizer's forward does, and --kv_cache_bits=16 turns it off.
+TEST(Apex4Served, Int4KvCacheMatchesTheQuantizersForward) {
+  auto tiny = GetTinyApex4Checkpoint();
+  ASSERT_TRUE(tiny.ok()) << tiny.status();
+  const nlohmann::json& reference = (*tiny)->reference;
+  const auto tokens = reference["window_tokens"].get<std::vector<int32_t>>();
+  const auto kv4 = reference["kv4"]["log_probs"].get<std::vector<double>>();
+  const auto float_cache = reference["configured"]["log_probs"].get<std::vector<double>>();
+  // The 4-bit cache must move the log-probs by more than the tolerance (measured: 0.31 mean).
+  EXPECT_GT(Compare(kv4, float_cache).mean, 3 * kMeanTolerance);
+
+  EngineOptions options;
+  options.model_path = (*tiny)->kv4_directory;
+  for (const int requested_bits : {0, 4, 16}) {
+    options.kv_cache_bits = requested_bits;
+    auto engine = LoadCpuEngine(options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    const bool int4 = requested_bits != 16;
+    EXPECT_EQ((*engine)->info().kv_cache_bits, int4 ? 4 : 16) << requested_bits;
+    const Difference d = Compare(EngineLogProbs(**engine, tokens), int4 ? kv4 : float_cache);
+    std::printf("kv_cache_bits %d: mean difference %.4f, largest %.4f\n", requested_bits, d.mean,
+                d.max);
+    EXPECT_LT(d.mean, kMeanTolerance)
+        << "kv_cache_bits " << requested_bits << ", largest difference " << d.max;
+  }
+  options.kv_cache_bits = 8;
+  const absl::Status bad = LoadCpuEngine(options).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.message(), HasSubstr("kv_cache_bits"));
+}
+
 TEST(Apex4Served, SourceGgufMustBeTheRecordedOne) {
   auto tiny = GetTinyApex4Checkpoint();
   ASSERT_TRUE(tiny.ok()) << tiny.status();
@@ -166,6 +200,58 @@ TEST(Apex4Served, SourceGgufMustBeTheRecordedOne) {
   EXPECT_THAT(mismatch.message(), HasSubstr("hashes to"));
 }
 
+// The metadata of a 2-block model (head_dim 64), as a checkpoint's apex4.json gives it.
+Apex4Metadata SmallMetadata() {
+  Apex4Metadata metadata;
+  Apex4ModelConfig& model = metadata.model;
+  model.architecture = "llama";
+  model.vocab_size = 1000;
+  model.hidden_size = 192;
+  model.intermediate_size = 384;
+  model.num_layers = 2;
+  model.num_heads = 3;
+  model.num_kv_heads = 1;
+  model.head_dim = 64;
+  model.rope_theta = 10000;
+  model.rope_style = "adjacent_pairs";
+  model.rms_norm_eps = 1e-5;
+  model.context_length = 512;
+  return metadata;
+}
+
+TEST(LlamaConfigFromApex4, ReadsTheKvCache) {
+  Apex4Metadata metadata = SmallMetadata();
+  auto float_cache = LlamaConfigFromApex4(metadata);  // no kv_cache, or bits 16
+  ASSERT_TRUE(float_cache.ok()) << float_cache.status();
+  EXPECT_EQ(float_cache->kv_cache.bits, 16);
+
+  metadata.kv_cache.bits = 4;
+  metadata.kv_cache.key_clip_ratio = 0.9f;
+  metadata.kv_cache.value_clip_ratio = 0.95f;
+  metadata.kv_cache.key_online_hadamard_block = 64;  // = head_dim
+  auto rotated = LlamaConfigFromApex4(metadata);
+  ASSERT_TRUE(rotated.ok()) << rotated.status();
+  EXPECT_EQ(rotated->kv_cache.bits, 4);
+  EXPECT_EQ(rotated->kv_cache.key_clip_ratio, 0.9f);
+  EXPECT_EQ(rotated->kv_cache.value_clip_ratio, 0.95f);
+  EXPECT_TRUE(rotated->kv_cache.key_hadamard);
+
+  metadata.kv_cache.key_online_hadamard_block = 0;  // "key_online_hadamard": null
+  auto plain = LlamaConfigFromApex4(metadata);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->kv_cache.bits, 4);
+  EXPECT_FALSE(plain->kv_cache.key_hadamard);
+
+  for (int block : {32, 128}) {
+    metadata.kv_cache.key_online_hadamard_block = block;
+    const absl::Status status = LlamaConfigFromApex4(metadata).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << block;
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr("quantization.kv_cache.key_online_hadamard.block is " +
+                          std::to_string(block)));
+    EXPECT_THAT(std::string(status.message()), HasSubstr("head_dim 64"));
+  }
+}
 
 }  // namespace
 }  // namespace apex4

@@ -31,6 +31,7 @@ absl::StatusOr<TinyApex4Checkpoint> WriteTinyCheckpoint() {
   TinyApex4Checkpoint checkpoint;
   checkpoint.directory = out + "/tiny.apex4";
   checkpoint.atom_directory = out + "/tiny_atom.apex4";
+  checkpoint.kv4_directory = out + "/tiny_kv4.apex4";
   checkpoint.reference = nlohmann::json::parse(reference_file, nullptr, false);
   if (checkpoint.reference.is_discarded()) {
     return absl::InternalError(absl::StrCat(out, "/reference.json is not JSON"));

@@ -14,7 +14,8 @@ namespace apex4 {
 struct TinyApex4Checkpoint {
   std::string directory;      // the checkpoint; its source GGUF is linked beside it
   std::string atom_directory; // the same model Atom-style (INT8 outlier channels)
-  nlohmann::json reference;   // reference.json: per plan log_probs, perplexity, accuracy
+  std::string kv4_directory;  // `directory` with a 4-bit KV cache (keys rotated, clipped)
+  nlohmann::json reference;   // reference.json: per plan log_probs, perplexity, accuracy; "kv4"
 };
 
 // Runs the script on the first call (python3 with tools/requirements.txt); later calls return

@@ -87,7 +87,16 @@ class CpuEngine : public InferenceEngine {
   std::string model_path_;
 };
 
-// Shared by both formats: the KV cache, the model and the engine around loaded weights.
+// The KV cache the model runs: options.kv_cache_bits over the model's own choice (a
+// checkpoint's kv_cache, else 16-bit). With 4 bits the cache still holds floats: the
+// dequantized INT4 values (LlamaModel::RoundForInt4KvCache), so it takes as much memory.
+absl::Status ResolveKvCache(const EngineOptions& options, LlamaConfig* config) {
+  ASSIGN_OR_RETURN(config->kv_cache,
+                   ResolveKvCacheQuantization(config->kv_cache, options.kv_cache_bits));
+  return config->Validate();
+}
+
+// Shared by all formats: the KV cache, the model and the engine around loaded weights.
 absl::StatusOr<std::unique_ptr<InferenceEngine>> AssembleEngine(
     const EngineOptions& options, const LlamaConfig& config, Tokenizer tokenizer,
     std::unique_ptr<ThreadPool> pool, LlamaWeights weights, EngineInfo info,
@@ -106,6 +115,7 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> AssembleEngine(
   info.context_length = config.context_length;
   info.num_layers = config.num_layers;
   info.hidden_size = config.hidden_size;
+  info.kv_cache_bits = config.kv_cache.bits;
   auto model = std::make_unique<LlamaModel>(config, std::move(weights), pool.get());
   return std::unique_ptr<InferenceEngine>(new CpuEngine(
       std::move(info), std::move(tokenizer), std::move(pool), std::move(model), std::move(cache),
@@ -124,7 +134,8 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadApex4CpuEngine(const Engine
   RETURN_IF_ERROR(VerifyApex4Source(metadata, source));
   ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> gguf, GgufReader::Open(source));
   ASSIGN_OR_RETURN(Tokenizer tokenizer, TokenizerFromGguf(*gguf));
-  ASSIGN_OR_RETURN(const LlamaConfig config, LlamaConfigFromApex4(metadata));
+  ASSIGN_OR_RETURN(LlamaConfig config, LlamaConfigFromApex4(metadata));
+  RETURN_IF_ERROR(ResolveKvCache(options, &config));
   auto pool = std::make_unique<ThreadPool>(options.threads);
   ASSIGN_OR_RETURN(LlamaWeights weights,
                    LoadLlamaWeightsFromApex4(checkpoint, config, GranularityPlan{}, pool.get()));
@@ -139,7 +150,8 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadApex4CpuEngine(const Engine
 // A Hugging Face model directory: config.json, safetensors weights and tokenizer.json.
 absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadHfCpuEngine(const EngineOptions& options) {
   const std::filesystem::path directory(options.model_path);
-  ASSIGN_OR_RETURN(const LlamaConfig config, LlamaConfigFromHfDirectory(options.model_path));
+  ASSIGN_OR_RETURN(LlamaConfig config, LlamaConfigFromHfDirectory(options.model_path));
+  RETURN_IF_ERROR(ResolveKvCache(options, &config));
   ASSIGN_OR_RETURN(Tokenizer tokenizer,
                    TokenizerFromJson((directory / "tokenizer.json").string()));
   auto pool = std::make_unique<ThreadPool>(options.threads);
@@ -165,7 +177,8 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadCpuEngine(const EngineOptio
   }
   if (IsHfModelDirectory(options.model_path)) return LoadHfCpuEngine(options);
   ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> gguf, GgufReader::Open(options.model_path));
-  ASSIGN_OR_RETURN(const LlamaConfig config, LlamaConfigFromGguf(*gguf));
+  ASSIGN_OR_RETURN(LlamaConfig config, LlamaConfigFromGguf(*gguf));
+  RETURN_IF_ERROR(ResolveKvCache(options, &config));
   ASSIGN_OR_RETURN(Tokenizer tokenizer, TokenizerFromGguf(*gguf));
   auto pool = std::make_unique<ThreadPool>(options.threads);
   ASSIGN_OR_RETURN(LlamaWeights weights, LoadLlamaWeightsFromGguf(*gguf, config, pool.get()));

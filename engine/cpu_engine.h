@@ -18,7 +18,9 @@ struct EngineOptions {
   std::string model_path;     // a .gguf file, a Hugging Face or an apex4 checkpoint directory
   int threads = 2;            // compute threads, the caller's included
   int64_t kv_cache_mb = 512;  // KV-cache pool; bounds the tokens held by all live sequences
-  int kv_cache_bits = 0;      // 0: the model's own choice; 4 or 16 overrides it
+  // 0: the model's own choice (a checkpoint's kv_cache, else 16); 4 or 16 overrides it. With 4
+  // the cache holds the dequantized INT4 values in FP32: the 4-bit numbers, not its memory.
+  int kv_cache_bits = 0;
 };
 
 // NOT_FOUND / INVALID_ARGUMENT / UNIMPLEMENTED from the model files, naming what is wrong.

@@ -71,6 +71,7 @@ TEST_F(CpuEngineTest, DescribesTheModel) {
   EXPECT_EQ(info.context_length, 8192);
   EXPECT_EQ(info.num_layers, 30);
   EXPECT_EQ(info.hidden_size, 576);
+  EXPECT_EQ(info.kv_cache_bits, 16);
   EXPECT_EQ(engine_->tokenizer().vocab_size(), 49152);
   EXPECT_EQ(*engine_->tokenizer().Encode("The capital of France is", false, true),
             kCapitalPrompt);
@@ -181,6 +182,24 @@ TEST_F(CpuEngineTest, ServesAHuggingFaceDirectoryLikeTheGguf) {
   ASSERT_TRUE((*hf_engine)->Step({{hf_id, kCapitalPrompt}}, &hf_logits).ok());
   EXPECT_EQ(hf_logits, gguf_logits);
   engine_->EndSequence(gguf_id);
+
+  // kv_cache_bits 4 gives both formats the same 4-bit cache (llama_model_kv_cache_test checks
+  // its numbers): the logits move, identically, and " Paris" stays the answer.
+  std::vector<float> int4_logits[2];
+  int index = 0;
+  for (const std::string& path : {DefaultModelPath(), directory}) {
+    options.model_path = path;
+    options.kv_cache_bits = 4;
+    auto engine = LoadCpuEngine(options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    EXPECT_EQ((*engine)->info().kv_cache_bits, 4) << path;
+    const int64_t id = *(*engine)->StartSequence(8);
+    ASSERT_TRUE((*engine)->Step({{id, kCapitalPrompt}}, &int4_logits[index]).ok());
+    EXPECT_EQ(Argmax(int4_logits[index], 0, info.vocab_size), kParis) << path;
+    ++index;
+  }
+  EXPECT_EQ(int4_logits[0], int4_logits[1]);
+  EXPECT_NE(int4_logits[0], gguf_logits);
 }
 
 TEST(CpuEngineLoadTest, RefusesMissingModelsAndBadOptions) {
@@ -193,6 +212,11 @@ TEST(CpuEngineLoadTest, RefusesMissingModelsAndBadOptions) {
   options.threads = 2;
   options.kv_cache_mb = 0;
   EXPECT_EQ(LoadCpuEngine(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.kv_cache_mb = 16;
+  options.kv_cache_bits = 8;
+  const absl::Status bits = LoadCpuEngine(options).status();
+  EXPECT_EQ(bits.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bits.message().find("kv_cache_bits"), std::string::npos) << bits;
 }
 
 }  // namespace

@@ -29,6 +29,9 @@ struct EngineInfo {
   int32_t context_length = 0;    // longest sequence (prompt + completion) the engine accepts
   int32_t num_layers = 0;
   int32_t hidden_size = 0;
+  // The KV cache the engine runs: 16 (the CPU keeps FP32, the GPU 16-bit floats) or 4 (INT4
+  // per token and KV head; the CPU keeps the dequantized values in FP32, llama_model.h).
+  int kv_cache_bits = 16;
 };
 
 // One sequence's share of a forward step.

@@ -9,11 +9,15 @@ it with the real GGUF's tokenizer: OUT_DIR/<gguf> links to SOURCE.gguf (the chec
 recorded source) and OUT_DIR/tiny.apex4 is the checkpoint (QuaRot + GPTQ, mixed granularity:
 every layer stores both variants, ffn_down carries the online Hadamard, K=192 is padded to 256);
 OUT_DIR/tiny_atom.apex4 is the same model Atom-style (group-128, INT8 outlier channels).
+OUT_DIR/tiny_kv4.apex4 is tiny.apex4 with a 4-bit KV cache (keys rotated by H_64, clip ratios
+KV4_KEY_CLIP and KV4_VALUE_CLIP, so that the engine must read them).
 OUT_DIR/reference.json holds, per granularity plan, the log-probabilities of the first window's
 tokens, the perplexity over REF_WINDOWS windows of REF_CONTEXT tokens of TEXT, and the HellaSwag
 accuracy on the first REF_TASKS tasks, and the first window's log-probabilities under the Atom
-checkpoint ("atom"), all computed by tools/quantizer's numpy forward.
+checkpoint ("atom") and, with their perplexity, under the 4-bit KV cache checkpoint ("kv4"), all
+computed by tools/quantizer's numpy forward.
 """
+import dataclasses
 import json
 import os
 import sys
@@ -26,13 +30,15 @@ from tools.quantizer.checkpoint import read_checkpoint, write_checkpoint  # noqa
 from tools.quantizer.evaluate import (_token_logprobs, hellaswag, perplexity,  # noqa: E402
                                      read_hellaswag)
 from tools.quantizer.gguf_loader import ModelConfig, expected_shapes, file_sha256  # noqa: E402
-from tools.quantizer.model import forward_hidden  # noqa: E402
+from tools.quantizer.model import KvCacheQuant, forward_hidden  # noqa: E402
 from tools.quantizer.quantize import QuantOptions, quantize_model  # noqa: E402
 from tools.quantizer.tokenizer import GgufTokenizer  # noqa: E402
 
 REF_CONTEXT = 128
 REF_WINDOWS = 2
 REF_TASKS = 12
+KV4_KEY_CLIP = 0.9
+KV4_VALUE_CLIP = 0.95
 CONFIG = ModelConfig(vocab_size=49152, hidden_size=192, intermediate_size=384, num_layers=2,
                      num_heads=3, num_kv_heads=1, head_dim=64, rope_theta=10000.0,
                      rms_norm_eps=1e-5, context_length=512, bos_token_id=1, eos_token_id=2)
@@ -59,6 +65,9 @@ def main(gguf: str, text_path: str, hellaswag_path: str, calib: str, out_dir: st
                  "tokenizer": "gguf"}
     checkpoint = os.path.join(out_dir, "tiny.apex4")
     write_checkpoint(checkpoint, qm)
+    kv4_checkpoint = os.path.join(out_dir, "tiny_kv4.apex4")
+    write_checkpoint(kv4_checkpoint, dataclasses.replace(
+        qm, kv_quant=KvCacheQuant(KV4_KEY_CLIP, KV4_VALUE_CLIP, key_hadamard=True)))
     atom_opts = QuantOptions(method="atom", granularity="g128", calib_path=calib, calib_seqs=4,
                              calib_len=64)
     atom = quantize_model(CONFIG, random_weights(), tokenizer, atom_opts, log=lambda m: None)
@@ -89,6 +98,13 @@ def main(gguf: str, text_path: str, hellaswag_path: str, calib: str, out_dir: st
     model = read_checkpoint(os.path.join(out_dir, "tiny_atom.apex4")).build_model()
     hidden = forward_hidden(model, window[None])[0]
     reference["atom"] = {"log_probs": _token_logprobs(model, hidden[:-1], window[1:]).tolist()}
+    model = read_checkpoint(kv4_checkpoint).build_model()
+    assert model.kv_quant == KvCacheQuant(KV4_KEY_CLIP, KV4_VALUE_CLIP, key_hadamard=True)
+    hidden = forward_hidden(model, window[None])[0]
+    reference["kv4"] = {
+        "log_probs": _token_logprobs(model, hidden[:-1], window[1:]).tolist(),
+        "perplexity": perplexity(model, tokens, REF_CONTEXT, REF_WINDOWS)["perplexity"],
+    }
     with open(os.path.join(out_dir, "reference.json"), "w", encoding="utf-8") as f:
         json.dump(reference, f)
 
