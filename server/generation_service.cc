@@ -180,6 +180,7 @@ void GenerationService::DescribeModel(const ServedModel& model, v1::ModelInfo* r
   response->set_num_layers(info.num_layers);
   response->set_hidden_size(info.hidden_size);
   response->set_backend(info.backend);
+  response->set_kv_cache_bits(info.kv_cache_bits);
   response->set_max_batch_size(options_.max_batch_size);
   response->set_max_tokens_limit(model.limits.max_tokens_limit);
   response->set_rho(model.plan.rho);

@@ -63,6 +63,11 @@ ABSL_FLAG(int, kv_cache_mb, -1,
           "Memory for the KV cache of all sequences, in MiB. -1: the backend's default, 512 on "
           "the CPU and 0 on CUDA. CUDA: 0 sizes it from the GPU memory left after the weights "
           "and buffers (keeping max(1 GiB, 5%) of the card free).");
+ABSL_FLAG(int, kv_cache_bits, 0,
+          "Bits per key and value in the KV cache. 0: the model's own choice: a checkpoint's "
+          "kv_cache (tools/quantizer --kv-bits), 16-bit otherwise; 4 or 16 overrides it. 4: INT4 "
+          "per token and KV head (the CPU keeps the dequantized values in FP32, so it saves no "
+          "memory there).");
 ABSL_FLAG(int, prefill_chunk_tokens, 256,
           "Prompt tokens one sequence feeds per step: bounds the stall a long prompt causes the "
           "other sequences.");
@@ -137,6 +142,11 @@ absl::Status ValidateFlags() {
     return absl::InvalidArgumentError("--tokenizer is for the CUDA backend, not --backend=cpu");
   }
   RETURN_IF_ERROR(CheckRange("cuda_device", absl::GetFlag(FLAGS_cuda_device), 0, 1023));
+  const int kv_cache_bits = absl::GetFlag(FLAGS_kv_cache_bits);
+  if (kv_cache_bits != 0 && kv_cache_bits != 4 && kv_cache_bits != 16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kv_cache_bits must be 0 (the model's own choice), 4 or 16, got ", kv_cache_bits));
+  }
   RETURN_IF_ERROR(
       CheckRange("prefill_chunk_tokens", absl::GetFlag(FLAGS_prefill_chunk_tokens), 1, 1 << 20));
   const int64_t max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
@@ -205,6 +215,7 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadEngine(bool cuda, int kv_ca
     options.weight_format = absl::GetFlag(FLAGS_gpu_weights);
     options.device = absl::GetFlag(FLAGS_cuda_device);
     options.kv_cache_mb = kv_cache_mb;
+    options.kv_cache_bits = absl::GetFlag(FLAGS_kv_cache_bits);
     options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
     options.max_step_tokens = MaxStepTokens();
     options.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
@@ -214,6 +225,7 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadEngine(bool cuda, int kv_ca
   options.model_path = absl::GetFlag(FLAGS_model);
   options.threads = threads;
   options.kv_cache_mb = kv_cache_mb;
+  options.kv_cache_bits = absl::GetFlag(FLAGS_kv_cache_bits);
   return LoadCpuEngine(options);
 }
 
@@ -341,8 +353,9 @@ absl::Status Serve(const sigset_t& shutdown_signals) {
   service.StartServing(engine->get(), &scheduler, std::move(node->plan));
   SetHealth(*server, true);
   const EngineInfo& info = (*engine)->info();
-  std::fprintf(stderr, "[apex4] serving %s (%s, %s, %s)\n", info.name.c_str(), info.format.c_str(),
-               info.quantization.c_str(), info.backend.c_str());
+  std::fprintf(stderr, "[apex4] serving %s (%s, %s, %s, %d-bit KV cache)\n", info.name.c_str(),
+               info.format.c_str(), info.quantization.c_str(), info.backend.c_str(),
+               info.kv_cache_bits);
 
   int signal_number = 0;
   sigwait(&shutdown_signals, &signal_number);

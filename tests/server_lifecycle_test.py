@@ -18,6 +18,20 @@ from server_harness import (SERVICE, GrpcError, Server, SharedServerTestCase, co
 
 LONG = {"text": "Once upon a time", "sampling": {"max_tokens": 2000, "ignore_eos": True}}
 
+# (flags, exit code, the server's last line) of every bad flag, written as a Markdown table
+# among the test's outputs (tests/bad_inputs.md has a copy).
+RECORDED_FLAGS = []
+
+
+def tearDownModule():  # pylint: disable=invalid-name
+    directory = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
+    if not directory or not RECORDED_FLAGS:
+        return
+    with open(os.path.join(directory, "flag_cases.md"), "w", encoding="utf-8") as out:
+        out.write("| flags | exit code | message |\n|---|---|---|\n")
+        for flags, code, message in RECORDED_FLAGS:
+            out.write(f"| `{flags}` | {code} | {message[:160]} |\n")
+
 
 def wait_for(condition, timeout, what):
     deadline = time.monotonic() + timeout
@@ -196,6 +210,7 @@ class BadFlagsTest(unittest.TestCase):
             (["--max_batch_size=8", "--max_step_tokens=7"], "--max_step_tokens"),
             (["--max_message_bytes=10"], "--max_message_bytes"),
             (["--threads=-1"], "--threads"),
+            (["--kv_cache_bits=8"], "--kv_cache_bits"),
             (["--no_such_flag=1"], "no_such_flag"),
             (["--grpc_port=0", "--metrics_port=0", "--model=/nonexistent/model.gguf"],
              "/nonexistent/model.gguf"),
@@ -203,6 +218,9 @@ class BadFlagsTest(unittest.TestCase):
         for flags, named in cases:
             with self.subTest(flags=flags):
                 result = self.run_binary(f"--model={model_path()}", *flags)
+                lines = [line for line in result.stderr.splitlines() if line.strip()]
+                RECORDED_FLAGS.append((" ".join(flags), result.returncode,
+                                       lines[-1] if lines else ""))
                 # 1, not merely nonzero: not a crash on a signal, nor (under
                 # tools/run_sanitizers.sh) an ASan/UBSan report, which exits 66.
                 self.assertEqual(result.returncode, 1, result.stderr)
