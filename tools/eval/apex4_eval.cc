@@ -33,6 +33,9 @@ ABSL_FLAG(std::string, granularity, "configured",
           "'g128', or 'mixed': g128 for the --mixed_g128_fraction of layers whose recorded error "
           "grows most from g128 to per-channel, per-channel for the rest (the quantizer's rule)");
 ABSL_FLAG(double, mixed_g128_fraction, 0.5, "share of layers kept at g128 by --granularity mixed");
+ABSL_FLAG(int, kv_cache_bits, 0,
+          "KV cache: 0 the model's own (a checkpoint's kv_cache, else 16), 4 or 16 (as "
+          "apex4_server's flag; 4-bit values are kept dequantized in FP32)");
 ABSL_FLAG(std::string, perplexity_file, "", "text file for perplexity (empty: skip)");
 ABSL_FLAG(int, context, 2048, "perplexity window length in tokens");
 ABSL_FLAG(int64_t, max_windows, 0, "score the first N windows (0: all)");
@@ -136,6 +139,7 @@ absl::Status Run() {
   options.threads = absl::GetFlag(FLAGS_threads);
   // One sequence at a time, at most one perplexity window long (plus block rounding).
   options.kv_cache_mb = 256;
+  options.kv_cache_bits = absl::GetFlag(FLAGS_kv_cache_bits);
   ASSIGN_OR_RETURN(std::unique_ptr<InferenceEngine> engine, LoadCpuEngine(options));
   RETURN_IF_ERROR(ApplyGranularity(*engine, absl::GetFlag(FLAGS_granularity)));
 
@@ -144,7 +148,7 @@ absl::Status Run() {
               {"format", info.format},
               {"quantization", info.quantization},
               {"granularity", absl::GetFlag(FLAGS_granularity)},
-              {"kv_cache", "fp32"},
+              {"kv_cache_bits", info.kv_cache_bits},
               {"threads", options.threads}};
   SequenceScorer scorer(engine.get());
   if (!perplexity_file.empty()) {
