@@ -11,6 +11,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -108,6 +109,18 @@ __device__ __forceinline__ float UintAsFloat(uint32_t u) { return __uint_as_floa
 __device__ __forceinline__ float MulRn(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ float AddRn(float a, float b) { return __fadd_rn(a, b); }
 __device__ __forceinline__ float SubRn(float a, float b) { return __fsub_rn(a, b); }
+__device__ __forceinline__ float DivRn(float a, float b) { return __fdiv_rn(a, b); }
+__device__ __forceinline__ float Rint(float x) { return rintf(x); }  // round half to even
+__device__ __forceinline__ uint32_t BytePerm(uint32_t a, uint32_t b, uint32_t selector) {
+  return __byte_perm(a, b, selector);
+}
+// Two INT4 codes held as fp16 1032 + code (see DequantInt4Pair in paged_attention_kernels.cuh)
+// → (code · scale) in fp16: the subtraction is exact, the product rounded once.
+__device__ __forceinline__ uint32_t BiasedCodesTimes(uint32_t biased_bits, __half2 scale) {
+  const __half2 codes = __hsub2(*reinterpret_cast<const __half2*>(&biased_bits), __float2half2_rn(1032.0f));
+  const __half2 r = __hmul2_rn(codes, scale);
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
 
 #else  // APEX4_ATTENTION_EMULATION
 
@@ -157,6 +170,38 @@ inline float UintAsFloat(uint32_t u) {
 inline float MulRn(float a, float b) { return a * b; }
 inline float AddRn(float a, float b) { return a + b; }
 inline float SubRn(float a, float b) { return a - b; }
+inline float DivRn(float a, float b) { return a / b; }
+inline float Rint(float x) { return std::nearbyint(x); }  // default rounding: half to even
+// PTX prmt (default mode): byte i of the result is byte selector[4i+3:4i] of {b, a}.
+inline uint32_t BytePerm(uint32_t a, uint32_t b, uint32_t selector) {
+  const uint64_t bytes = (uint64_t{b} << 32) | a;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) {
+    r |= static_cast<uint32_t>((bytes >> (8 * ((selector >> (4 * i)) & 7))) & 0xff) << (8 * i);
+  }
+  return r;
+}
+// The fp16 product of a 4-bit integer and an fp16 number is exact in float: rounding it once to
+// fp16 is what HMUL2 gives.
+inline float HalfBitsToFloat(uint16_t bits) {
+  __half_raw raw;
+  raw.x = bits;
+  return __half2float(__half(raw));
+}
+inline uint16_t FloatToHalfBits(float x) {
+  const __half h = __float2half_rn(x);
+  uint16_t bits;
+  std::memcpy(&bits, &h, 2);
+  return bits;
+}
+inline uint32_t BiasedCodesTimes(uint32_t biased_bits, __half2 scale) {
+  uint32_t scale_bits;
+  std::memcpy(&scale_bits, &scale, 4);
+  auto times = [&](uint32_t code_bits, uint32_t s_bits) {
+    return uint32_t{FloatToHalfBits((HalfBitsToFloat(code_bits) - 1032.0f) * HalfBitsToFloat(s_bits))};
+  };
+  return times(biased_bits & 0xffff, scale_bits & 0xffff) | (times(biased_bits >> 16, scale_bits >> 16) << 16);
+}
 
 #endif  // APEX4_ATTENTION_EMULATION
 

@@ -91,12 +91,12 @@ CudaStatus CheckBatch(const AttentionBatch& batch, const AttentionShape& shape, 
   return OkCudaStatus();
 }
 
-CudaStatus CheckCache(const void* k_cache, const void* v_cache, int64_t block_stride,
-                      const AttentionShape& shape) {
-  APEX4_CUDA_CHECK_ARG(k_cache != nullptr && v_cache != nullptr);
-  APEX4_CUDA_CHECK_ARG(Aligned(k_cache, 16) && Aligned(v_cache, 16));
-  APEX4_CUDA_CHECK_ARG(block_stride % 8 == 0);
-  APEX4_CUDA_CHECK_ARG(block_stride >= int64_t{shape.num_kv_heads} * kKvBlockTokens * shape.head_dim);
+CudaStatus CheckCache(const KvCacheLayer& cache, const AttentionShape& shape) {
+  APEX4_CUDA_CHECK_ARG(cache.format == KvCacheFormat::kFp16 || cache.format == KvCacheFormat::kInt4);
+  APEX4_CUDA_CHECK_ARG(cache.k != nullptr && cache.v != nullptr);
+  APEX4_CUDA_CHECK_ARG(Aligned(cache.k, 16) && Aligned(cache.v, 16));
+  APEX4_CUDA_CHECK_ARG(cache.block_stride % 16 == 0);
+  APEX4_CUDA_CHECK_ARG(cache.block_stride >= KvCacheBlockBytes(cache.format, shape.num_kv_heads, shape.head_dim));
   return OkCudaStatus();
 }
 
@@ -120,11 +120,16 @@ size_t WorkspaceBound(const AttentionBatch& batch, const AttentionShape& shape) 
 
 CudaStatus RopeAndWriteKv(const __nv_bfloat16* qkv, int64_t ld_qkv, const AttentionBatch& batch,
                           const AttentionShape& shape, const float* rope_cos_sin, int32_t max_positions,
-                          __half* q_out, __half* k_cache, __half* v_cache, int64_t block_stride,
+                          __half* q_out, const KvCacheLayer& cache, const KvInt4Options& int4,
                           cudaStream_t stream) {
   APEX4_CUDA_RETURN_IF_NOT_OK(CheckBatch(batch, shape));
   if (batch.num_seqs == 0 || batch.num_tokens == 0) return OkCudaStatus();
-  APEX4_CUDA_RETURN_IF_NOT_OK(CheckCache(k_cache, v_cache, block_stride, shape));
+  APEX4_CUDA_RETURN_IF_NOT_OK(CheckCache(cache, shape));
+  const bool quantize = cache.format == KvCacheFormat::kInt4;
+  if (quantize) {
+    APEX4_CUDA_CHECK_ARG(int4.key_clip_ratio > 0.0f && int4.key_clip_ratio <= 1.0f);
+    APEX4_CUDA_CHECK_ARG(int4.value_clip_ratio > 0.0f && int4.value_clip_ratio <= 1.0f);
+  }
   APEX4_CUDA_CHECK_ARG(qkv != nullptr && q_out != nullptr && rope_cos_sin != nullptr);
   APEX4_CUDA_CHECK_ARG(Aligned(qkv, 16) && Aligned(q_out, 16) && Aligned(rope_cos_sin, 16));
   APEX4_CUDA_CHECK_ARG(ld_qkv % 8 == 0);
@@ -144,9 +149,15 @@ CudaStatus RopeAndWriteKv(const __nv_bfloat16* qkv, int64_t ld_qkv, const Attent
                                      rope_cos_sin,
                                      max_positions,
                                      q_out,
-                                     k_cache,
-                                     v_cache,
-                                     block_stride};
+                                     static_cast<char*>(cache.k),
+                                     static_cast<char*>(cache.v),
+                                     cache.block_stride,
+                                     quantize ? 1 : 0,
+                                     int4.key_clip_ratio,
+                                     int4.value_clip_ratio,
+                                     quantize && int4.rotate_keys ? 1 : 0,
+                                     // As kernels/cpu/hadamard_transform.cc's Normalization.
+                                     1.0f / std::sqrt(static_cast<float>(shape.head_dim))};
   return attention::LaunchRopeAndWriteKv(params, stream);
 }
 
@@ -159,12 +170,12 @@ size_t PagedAttentionWorkspaceBytes(const AttentionBatch& batch, const Attention
 }
 
 
-CudaStatus PagedAttention(const __half* q, const __half* k_cache, const __half* v_cache, int64_t block_stride,
-                          const AttentionBatch& batch, const AttentionShape& shape, float scale,
-                          void* workspace, __nv_bfloat16* out, int64_t ld_out, cudaStream_t stream) {
+CudaStatus PagedAttention(const __half* q, const KvCacheLayer& cache, const AttentionBatch& batch,
+                          const AttentionShape& shape, float scale, void* workspace, __nv_bfloat16* out,
+                          int64_t ld_out, cudaStream_t stream) {
   APEX4_CUDA_RETURN_IF_NOT_OK(CheckBatch(batch, shape));
   if (batch.num_seqs == 0 || batch.num_tokens == 0) return OkCudaStatus();
-  APEX4_CUDA_RETURN_IF_NOT_OK(CheckCache(k_cache, v_cache, block_stride, shape));
+  APEX4_CUDA_RETURN_IF_NOT_OK(CheckCache(cache, shape));
   APEX4_CUDA_CHECK_ARG(q != nullptr && Aligned(q, 16));
   APEX4_CUDA_CHECK_ARG(out != nullptr && Aligned(out, 4));
   APEX4_CUDA_CHECK_ARG(ld_out % 2 == 0 && ld_out >= int64_t{shape.num_heads} * shape.head_dim);
@@ -174,9 +185,10 @@ CudaStatus PagedAttention(const __half* q, const __half* k_cache, const __half* 
 
   attention::AttentionParams params{};
   params.q = q;
-  params.k_cache = k_cache;
-  params.v_cache = v_cache;
-  params.block_stride = block_stride;
+  params.k_cache = static_cast<const char*>(cache.k);
+  params.v_cache = static_cast<const char*>(cache.v);
+  params.block_stride = cache.block_stride;
+  const bool int4 = cache.format == KvCacheFormat::kInt4;
   params.query_start = batch.query_start;
   params.context_len = batch.context_len;
   params.block_tables = batch.block_tables;
@@ -196,7 +208,7 @@ CudaStatus PagedAttention(const __half* q, const __half* k_cache, const __half* 
     prefill.num_row_tiles = plan.prefill_row_tiles;
     prefill.partition_keys = 0;
     prefill.num_partitions = 1;
-    APEX4_CUDA_RETURN_IF_NOT_OK(attention::LaunchPrefillAttention(prefill, shape.head_dim, stream));
+    APEX4_CUDA_RETURN_IF_NOT_OK(attention::LaunchPrefillAttention(prefill, shape.head_dim, int4, stream));
   }
   if (plan.run_decode) {
     attention::AttentionParams decode = params;
@@ -211,7 +223,7 @@ CudaStatus PagedAttention(const __half* q, const __half* k_cache, const __half* 
       decode.ws_o = static_cast<float*>(workspace);
       decode.ws_ml = reinterpret_cast<float2*>(static_cast<char*>(workspace) + o_bytes);
     }
-    APEX4_CUDA_RETURN_IF_NOT_OK(attention::LaunchDecodeAttention(decode, shape.head_dim, stream));
+    APEX4_CUDA_RETURN_IF_NOT_OK(attention::LaunchDecodeAttention(decode, shape.head_dim, int4, stream));
     if (plan.partition_keys > 0) {
       APEX4_CUDA_RETURN_IF_NOT_OK(attention::LaunchAttentionReduce(decode, shape.head_dim, stream));
     }

@@ -21,10 +21,42 @@
 
 namespace apex4::cuda {
 
-// KV cache layout (fp16): per layer, a pool of blocks of kKvBlockTokens=16 tokens; one block of
-// one layer is [num_kv_heads][16][head_dim] halfs for K and the same for V. The engine passes
-// per-layer base pointers; block b of that layer starts at base + b * block_stride (elements).
+// KV cache layout: per layer, a pool of blocks of kKvBlockTokens=16 tokens, for K and for V (two
+// pools, or one with K and V interleaved: any base pointers and stride that keep blocks apart).
+// Block b of a layer's K starts at k + b * block_stride bytes and holds, by format:
+//   kFp16: [num_kv_heads][16][head_dim] halfs;
+//   kInt4: [num_kv_heads][16][head_dim / 2] bytes of symmetric INT4 codes in [-7, 7] (two's
+//          complement nibbles, element 2i in the low nibble of byte i: QuantizeInt4Reference's
+//          packing), then [num_kv_heads][16] float scales; an element is code * scale (the
+//          attention kernels round the scale to fp16 and dequantize in fp16).
+// V the same.
 inline constexpr int kKvBlockTokens = 16;
+
+enum class KvCacheFormat { kFp16, kInt4 };
+
+// Bytes of one block of K (or of V) of one layer.
+constexpr int64_t KvCacheBlockBytes(KvCacheFormat format, int num_kv_heads, int head_dim) {
+  return int64_t{num_kv_heads} * kKvBlockTokens * (format == KvCacheFormat::kInt4 ? head_dim / 2 + 4 : head_dim * 2);
+}
+
+// One layer's cache. block_stride: a multiple of 16, at least KvCacheBlockBytes.
+struct KvCacheLayer {
+  KvCacheFormat format = KvCacheFormat::kFp16;
+  void* k = nullptr;  // 16-byte aligned
+  void* v = nullptr;
+  int64_t block_stride = 0;  // bytes
+};
+
+// How RopeAndWriteKv fills a kInt4 cache (ignored for kFp16). Per (token, KV head):
+// scale = clip_ratio * absmax / 7, code = clamp(rint(x / scale), -7, 7) — QuantizeInt4Reference
+// with one group of head_dim. rotate_keys: after RoPE, q and k (every head) are multiplied by the
+// normalized Walsh-Hadamard matrix of size head_dim (q·k unchanged; outliers spread before the
+// keys are rounded), as engine/llama_model.cc and tools/quantizer do for a 4-bit cache.
+struct KvInt4Options {
+  float key_clip_ratio = 1.0f;  // (0, 1]
+  float value_clip_ratio = 1.0f;
+  bool rotate_keys = false;
+};
 
 // Per step, device arrays describing the batch ("varlen" layout): sequences s = 0..num_seqs-1,
 // each appending query_len[s] = query_start[s+1]-query_start[s] tokens (query rows
@@ -61,22 +93,23 @@ struct AttentionShape { int num_heads, num_kv_heads, head_dim; };  // head_dim 6
 // (2i, 2i+1) of each head rotate by angle pos * theta^(-2i/D)) to q and k, using a cos/sin table
 // rope_cos_sin (device float [max_positions][D/2][2], built on the host in double as the CPU
 // engine does — see engine/llama_ops.cc ApplyRope), writes rotated q to q_out (fp16 [num_tokens,
-// H*D]) and rotated k and v (fp16) into the cache slot of each token's position.
+// H*D]) and rotated k and v into the cache slot of each token's position (fp16, or INT4 as
+// `int4` says, from the float values).
 //
-// Needs: qkv, q_out, k_cache, v_cache and rope_cos_sin 16-byte aligned, ld_qkv % 8 == 0 and
-// ld_qkv >= (H + 2*KV)*D, block_stride % 8 == 0 and >= KV*16*D, max_positions >=
-// max_context_len, block_table_stride*16 >= max_context_len. A token whose position falls
-// outside [0, max_positions) (a violated precondition) is skipped.
+// Needs: qkv, q_out and rope_cos_sin 16-byte aligned, ld_qkv % 8 == 0 and ld_qkv >= (H + 2*KV)*D,
+// the cache as KvCacheLayer says, max_positions >= max_context_len, block_table_stride*16 >=
+// max_context_len. A token whose position falls outside [0, max_positions) (a violated
+// precondition) is skipped.
 CudaStatus RopeAndWriteKv(const __nv_bfloat16* qkv, int64_t ld_qkv, const AttentionBatch& batch,
     const AttentionShape& shape, const float* rope_cos_sin, int32_t max_positions,
-    __half* q_out, __half* k_cache, __half* v_cache, int64_t block_stride, cudaStream_t stream);
+    __half* q_out, const KvCacheLayer& cache, const KvInt4Options& int4, cudaStream_t stream);
 
 // out[t, h, :] = softmax(q[t,h]·K^T * scale over the causal context) · V, written as bf16
 // [num_tokens, H*D] (row stride ld_out). workspace: for split-KV partial results;
 // size from PagedAttentionWorkspaceBytes(batch bounds) — must also depend only on the bounds.
 //
-// Needs: q (fp16 [num_tokens, H*D], contiguous), k_cache, v_cache 16-byte aligned; out 4-byte
-// aligned, ld_out even and >= H*D; block_stride as for RopeAndWriteKv; workspace 16-byte
+// Needs: q (fp16 [num_tokens, H*D], contiguous) 16-byte aligned; the cache as KvCacheLayer says;
+// out 4-byte aligned, ld_out even and >= H*D; workspace 16-byte
 // aligned and non-null when its size is non-zero (it needs no zeroing). The size ignores the
 // device arrays (they may be null when sizing), num_tokens and max_query_len, and never decreases
 // as num_seqs or max_context_len grow: sizing once for the largest bounds covers every launch
@@ -84,9 +117,9 @@ CudaStatus RopeAndWriteKv(const __nv_bfloat16* qkv, int64_t ld_qkv, const Attent
 // H*D are not written. Softmax and both products accumulate in fp32; the probabilities enter
 // the P·V product as fp16 (FlashAttention-2 style).
 size_t PagedAttentionWorkspaceBytes(const AttentionBatch& batch, const AttentionShape& shape);
-CudaStatus PagedAttention(const __half* q, const __half* k_cache, const __half* v_cache,
-    int64_t block_stride, const AttentionBatch& batch, const AttentionShape& shape, float scale,
-    void* workspace, __nv_bfloat16* out, int64_t ld_out, cudaStream_t stream);
+CudaStatus PagedAttention(const __half* q, const KvCacheLayer& cache, const AttentionBatch& batch,
+    const AttentionShape& shape, float scale, void* workspace, __nv_bfloat16* out, int64_t ld_out,
+    cudaStream_t stream);
 
 }  // namespace apex4::cuda
 

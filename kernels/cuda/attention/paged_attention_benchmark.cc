@@ -1,8 +1,10 @@
 // Times PagedAttention (and RopeAndWriteKv) on LLaMA-2-7B (32 heads, 32 KV heads, D 128) and
-// LLaMA-2-70B (64 heads, 8 KV heads, D 128) shapes, one layer, with cudaEvents:
+// LLaMA-2-70B (64 heads, 8 KV heads, D 128) shapes, one layer, fp16 and INT4 caches, with
+// cudaEvents:
 // - decode, batch 1/16/64 × context 512/2048/4096 (every sequence at that context): µs and
-//   achieved GB/s (K and V of every context read once, plus q and out). "cold" flushes L2 before
-//   every launch (a real step reads each layer's cache once); "hot" is back-to-back launches.
+//   achieved GB/s (K and V of every context read once — codes and scales for INT4 — plus q and
+//   out). "cold" flushes L2 before every launch (a real step reads each layer's cache once);
+//   "hot" is back-to-back launches; fp16/int4 is the cold-time ratio.
 // - prefill of 2048 tokens (one sequence, empty cache before it) and a 512-token chunk after
 //   1536 tokens of context: µs and TFLOPS counting the causal work only (4·D flops per
 //   (query, key) pair: Q·K^T and P·V).
@@ -49,17 +51,21 @@ struct Shape {
 // reach `context`. Block ids are shuffled across the pool.
 class Setup {
  public:
-  Setup(const Shape& shape, int num_seqs, int query_len, int context, std::mt19937& rng) : shape_(shape) {
+  Setup(const Shape& shape, KvCacheFormat format, int num_seqs, int query_len, int context, std::mt19937& rng)
+      : shape_(shape) {
     const int H = shape.heads, KV = shape.kv_heads, D = shape.head_dim;
     const int blocks_per_seq = (context + kKvBlockTokens - 1) / kKvBlockTokens;
     const int64_t num_blocks = int64_t{num_seqs} * blocks_per_seq;
-    block_stride_ = int64_t{KV} * kKvBlockTokens * D;
+    cache_.format = format;
+    cache_.block_stride = KvCacheBlockBytes(format, KV, D);
     num_tokens_ = int64_t{num_seqs} * query_len;
-    CHECK_CUDA(cudaMalloc(&k_, num_blocks * block_stride_ * 2));
-    CHECK_CUDA(cudaMalloc(&v_, num_blocks * block_stride_ * 2));
-    // Small finite values (0x3333 ≈ 0.22): the timing does not depend on them.
-    CHECK_CUDA(cudaMemset(k_, 0x33, num_blocks * block_stride_ * 2));
-    CHECK_CUDA(cudaMemset(v_, 0x33, num_blocks * block_stride_ * 2));
+    const int64_t pool_bytes = num_blocks * cache_.block_stride;
+    CHECK_CUDA(cudaMalloc(&cache_.k, pool_bytes));
+    CHECK_CUDA(cudaMalloc(&cache_.v, pool_bytes));
+    // Small finite values (fp16 0x3333 ≈ 0.22; INT4 codes 3, scales ≈ 4e-8): the timing does not
+    // depend on them.
+    CHECK_CUDA(cudaMemset(cache_.k, 0x33, pool_bytes));
+    CHECK_CUDA(cudaMemset(cache_.v, 0x33, pool_bytes));
     CHECK_CUDA(cudaMalloc(&q_, num_tokens_ * H * D * 2));
     CHECK_CUDA(cudaMemset(q_, 0x33, num_tokens_ * H * D * 2));
     ld_qkv_ = int64_t{H + 2 * KV} * D;
@@ -104,7 +110,7 @@ class Setup {
   }
   ~Setup() {
     for (void* p :
-         {static_cast<void*>(k_), static_cast<void*>(v_), static_cast<void*>(q_), static_cast<void*>(qkv_),
+         {cache_.k, cache_.v, static_cast<void*>(q_), static_cast<void*>(qkv_),
           static_cast<void*>(out_), static_cast<void*>(rope_), static_cast<void*>(query_start_),
           static_cast<void*>(context_len_), static_cast<void*>(tables_), workspace_}) {
       cudaFree(p);
@@ -112,13 +118,15 @@ class Setup {
   }
 
   void Attention(cudaStream_t stream) const {
-    CheckStatus(PagedAttention(q_, k_, v_, block_stride_, batch_, shape_api_,
+    CheckStatus(PagedAttention(q_, cache_, batch_, shape_api_,
                                1.0f / std::sqrt(static_cast<float>(shape_.head_dim)), workspace_, out_,
                                int64_t{shape_.heads} * shape_.head_dim, stream));
   }
   void Rope(cudaStream_t stream) const {
-    CheckStatus(RopeAndWriteKv(qkv_, ld_qkv_, batch_, shape_api_, rope_, max_positions_, q_, k_, v_,
-                               block_stride_, stream));
+    // INT4: with the q/k rotation, the most work a cache write does.
+    KvInt4Options int4;
+    int4.rotate_keys = true;
+    CheckStatus(RopeAndWriteKv(qkv_, ld_qkv_, batch_, shape_api_, rope_, max_positions_, q_, cache_, int4, stream));
   }
   size_t workspace_bytes() const { return workspace_bytes_; }
 
@@ -126,9 +134,10 @@ class Setup {
   Shape shape_;
   AttentionBatch batch_;
   AttentionShape shape_api_{};
-  int64_t block_stride_ = 0, num_tokens_ = 0, ld_qkv_ = 0;
+  KvCacheLayer cache_;
+  int64_t num_tokens_ = 0, ld_qkv_ = 0;
   int32_t max_positions_ = 0;
-  __half *k_ = nullptr, *v_ = nullptr, *q_ = nullptr;
+  __half* q_ = nullptr;
   __nv_bfloat16 *qkv_ = nullptr, *out_ = nullptr;
   float* rope_ = nullptr;
   int32_t *query_start_ = nullptr, *context_len_ = nullptr, *tables_ = nullptr;
@@ -198,38 +207,50 @@ int Main(int argc, char** argv) {
   const Shape shapes[] = {{"llama2-7b", 32, 32, 128}, {"llama2-70b", 64, 8, 128}};
 
   std::printf("\ndecode (query_len 1, all sequences at the context)\n");
-  std::printf("%-11s %5s %7s %10s %9s %10s %10s %9s\n", "shape", "batch", "context", "cold us", "GB/s",
-              "hot us", "rope us", "split-KV");
+  std::printf("%-11s %5s %5s %7s %10s %9s %10s %10s %9s %9s\n", "shape", "cache", "batch", "context", "cold us",
+              "GB/s", "hot us", "rope us", "split-KV", "fp16/int4");
   for (const Shape& shape : shapes) {
     for (int batch : {1, 16, 64}) {
       for (int context : {512, 2048, 4096}) {
-        Setup setup(shape, batch, 1, context, rng);
-        const double cold = timer.Cold([&] { setup.Attention(nullptr); }, iterations);
-        const double hot = timer.Hot([&] { setup.Attention(nullptr); }, iterations);
-        const double rope = timer.Hot([&] { setup.Rope(nullptr); }, iterations);
-        const double kv_bytes = 2.0 * batch * context * shape.kv_heads * shape.head_dim * 2;
-        const double io_bytes = 2.0 * batch * shape.heads * shape.head_dim * 2;  // q in, out
-        std::printf("%-11s %5d %7d %10.1f %9.0f %10.1f %10.1f %9s\n", shape.name, batch, context, cold,
-                    (kv_bytes + io_bytes) / (cold * 1e3), hot, rope,
-                    setup.workspace_bytes() > 0 ? "yes" : "no");
-        std::fflush(stdout);
+        double fp16_cold = 0;
+        for (const KvCacheFormat format : {KvCacheFormat::kFp16, KvCacheFormat::kInt4}) {
+          Setup setup(shape, format, batch, 1, context, rng);
+          const double cold = timer.Cold([&] { setup.Attention(nullptr); }, iterations);
+          const double hot = timer.Hot([&] { setup.Attention(nullptr); }, iterations);
+          const double rope = timer.Hot([&] { setup.Rope(nullptr); }, iterations);
+          const double kv_bytes =
+              2.0 * batch * context * KvCacheBlockBytes(format, shape.kv_heads, shape.head_dim) / kKvBlockTokens;
+          const double io_bytes = 2.0 * batch * shape.heads * shape.head_dim * 2;  // q in, out
+          const bool int4 = format == KvCacheFormat::kInt4;
+          if (!int4) fp16_cold = cold;
+          std::printf("%-11s %5s %5d %7d %10.1f %9.0f %10.1f %10.1f %9s", shape.name, int4 ? "int4" : "fp16", batch,
+                      context, cold, (kv_bytes + io_bytes) / (cold * 1e3), hot, rope,
+                      setup.workspace_bytes() > 0 ? "yes" : "no");
+          if (int4) std::printf(" %9.2f", fp16_cold / cold);
+          std::printf("\n");
+          std::fflush(stdout);
+        }
       }
     }
   }
 
   std::printf("\nprefill (one sequence; TFLOPS of the causal work)\n");
-  std::printf("%-11s %7s %7s %10s %9s %10s\n", "shape", "tokens", "context", "cold us", "TFLOPS", "rope us");
+  std::printf("%-11s %5s %7s %7s %10s %9s %10s\n", "shape", "cache", "tokens", "context", "cold us", "TFLOPS",
+              "rope us");
   for (const Shape& shape : shapes) {
     for (const auto& [tokens, context] : {std::pair{2048, 2048}, std::pair{512, 2048}}) {
-      Setup setup(shape, 1, tokens, context, rng);
-      const double cold = timer.Cold([&] { setup.Attention(nullptr); }, iterations);
-      const double rope = timer.Hot([&] { setup.Rope(nullptr); }, iterations);
-      double pairs = 0;  // (query, key) pairs under the causal mask
-      for (int i = 0; i < tokens; ++i) pairs += context - tokens + i + 1;
-      const double flops = 4.0 * shape.head_dim * shape.heads * pairs;
-      std::printf("%-11s %7d %7d %10.1f %9.1f %10.1f\n", shape.name, tokens, context, cold,
-                  flops / (cold * 1e6), rope);
-      std::fflush(stdout);
+      for (const KvCacheFormat format : {KvCacheFormat::kFp16, KvCacheFormat::kInt4}) {
+        Setup setup(shape, format, 1, tokens, context, rng);
+        const double cold = timer.Cold([&] { setup.Attention(nullptr); }, iterations);
+        const double rope = timer.Hot([&] { setup.Rope(nullptr); }, iterations);
+        double pairs = 0;  // (query, key) pairs under the causal mask
+        for (int i = 0; i < tokens; ++i) pairs += context - tokens + i + 1;
+        const double flops = 4.0 * shape.head_dim * shape.heads * pairs;
+        std::printf("%-11s %5s %7d %7d %10.1f %9.1f %10.1f\n", shape.name,
+                    format == KvCacheFormat::kInt4 ? "int4" : "fp16", tokens, context, cold, flops / (cold * 1e6),
+                    rope);
+        std::fflush(stdout);
+      }
     }
   }
   return 0;

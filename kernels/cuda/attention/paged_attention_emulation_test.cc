@@ -58,6 +58,7 @@ void RunScenario(HostOps& ops, const TestShape& shape, const char* what, const B
       return;
     }
     std::string label = std::string(shape.name) + " " + what;
+    if (options.format == KvCacheFormat::kInt4) label += " kv4";
     if (steps.size() > 1) label += " step " + std::to_string(i);
     Expect(c.Check(label, rng).ok);
   }
@@ -79,9 +80,14 @@ int Main() {
       {"gqa3-d64", 6, 2, 64, 100000.0f},   // SmolLM2-135M's ratio
       {"gqa20-d64", 20, 1, 64, 10000.0f},  // more heads per KV head than one decode row tile
   };
+  CaseOptions fp16;
+  fp16.reference_budget = 20000000;
+  CaseOptions int4 = fp16;  // q and k rotated, values clipped
+  int4.format = KvCacheFormat::kInt4;
+  int4.int4.rotate_keys = true;
+  int4.int4.value_clip_ratio = 0.9f;
   for (const TestShape& shape : shapes) {
-    CaseOptions options;
-    options.reference_budget = 20000000;
+    for (const CaseOptions& options : {fp16, int4}) {
     // Decode: split-KV (partitions of 128 at these sizes), lengths off every multiple, 1-token context.
     RunScenario(ops(), shape, "decode", Bounds{4, 4, 1, 400}, {Decode({1, 17, 130, 300})}, options, rng);
     // Decode without split (short bound): the decode kernel merges its warps and writes out.
@@ -103,6 +109,7 @@ int Main() {
     // Long context behind a short chunk: CTAs stream 5 key tiles, so both pipeline stages are
     // reloaded while other warps may still read them.
     RunScenario(ops(), shape, "long-chunk", Bounds{1, 20, 20, 300}, {{{277, 20}}}, options, rng);
+    }
   }
   // Decode CTAs of more than two tiles: enough sequences × KV heads for 512-key partitions.
   {

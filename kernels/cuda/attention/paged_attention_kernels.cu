@@ -11,8 +11,12 @@
 namespace apex4::cuda::attention {
 namespace {
 
-// Opts the kernel into its dynamic shared memory (64 KB for D = 128) once per device, so that
-// steady-state launches (and CUDA graph captures) make no attribute calls.
+static_assert(Int4StagingBytes(128) == 2 * kTileKeys * 128 / 32 * 16 + 2 * kTileKeys * 4 &&
+                  Int4StagingBytes(64) == 2 * kTileKeys * 64 / 32 * 16 + 2 * kTileKeys * 4,
+              "AttentionKernel's kStagingBytes");
+
+// Opts the kernel into its dynamic shared memory (64 KB for D = 128, 66 KB with an INT4 cache)
+// once per device, so that steady-state launches (and CUDA graph captures) make no attribute calls.
 template <typename Kernel>
 CudaStatus ConfigureOnce(Kernel* kernel, int smem_bytes, std::atomic<uint64_t>* configured) {
   int device = 0;
@@ -28,10 +32,10 @@ CudaStatus ConfigureOnce(Kernel* kernel, int smem_bytes, std::atomic<uint64_t>* 
   return OkCudaStatus();
 }
 
-template <int D, bool kDecode>
+template <int D, bool kDecode, bool kInt4>
 CudaStatus Launch(const AttentionParams& params, cudaStream_t stream) {
-  auto* kernel = &AttentionKernel<D, kDecode>;
-  constexpr int kSmemBytes = AttentionSmemBytes(D);
+  auto* kernel = &AttentionKernel<D, kDecode, kInt4>;
+  constexpr int kSmemBytes = AttentionSmemBytes(D, kInt4);
   static std::atomic<uint64_t> configured{0};
   APEX4_CUDA_RETURN_IF_NOT_OK(ConfigureOnce(kernel, kSmemBytes, &configured));
   const dim3 grid =
@@ -40,14 +44,22 @@ CudaStatus Launch(const AttentionParams& params, cudaStream_t stream) {
   return LaunchProgrammatic(kernel, grid, dim3(kAttentionThreads), kSmemBytes, stream, params);
 }
 
-}  // namespace
-
-CudaStatus LaunchDecodeAttention(const AttentionParams& params, int head_dim, cudaStream_t stream) {
-  return head_dim == 64 ? Launch<64, true>(params, stream) : Launch<128, true>(params, stream);
+template <bool kDecode>
+CudaStatus LaunchAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream) {
+  if (head_dim == 64) {
+    return int4 ? Launch<64, kDecode, true>(params, stream) : Launch<64, kDecode, false>(params, stream);
+  }
+  return int4 ? Launch<128, kDecode, true>(params, stream) : Launch<128, kDecode, false>(params, stream);
 }
 
-CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, cudaStream_t stream) {
-  return head_dim == 64 ? Launch<64, false>(params, stream) : Launch<128, false>(params, stream);
+}  // namespace
+
+CudaStatus LaunchDecodeAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream) {
+  return LaunchAttention<true>(params, head_dim, int4, stream);
+}
+
+CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream) {
+  return LaunchAttention<false>(params, head_dim, int4, stream);
 }
 
 CudaStatus LaunchAttentionReduce(const AttentionParams& params, int head_dim, cudaStream_t stream) {

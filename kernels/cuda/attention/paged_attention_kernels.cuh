@@ -11,6 +11,11 @@
 // of a cache block are not even loaded). Tiles are swizzled 16-byte chunks (chunk ^ (row & 7)),
 // read with ldmatrix (K) and ldmatrix.trans (V) without bank conflicts.
 //
+// INT4 cache (kInt4): packed codes and scales land in kInt4AttentionStages staging buffers
+// through cp.async (a tile is a quarter of the fp16 bytes, so twice the stages keep as many bytes
+// in flight); once a tile has landed, the CTA dequantizes it (code · scale in fp16) into one
+// swizzled fp16 tile laid out as the fp16 cache's, and the tensor-core part is unchanged.
+//
 // Prefill kernel: 4 warps × 16 rows = 64 rows per CTA; every warp sees all 64 keys of a tile.
 // Decode kernel: 16 rows (one token's G ≤ 16 heads) per CTA; the 4 warps take 16 keys each of
 // every tile and are merged through shared memory at the end. Split-KV: each CTA covers one
@@ -38,7 +43,25 @@ __device__ __forceinline__ int Swizzle(int row, int chunk) {
   return row * D + ((chunk ^ (row & 7)) << 3);
 }
 
-template <int D, bool kDecode>
+// block_ids[b] with b known only at run time, without a local-memory array.
+template <int N>
+__device__ __forceinline__ int32_t SelectBlock(const int32_t (&block_ids)[N], int b) {
+  int32_t id = block_ids[0];
+#pragma unroll
+  for (int i = 1; i < N; ++i) id = b == i ? block_ids[i] : id;
+  return id;
+}
+
+// Codes 2·kPair and 2·kPair+1 of a word of eight INT4 codes (byte i: code 2i in the low nibble,
+// 2i+1 in the high one, two's complement) times scale, as an fp16 pair. The nibbles go under the
+// fp16 exponent of 1024 (0x6400) with their sign bit flipped: 1024 + (nibble ^ 8) = 1032 + code.
+template <int kPair>
+__device__ __forceinline__ uint32_t DequantInt4Pair(uint32_t word, __half2 scale) {
+  const uint32_t spread = prim::BytePerm(word, word >> 4, kPair | ((4 + kPair) << 8));
+  return prim::BiasedCodesTimes((spread & 0x000F000Fu) ^ 0x64086408u, scale);
+}
+
+template <int D, bool kDecode, bool kInt4>
 __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const AttentionParams p) {
   prim::StartAfterPrerequisiteGrids();
   constexpr int kRowWarps = kDecode ? 1 : 4;                 // warps along rows
@@ -49,10 +72,17 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
   constexpr int kRowsPerPass = kAttentionThreads / kChunks;  // 8 (D=128) or 16 (D=64)
   constexpr int kLoadPasses = kTileKeys / kRowsPerPass;
   constexpr int kStageHalfs = 2 * kTileKeys * D;  // K tile then V tile
+  constexpr int kCacheRowBytes = kInt4 ? D / 2 : D * 2;  // one token of one KV head
+  constexpr int kCodeUnits = kTileKeys * D / 32;         // 16-byte units of a tile's K (or V) codes
+  constexpr int kStagingBytes = 2 * kCodeUnits * 16 + 2 * kTileKeys * 4;  // = Int4StagingBytes(D)
+  static_assert(2 * kCodeUnits % kAttentionThreads == 0 && kCodeUnits % kAttentionThreads == 0, "INT4 mapping");
   static_assert(D == 64 || D == 128, "head_dim");
   static_assert(kRowsPerPass <= kBlockTokens && kBlockTokens % kRowsPerPass == 0, "load mapping");
   static_assert(kRows <= kTileKeys, "Q is staged in stage 1's K buffer");
-  static_assert(kAttentionStages == 2, "the prologue, wait_group counts and Q staging assume two stages");
+  // Pipeline stages (cp.async groups in flight) and fp16 tiles.
+  constexpr int kStages = kInt4 ? kInt4AttentionStages : kAttentionStages;
+  constexpr int kFp16Tiles = kInt4 ? 1 : kAttentionStages;
+  static_assert(kStages >= 2, "the loop waits for the oldest of kStages - 1 groups");
 
   __half* smem = prim::DynamicSmem();
 
@@ -97,7 +127,8 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
   const int num_heads = p.num_heads;
 
   // Q rows → stage 1's K buffer (unused until tile 1 is loaded). Rows past the sequence are zero.
-  __half* q_smem = smem + kStageHalfs;
+  // (INT4: the V half of the one fp16 tile, written first by tile 0's dequantization after Q is read.)
+  __half* q_smem = smem + (kInt4 ? kTileKeys * D : kStageHalfs);
   static_assert(kRows * kChunks % kAttentionThreads == 0, "Q load mapping");
 #pragma unroll
   for (int i = 0; i < kRows * kChunks / kAttentionThreads; ++i) {
@@ -116,8 +147,12 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
   prim::CpAsyncCommit();
 
   const int32_t* block_table = p.block_tables + static_cast<int64_t>(seq) * p.block_table_stride;
-  const __half* k_base = p.k_cache + static_cast<int64_t>(kv_head) * kBlockTokens * D;
-  const __half* v_base = p.v_cache + static_cast<int64_t>(kv_head) * kBlockTokens * D;
+  const char* k_base = p.k_cache + static_cast<int64_t>(kv_head) * kBlockTokens * kCacheRowBytes;
+  const char* v_base = p.v_cache + static_cast<int64_t>(kv_head) * kBlockTokens * kCacheRowBytes;
+  // INT4: the scales follow the codes of all KV heads in each block.
+  const int64_t scales_offset = static_cast<int64_t>(p.num_kv_heads - kv_head) * kBlockTokens * kCacheRowBytes +
+                                static_cast<int64_t>(kv_head) * kBlockTokens * 4;
+  char* const staging_base = reinterpret_cast<char*>(smem + kFp16Tiles * kStageHalfs);
   // Block ids of the next tile to load; a block holding no key below key_end is not looked up.
   int blocks[kTileKeys / kBlockTokens];
   auto fetch_blocks = [&](int tile) {
@@ -132,18 +167,71 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
   const int load_chunk = tid % kChunks;
   auto load_tile = [&](int tile, int stage) {
     const int t0 = key_begin + tile * kTileKeys;
-    __half* k_smem = smem + stage * kStageHalfs;
-    __half* v_smem = k_smem + kTileKeys * D;
+    if constexpr (!kInt4) {
+      __half* k_smem = smem + stage * kStageHalfs;
+      __half* v_smem = k_smem + kTileKeys * D;
 #pragma unroll
-    for (int i = 0; i < kLoadPasses; ++i) {
-      const int r = load_row + i * kRowsPerPass;
-      const int b = (i * kRowsPerPass) / kBlockTokens;  // compile-time: load_row < kRowsPerPass
-      const bool valid = t0 + r < key_end;
-      const int64_t offset =
-          static_cast<int64_t>(blocks[b]) * p.block_stride + (r % kBlockTokens) * D + load_chunk * 8;
-      const int dst = Swizzle<D>(r, load_chunk);
-      prim::CpAsync16(prim::ToSmem(k_smem + dst), valid ? k_base + offset : k_base, valid);
-      prim::CpAsync16(prim::ToSmem(v_smem + dst), valid ? v_base + offset : v_base, valid);
+      for (int i = 0; i < kLoadPasses; ++i) {
+        const int r = load_row + i * kRowsPerPass;
+        const int b = (i * kRowsPerPass) / kBlockTokens;  // compile-time: load_row < kRowsPerPass
+        const bool valid = t0 + r < key_end;
+        const int64_t offset = static_cast<int64_t>(blocks[b]) * p.block_stride + (r % kBlockTokens) * kCacheRowBytes +
+                               load_chunk * 16;
+        const int dst = Swizzle<D>(r, load_chunk);
+        prim::CpAsync16(prim::ToSmem(k_smem + dst), valid ? k_base + offset : k_base, valid);
+        prim::CpAsync16(prim::ToSmem(v_smem + dst), valid ? v_base + offset : v_base, valid);
+      }
+    } else {
+      // Staging: K codes, V codes (unit w of a tensor = key w / (D/32), bytes (w % (D/32))·16 on),
+      // then K and V scales (unit j = keys 4j..4j+3).
+      char* staging = staging_base + stage * kStagingBytes;
+#pragma unroll
+      for (int i = 0; i < 2 * kCodeUnits / kAttentionThreads; ++i) {
+        const int u = tid + i * kAttentionThreads;
+        const bool is_v = i * kAttentionThreads >= kCodeUnits;  // compile-time
+        const int w = u - (is_v ? kCodeUnits : 0);
+        const int r = w / (D / 32);
+        const bool valid = t0 + r < key_end;
+        const int64_t offset = static_cast<int64_t>(SelectBlock(blocks, r / kBlockTokens)) * p.block_stride +
+                               (r % kBlockTokens) * kCacheRowBytes + (w % (D / 32)) * 16;
+        const char* base = is_v ? v_base : k_base;
+        prim::CpAsync16(prim::ToSmem(staging + u * 16), valid ? base + offset : base, valid);
+      }
+      constexpr int kScaleUnits = kTileKeys / 4;
+      if (tid < 2 * kScaleUnits) {
+        const bool is_v = tid >= kScaleUnits;
+        const int j = tid - (is_v ? kScaleUnits : 0);
+        const bool valid = t0 + 4 * j < key_end;
+        const int64_t offset = static_cast<int64_t>(SelectBlock(blocks, j / 4)) * p.block_stride + scales_offset +
+                               (j % 4) * 16;
+        const char* base = is_v ? v_base : k_base;
+        prim::CpAsync16(prim::ToSmem(staging + 2 * kCodeUnits * 16 + tid * 16), valid ? base + offset : base, valid);
+      }
+    }
+  };
+  // INT4: the landed stage → the fp16 K and V tile. Keys at or past key_end get scale 0 (their
+  // slots may hold anything, a NaN scale included; the codes were zero-filled).
+  auto dequantize_tile = [&](int tile, int stage) {
+    const int t0 = key_begin + tile * kTileKeys;
+    const char* staging = staging_base + stage * kStagingBytes;
+    const float* scales = reinterpret_cast<const float*>(staging + 2 * kCodeUnits * 16);
+    __half* k_smem = smem;
+#pragma unroll
+    for (int i = 0; i < 2 * kCodeUnits / kAttentionThreads; ++i) {
+      const int u = tid + i * kAttentionThreads;
+      const bool is_v = i * kAttentionThreads >= kCodeUnits;
+      const int w = u - (is_v ? kCodeUnits : 0);
+      const int r = w / (D / 32);
+      const uint4 codes = *reinterpret_cast<const uint4*>(staging + u * 16);
+      const __half2 scale = __float2half2_rn(t0 + r < key_end ? scales[(is_v ? kTileKeys : 0) + r] : 0.0f);
+      __half* tile_smem = k_smem + (is_v ? kTileKeys * D : 0);
+      const uint32_t words[4] = {codes.x, codes.y, codes.z, codes.w};
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const uint4 halfs = make_uint4(DequantInt4Pair<0>(words[c], scale), DequantInt4Pair<1>(words[c], scale),
+                                       DequantInt4Pair<2>(words[c], scale), DequantInt4Pair<3>(words[c], scale));
+        *reinterpret_cast<uint4*>(tile_smem + Swizzle<D>(r, (w % (D / 32)) * 4 + c)) = halfs;
+      }
     }
   };
 
@@ -161,13 +249,17 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
   const int limit1 = row_limit(warp_row + gid + 8);
   const int cta_min_limit = IMin(first_pos, key_end - 1);
 
-  if (num_tiles > 0) {
-    fetch_blocks(0);
-    load_tile(0, 0);
+  // Groups: Q, then tiles 0 .. kStages-2 (empty past the last tile), one each.
+  if (num_tiles > 0) fetch_blocks(0);
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < num_tiles) {
+      load_tile(t, t);
+      if (t + 1 < num_tiles) fetch_blocks(t + 1);
+    }
+    prim::CpAsyncCommit();
   }
-  prim::CpAsyncCommit();
-  if (num_tiles > 1) fetch_blocks(1);
-  prim::CpAsyncWait<1>();  // Q has landed (tile 0 may still be in flight)
+  prim::CpAsyncWait<kStages - 1>();  // Q has landed (the tiles may still be in flight)
   prim::SyncThreads();
   uint32_t q_frag[D / 16][4];
 #pragma unroll
@@ -175,7 +267,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
     prim::LdMatrixX4(q_frag[kk],
                      prim::ToSmem(q_smem + Swizzle<D>(warp_row + (lane & 15), kk * 2 + (lane >> 4))));
   }
-  prim::SyncThreads();  // Q's buffer is about to take tile 1
+  prim::SyncThreads();  // Q's buffer is about to take a tile
 
   float o[D / 8][4];
 #pragma unroll
@@ -185,16 +277,22 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
   const float scale_log2 = p.scale_log2;
 
   for (int tile = 0; tile < num_tiles; ++tile) {
-    if (tile + 1 < num_tiles) {
-      load_tile(tile + 1, (tile + 1) % kAttentionStages);
-      if (tile + 2 < num_tiles) fetch_blocks(tile + 2);
+    // The stage tile - 1 used was released by the previous iteration's final barrier.
+    const int ahead = tile + kStages - 1;
+    if (ahead < num_tiles) {
+      load_tile(ahead, ahead % kStages);
+      if (ahead + 1 < num_tiles) fetch_blocks(ahead + 1);
     }
     prim::CpAsyncCommit();
-    prim::CpAsyncWait<1>();
+    prim::CpAsyncWait<kStages - 1>();  // tile `tile` has landed
     prim::SyncThreads();
+    if constexpr (kInt4) {
+      dequantize_tile(tile, tile % kStages);
+      prim::SyncThreads();
+    }
 
     const int t0 = key_begin + tile * kTileKeys;
-    const __half* k_smem = smem + (tile % kAttentionStages) * kStageHalfs;
+    const __half* k_smem = smem + (kInt4 ? 0 : (tile % kStages) * kStageHalfs);
     const __half* v_smem = k_smem + kTileKeys * D;
 
     // S = Q · K^T for this warp's 16 rows × kWarpKeys keys.
@@ -322,7 +420,8 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
     prim::SyncThreads();
     float* o_smem = reinterpret_cast<float*>(smem);                      // [4 warps][16 rows][kLd]
     float2* ml_smem = reinterpret_cast<float2*>(o_smem + 4 * 16 * kLd);  // [4 warps][16 rows]
-    static_assert((4 * 16 * kLd + 2 * 4 * 16) * 4 <= kAttentionStages * kStageHalfs * 2, "merge buffer");
+    static_assert((4 * 16 * kLd + 2 * 4 * 16) * 4 <= kFp16Tiles * kStageHalfs * 2 + (kInt4 ? kStages * kStagingBytes : 0),
+                  "merge buffer");
     {
       float* row_a = o_smem + (warp * 16 + gid) * kLd + 2 * tig;
       float* row_b = row_a + 8 * kLd;

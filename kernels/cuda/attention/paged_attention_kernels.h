@@ -15,16 +15,28 @@
 namespace apex4::cuda::attention {
 
 inline constexpr int kBlockTokens = 16;  // = kKvBlockTokens of paged_attention.h
-// Keys per pipeline stage of the attention kernel (four cache blocks), and stages.
+// Keys per pipeline stage of the attention kernel (four cache blocks), and stages: an fp16 cache
+// loads straight into two fp16 tiles; an INT4 tile is a quarter of the bytes, so four stages of
+// packed tiles stay in flight (as many bytes as two fp16 stages) and one fp16 tile takes the
+// dequantized current one.
 inline constexpr int kTileKeys = 64;
 inline constexpr int kAttentionStages = 2;
+inline constexpr int kInt4AttentionStages = 4;
 // Query rows ("rows" = (token, query head of the KV group) pairs, token-major) per CTA.
 inline constexpr int kPrefillRowsPerCta = 64;  // 4 warps × 16 rows; all warps see all keys
 inline constexpr int kDecodeRowsPerCta = 16;   // 1 row group; the 4 warps split each key tile
 inline constexpr int kAttentionThreads = 128;
 
-// Dynamic shared memory of the attention kernels: the K and V tiles of every stage.
-constexpr int AttentionSmemBytes(int head_dim) { return kAttentionStages * 2 * kTileKeys * head_dim * 2; }
+// An INT4 cache tile as it lands in shared memory before dequantization: K codes, V codes
+// (kTileKeys × head_dim/2 bytes each), then K and V scales (kTileKeys floats each).
+constexpr int Int4StagingBytes(int head_dim) { return 2 * kTileKeys * (head_dim / 2) + 2 * kTileKeys * 4; }
+
+// Dynamic shared memory of the attention kernels: fp16 K and V tiles (one per stage; one in all
+// for INT4), then for INT4 the packed tile of every stage.
+constexpr int AttentionSmemBytes(int head_dim, bool int4) {
+  return int4 ? 2 * kTileKeys * head_dim * 2 + kInt4AttentionStages * Int4StagingBytes(head_dim)
+              : kAttentionStages * 2 * kTileKeys * head_dim * 2;
+}
 
 struct RopeParams {
   const __nv_bfloat16* qkv;
@@ -41,18 +53,24 @@ struct RopeParams {
   const float* rope_cos_sin;
   int32_t max_positions;
   __half* q_out;
-  __half* k_cache;
-  __half* v_cache;
-  int64_t block_stride;
+  char* k_cache;         // block b of K at k_cache + b · block_stride bytes (paged_attention.h)
+  char* v_cache;
+  int64_t block_stride;  // bytes
+  // INT4 cache (0: fp16): per (token, KV head) symmetric INT4 codes + a float scale.
+  int32_t int4;
+  float key_clip_ratio;
+  float value_clip_ratio;
+  int32_t rotate_keys;   // q and k rotated by the normalized Hadamard(head_dim) after RoPE
+  float hadamard_norm;   // 1 / sqrt(head_dim) as the CPU reference computes it
 };
 
 CudaStatus LaunchRopeAndWriteKv(const RopeParams& params, cudaStream_t stream);
 
 struct AttentionParams {
   const __half* q;
-  const __half* k_cache;
-  const __half* v_cache;
-  int64_t block_stride;
+  const char* k_cache;   // see RopeParams
+  const char* v_cache;
+  int64_t block_stride;  // bytes
   const int32_t* query_start;
   const int32_t* context_len;
   const int32_t* block_tables;
@@ -79,11 +97,11 @@ struct AttentionParams {
 };
 
 // Decode kernel: one CTA per (KV head × row tile, sequence, partition); grid (num_kv_heads *
-// num_row_tiles, num_seqs, num_partitions).
-CudaStatus LaunchDecodeAttention(const AttentionParams& params, int head_dim, cudaStream_t stream);
+// num_row_tiles, num_seqs, num_partitions). int4: the cache holds INT4 codes + scales.
+CudaStatus LaunchDecodeAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream);
 // Prefill kernel: one CTA per (KV head, sequence, row tile); grid (num_kv_heads, num_seqs,
 // num_row_tiles), the heaviest (last) row tiles first.
-CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, cudaStream_t stream);
+CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream);
 // Combines the decode kernel's partitions: grid (num_heads, num_seqs), head_dim threads.
 CudaStatus LaunchAttentionReduce(const AttentionParams& params, int head_dim, cudaStream_t stream);
 

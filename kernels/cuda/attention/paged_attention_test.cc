@@ -1,9 +1,10 @@
 // GPU test of RopeAndWriteKv + PagedAttention against a double-precision CPU reference
 // (testing/attention_case.h), on fresh random data each run (the seed is printed), for the
 // served shapes: LLaMA-2-7B (32 heads, 32 KV heads, D 128), LLaMA-2-70B (64, 8, 128) and
-// SmolLM2-135M (9, 3, 64). Cases: decode batches (split-KV and not), long decode, prefill,
-// chunked prefill after earlier context, mixed batches (prefill chunks + decode tokens + an empty
-// sequence), and CUDA graphs captured once and replayed with other lengths below the bounds.
+// SmolLM2-135M (9, 3, 64), each with an fp16 cache and with an INT4 one (q and k rotated, values
+// clipped: the quantization is checked level by level, attention against the cached values).
+// Cases: decode batches (split-KV and not), long decode, prefill, chunked prefill after earlier
+// context, mixed batches (prefill chunks + decode tokens + an empty sequence), and CUDA graphs captured once and replayed with other lengths below the bounds.
 // Block ids are shuffled, every unused cache slot, output and the workspace start as NaN, unused
 // block-table entries hold ids far outside the pool. Every launch of a case is also re-run and
 // compared bitwise (determinism).
@@ -149,8 +150,7 @@ std::vector<SeqSpec> RandomDecode(int n, int32_t max_context, std::mt19937& rng)
   return Decode(contexts);
 }
 
-void TestShapeCases(const TestShape& shape, std::mt19937& rng) {
-  CaseOptions options;
+void TestShapeCases(const TestShape& shape, const CaseOptions& options, std::mt19937& rng) {
   CaseOptions interleaved = options;
   interleaved.interleaved_kv = true;
   // Decode: split-KV, lengths around block and partition edges, partitions past a sequence's end.
@@ -193,11 +193,24 @@ void TestArgumentChecks() {
   batch.max_query_len = 1;
   batch.max_context_len = 128;
   const AttentionShape shape{32, 8, 128};
-  const int64_t block_stride = 8 * 16 * 128;
+  const int64_t block_stride = 8 * 16 * 128 * 2;
+  auto cache_of = [&](int64_t stride, KvCacheFormat format = KvCacheFormat::kFp16) {
+    KvCacheLayer cache;
+    cache.format = format;
+    cache.k = fake_half;
+    cache.v = fake_half;
+    cache.block_stride = stride;
+    return cache;
+  };
   auto attention = [&](const AttentionBatch& b, const AttentionShape& s, const __half* q, int64_t stride,
                        int64_t ld_out, void* ws) {
-    return PagedAttention(q, fake_half, fake_half, stride, b, s, 0.1f, ws, fake_bf16, ld_out, nullptr);
+    return PagedAttention(q, cache_of(stride), b, s, 0.1f, ws, fake_bf16, ld_out, nullptr);
   };
+  auto rope = [&](int64_t ld_qkv, int32_t max_positions, const KvCacheLayer& cache, const KvInt4Options& int4) {
+    return RopeAndWriteKv(fake_bf16, ld_qkv, batch, shape, fake_float, max_positions, fake_half, cache, int4, nullptr);
+  };
+  KvInt4Options no_clip;
+  no_clip.value_clip_ratio = 0.0f;
   struct Bad {
     const char* what;
     CudaStatus status;
@@ -219,13 +232,16 @@ void TestArgumentChecks() {
       {"short block table", attention(long_bound, shape, fake_half, block_stride, 4096, nullptr)},
       {"max_query_len 0", attention(no_query, shape, fake_half, block_stride, 4096, nullptr)},
       {"misaligned q", attention(batch, shape, fake_half + 1, block_stride, 4096, nullptr)},
-      {"small block stride", attention(batch, shape, fake_half, block_stride - 8, 4096, nullptr)},
+      {"small block stride", attention(batch, shape, fake_half, block_stride - 16, 4096, nullptr)},
+      {"block stride not a multiple of 16", attention(batch, shape, fake_half, block_stride + 8, 4096, nullptr)},
+      {"small INT4 block stride",
+       PagedAttention(fake_half, cache_of(8 * 16 * (64 + 4) - 16, KvCacheFormat::kInt4), batch, shape, 0.1f, nullptr,
+                      fake_bf16, 4096, nullptr)},
       {"ld_out < H*D", attention(batch, shape, fake_half, block_stride, 4095, nullptr)},
       {"missing workspace", attention(split, shape, fake_half, block_stride, 4096, nullptr)},
-      {"rope ld_qkv", RopeAndWriteKv(fake_bf16, 100, batch, shape, fake_float, 128, fake_half, fake_half,
-                                     fake_half, block_stride, nullptr)},
-      {"rope max_positions", RopeAndWriteKv(fake_bf16, 6144, batch, shape, fake_float, 127, fake_half,
-                                            fake_half, fake_half, block_stride, nullptr)},
+      {"rope ld_qkv", rope(100, 128, cache_of(block_stride), KvInt4Options{})},
+      {"rope max_positions", rope(6144, 127, cache_of(block_stride), KvInt4Options{})},
+      {"rope INT4 clip ratio 0", rope(6144, 128, cache_of(block_stride, KvCacheFormat::kInt4), no_clip)},
   };
   int rejected = 0;
   for (const Bad& b : bad) {
@@ -293,7 +309,18 @@ int Main() {
       {"llama2-70b", 64, 8, 128, 10000.0f},
       {"smollm2-135m", 9, 3, 64, 100000.0f},
   };
-  for (const TestShape& shape : shapes) TestShapeCases(shape, rng);
+  for (const TestShape& shape : shapes) {
+    TestShapeCases(shape, CaseOptions{}, rng);
+    // INT4 cache: q and k rotated, values clipped.
+    CaseOptions int4;
+    int4.format = KvCacheFormat::kInt4;
+    int4.int4.rotate_keys = true;
+    int4.int4.value_clip_ratio = 0.9f;
+    TestShape int4_shape = shape;
+    const std::string name = std::string(shape.name) + "-kv4";
+    int4_shape.name = name.c_str();
+    TestShapeCases(int4_shape, int4, rng);
+  }
   std::printf(g_failures == 0 ? "PASSED\n" : "FAILED (%d)\n", g_failures);
   return g_failures == 0 ? 0 : 1;
 }

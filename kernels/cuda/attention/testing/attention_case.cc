@@ -64,9 +64,9 @@ AttentionCase::AttentionCase(DeviceOps& ops, const TestShape& shape, const Bound
   const int64_t max_blocks_per_seq = CeilDiv(bounds.max_context_len, kKvBlockTokens);
   table_stride_ = static_cast<int32_t>(max_blocks_per_seq + options.table_pad);
   num_blocks_ = static_cast<int32_t>(bounds.num_seqs * max_blocks_per_seq + options.spare_blocks);
-  const int64_t kv_block = int64_t{KV} * kKvBlockTokens * D;
-  block_stride_ = options.interleaved_kv ? 2 * kv_block : kv_block + options.block_stride_pad;
-  pool_elems_ = int64_t{num_blocks_} * block_stride_;
+  block_bytes_ = KvCacheBlockBytes(options.format, KV, D);
+  block_stride_ = options.interleaved_kv ? 2 * block_bytes_ : block_bytes_ + options.block_stride_pad;
+  pool_bytes_ = int64_t{num_blocks_} * block_stride_;
   ld_qkv_ = int64_t{H + 2 * KV} * D + 8;
   ld_out_ = int64_t{H} * D + options.ld_out_pad;
   max_positions_ = bounds.max_context_len + 3;
@@ -88,8 +88,8 @@ AttentionCase::AttentionCase(DeviceOps& ops, const TestShape& shape, const Bound
   d_qkv_ = static_cast<__nv_bfloat16*>(ops_.Alloc(std::max<int64_t>(bounds.num_tokens, 1) * ld_qkv_ * 2));
   d_rope_ = static_cast<float*>(ops_.Alloc(rope_.size() * sizeof(float)));
   d_q_ = static_cast<__half*>(ops_.Alloc(std::max<int64_t>(bounds.num_tokens, 1) * H * D * 2));
-  d_k_pool_ = static_cast<__half*>(ops_.Alloc(pool_elems_ * 2));
-  if (!options.interleaved_kv) d_v_pool_ = static_cast<__half*>(ops_.Alloc(pool_elems_ * 2));
+  d_k_pool_ = static_cast<uint8_t*>(ops_.Alloc(pool_bytes_));
+  if (!options.interleaved_kv) d_v_pool_ = static_cast<uint8_t*>(ops_.Alloc(pool_bytes_));
   d_out_ = static_cast<__nv_bfloat16*>(ops_.Alloc(std::max<int64_t>(bounds.num_tokens, 1) * ld_out_ * 2));
   ops_.Upload(d_rope_, rope_.data(), rope_.size() * sizeof(float));
 
@@ -113,14 +113,71 @@ AttentionCase::~AttentionCase() {
   }
 }
 
-int64_t AttentionCase::KIndex(int32_t block, int kv_head, int slot) const {
-  return int64_t{block} * block_stride_ + (int64_t{kv_head} * kKvBlockTokens + slot) * shape_.head_dim;
+namespace {
+
+int64_t RowBytes(KvCacheFormat format, int head_dim) {
+  return format == KvCacheFormat::kInt4 ? head_dim / 2 : head_dim * 2;
 }
 
-int64_t AttentionCase::VIndex(int32_t block, int kv_head, int slot) const {
-  const int64_t offset =
-      options_.interleaved_kv ? int64_t{shape_.num_kv_heads} * kKvBlockTokens * shape_.head_dim : 0;
-  return KIndex(block, kv_head, slot) + offset;
+// Element d of a row of INT4 codes (two's complement nibbles, element 2i low in byte i).
+int Int4Code(const uint8_t* row, int d) {
+  const int nibble = (row[d / 2] >> (4 * (d & 1))) & 0xF;
+  return nibble >= 8 ? nibble - 16 : nibble;
+}
+
+float ReadFloat(const std::vector<uint8_t>& pool, int64_t offset) {
+  float f;
+  std::memcpy(&f, &pool[offset], 4);
+  return f;
+}
+
+uint16_t ReadHalfBits(const std::vector<uint8_t>& pool, int64_t offset) {
+  uint16_t bits;
+  std::memcpy(&bits, &pool[offset], 2);
+  return bits;
+}
+
+// The normalized Walsh-Hadamard transform of one head (Sylvester order), in double.
+void HadamardInPlace(std::vector<double>& x) {
+  const size_t n = x.size();
+  for (size_t h = 1; h < n; h *= 2) {
+    for (size_t i = 0; i < n; i += 2 * h) {
+      for (size_t j = i; j < i + h; ++j) {
+        const double a = x[j], b = x[j + h];
+        x[j] = a + b;
+        x[j + h] = a - b;
+      }
+    }
+  }
+  for (double& v : x) v /= std::sqrt(static_cast<double>(n));
+}
+
+}  // namespace
+
+int64_t AttentionCase::RowOffset(bool is_v, int32_t block, int kv_head, int slot) const {
+  const int64_t v_offset = is_v && options_.interleaved_kv ? block_bytes_ : 0;
+  return int64_t{block} * block_stride_ + v_offset +
+         (int64_t{kv_head} * kKvBlockTokens + slot) * RowBytes(options_.format, shape_.head_dim);
+}
+
+int64_t AttentionCase::ScaleOffset(bool is_v, int32_t block, int kv_head, int slot) const {
+  const int64_t v_offset = is_v && options_.interleaved_kv ? block_bytes_ : 0;
+  return int64_t{block} * block_stride_ + v_offset +
+         int64_t{shape_.num_kv_heads} * kKvBlockTokens * (shape_.head_dim / 2) +
+         (int64_t{kv_head} * kKvBlockTokens + slot) * 4;
+}
+
+void AttentionCase::CachedRow(const std::vector<uint8_t>& pool, bool is_v, int32_t block, int kv_head, int slot,
+                              double* out) const {
+  const int64_t row = RowOffset(is_v, block, kv_head, slot);
+  if (options_.format == KvCacheFormat::kFp16) {
+    for (int d = 0; d < shape_.head_dim; ++d) out[d] = HalfToFloat(ReadHalfBits(pool, row + 2 * d));
+    return;
+  }
+  const float scale16 = HalfToFloat(FloatToHalfBits(ReadFloat(pool, ScaleOffset(is_v, block, kv_head, slot))));
+  for (int d = 0; d < shape_.head_dim; ++d) {
+    out[d] = HalfToFloat(FloatToHalfBits(static_cast<float>(Int4Code(&pool[row], d)) * scale16));
+  }
 }
 
 void AttentionCase::Load(const std::vector<SeqSpec>& seqs, std::mt19937& rng) {
@@ -153,20 +210,32 @@ void AttentionCase::Load(const std::vector<SeqSpec>& seqs, std::mt19937& rng) {
     }
   }
 
-  // Cache: NaN everywhere but the tokens already there.
+  // Cache: NaN (all bytes 0xff: fp16 NaN, INT4 code -1 with a NaN scale) everywhere but the
+  // tokens already there.
   std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
-  k_pool_init_.assign(pool_elems_, kNanBits);
-  if (!options_.interleaved_kv) v_pool_init_.assign(pool_elems_, kNanBits);
-  std::vector<uint16_t>& v_img = options_.interleaved_kv ? k_pool_init_ : v_pool_init_;
+  std::uniform_int_distribution<int> code(-7, 7);
+  k_pool_init_.assign(pool_bytes_, 0xff);
+  if (!options_.interleaved_kv) v_pool_init_.assign(pool_bytes_, 0xff);
   for (int s = 0; s < bounds_.num_seqs; ++s) {
     for (int32_t pos = 0; pos < seqs[s].prior; ++pos) {
       const int32_t block = block_tables_[int64_t{s} * table_stride_ + pos / kKvBlockTokens];
       for (int kv = 0; kv < KV; ++kv) {
-        const int64_t k = KIndex(block, kv, pos % kKvBlockTokens);
-        const int64_t v = VIndex(block, kv, pos % kKvBlockTokens);
-        for (int d = 0; d < D; ++d) {
-          k_pool_init_[k + d] = FloatToHalfBits(options_.k_amplitude * unit(rng));
-          v_img[v + d] = FloatToHalfBits(unit(rng));
+        for (const bool is_v : {false, true}) {
+          std::vector<uint8_t>& img = is_v && !options_.interleaved_kv ? v_pool_init_ : k_pool_init_;
+          const float amplitude = is_v ? 1.0f : options_.k_amplitude;
+          const int64_t row = RowOffset(is_v, block, kv, pos % kKvBlockTokens);
+          if (options_.format == KvCacheFormat::kFp16) {
+            for (int d = 0; d < D; ++d) {
+              const uint16_t bits = FloatToHalfBits(amplitude * unit(rng));
+              std::memcpy(&img[row + 2 * d], &bits, 2);
+            }
+          } else {
+            for (int d = 0; d < D; d += 2) {
+              img[row + d / 2] = static_cast<uint8_t>((code(rng) & 0xF) | ((code(rng) & 0xF) << 4));
+            }
+            const float scale = amplitude / 7.0f * (0.5f + 0.5f * std::fabs(unit(rng)));
+            std::memcpy(&img[ScaleOffset(is_v, block, kv, pos % kKvBlockTokens)], &scale, 4);
+          }
         }
       }
     }
@@ -185,8 +254,8 @@ void AttentionCase::Load(const std::vector<SeqSpec>& seqs, std::mt19937& rng) {
   ops_.Upload(d_context_len_, context_len_.data(), context_len_.size() * 4);
   ops_.Upload(d_block_tables_, block_tables_.data(), block_tables_.size() * 4);
   ops_.Upload(d_qkv_, qkv_.data(), qkv_.size() * 2);
-  ops_.Upload(d_k_pool_, k_pool_init_.data(), pool_elems_ * 2);
-  if (!options_.interleaved_kv) ops_.Upload(d_v_pool_, v_pool_init_.data(), pool_elems_ * 2);
+  ops_.Upload(d_k_pool_, k_pool_init_.data(), pool_bytes_);
+  if (!options_.interleaved_kv) ops_.Upload(d_v_pool_, v_pool_init_.data(), pool_bytes_);
   const std::vector<unsigned char> q_poison(bounds_.num_tokens * H * D * 2, 0xff);
   ops_.Upload(d_q_, q_poison.data(), q_poison.size());
   const std::vector<unsigned char> out_poison(bounds_.num_tokens * ld_out_ * 2, 0xff);
@@ -198,16 +267,67 @@ void AttentionCase::Load(const std::vector<SeqSpec>& seqs, std::mt19937& rng) {
 }
 
 CudaStatus AttentionCase::Enqueue(cudaStream_t stream) const {
-  const __half* k = d_k_pool_;
-  const __half* v = options_.interleaved_kv
-                        ? d_k_pool_ + int64_t{shape_.num_kv_heads} * kKvBlockTokens * shape_.head_dim
-                        : d_v_pool_;
+  KvCacheLayer cache;
+  cache.format = options_.format;
+  cache.k = d_k_pool_;
+  cache.v = options_.interleaved_kv ? d_k_pool_ + block_bytes_ : d_v_pool_;
+  cache.block_stride = block_stride_;
   APEX4_CUDA_RETURN_IF_NOT_OK(RopeAndWriteKv(d_qkv_, ld_qkv_, batch_, attn_shape_, d_rope_, max_positions_,
-                                             d_q_, const_cast<__half*>(k), const_cast<__half*>(v),
-                                             block_stride_, stream));
+                                             d_q_, cache, options_.int4, stream));
   const float scale = 1.0f / std::sqrt(static_cast<float>(shape_.head_dim));
-  return PagedAttention(d_q_, k, v, block_stride_, batch_, attn_shape_, scale, d_workspace_, d_out_, ld_out_,
-                        stream);
+  return PagedAttention(d_q_, cache, batch_, attn_shape_, scale, d_workspace_, d_out_, ld_out_, stream);
+}
+
+void AttentionCase::CheckCachedRow(const std::vector<uint8_t>& pool, bool is_v, int32_t block, int kv_head,
+                                   int slot, const std::vector<double>& want, const std::vector<double>& magnitude,
+                                   std::vector<char>* written,
+                                   const std::function<void(const std::string&)>& report) const {
+  const int D = shape_.head_dim;
+  const int64_t row = RowOffset(is_v, block, kv_head, slot);
+  const int64_t row_bytes = RowBytes(options_.format, D);
+  std::fill(written->begin() + row, written->begin() + row + row_bytes, 1);
+  char what[160];
+  std::snprintf(what, sizeof what, "%s block %d kv head %d slot %d", is_v ? "v" : "k", block, kv_head, slot);
+  if (options_.format == KvCacheFormat::kFp16) {
+    for (int d = 0; d < D; ++d) {
+      const double got = HalfToFloat(ReadHalfBits(pool, row + 2 * d));
+      // fp16 rounding (2^-11 relative, 2^-24 absolute below the normal range) + float arithmetic.
+      const double bound =
+          std::ldexp(std::fabs(want[d]), -11) * 1.001 + std::ldexp(magnitude[d], -21) + std::ldexp(1.0, -24);
+      if (!(std::fabs(got - want[d]) <= bound)) {
+        report(std::string(what) + " dim " + std::to_string(d) + ": got " + std::to_string(got) + " want " +
+               std::to_string(want[d]));
+        return;
+      }
+    }
+    return;
+  }
+  // INT4: the scale from the row's absmax, every code the nearest level (or the clip level).
+  const int64_t scale_at = ScaleOffset(is_v, block, kv_head, slot);
+  std::fill(written->begin() + scale_at, written->begin() + scale_at + 4, 1);
+  double absmax = 0, max_magnitude = 0;
+  for (int d = 0; d < D; ++d) {
+    absmax = std::max(absmax, std::fabs(want[d]));
+    max_magnitude = std::max(max_magnitude, magnitude[d]);
+  }
+  const double clip = is_v ? options_.int4.value_clip_ratio : options_.int4.key_clip_ratio;
+  const double want_scale = clip * absmax / 7.0;
+  const double scale = ReadFloat(pool, scale_at);
+  // Float RoPE / rotation error on the row's values (relative to their magnitudes).
+  const double value_err = std::ldexp(max_magnitude, -19);
+  if (!(std::fabs(scale - want_scale) <= std::ldexp(want_scale, -20) + clip * value_err / 7.0)) {
+    report(std::string(what) + ": scale " + std::to_string(scale) + " want " + std::to_string(want_scale));
+    return;
+  }
+  for (int d = 0; d < D; ++d) {
+    const double clipped = std::clamp(want[d], -7.0 * scale, 7.0 * scale);
+    const double got = Int4Code(&pool[row], d) * scale;
+    if (!(std::fabs(got - clipped) <= 0.5 * scale * (1 + 1e-5) + value_err)) {
+      report(std::string(what) + " dim " + std::to_string(d) + ": code " + std::to_string(Int4Code(&pool[row], d)) +
+             " x scale " + std::to_string(scale) + " for value " + std::to_string(want[d]));
+      return;
+    }
+  }
 }
 
 std::vector<uint16_t> AttentionCase::DownloadOut() const {
@@ -232,32 +352,52 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
 
   std::vector<uint16_t> q(bounds_.num_tokens * H * D);
   ops_.Download(q.data(), d_q_, q.size() * 2);
-  std::vector<uint16_t> k_pool(pool_elems_), v_pool_sep;
-  ops_.Download(k_pool.data(), d_k_pool_, pool_elems_ * 2);
+  std::vector<uint8_t> k_pool(pool_bytes_), v_pool_sep;
+  ops_.Download(k_pool.data(), d_k_pool_, pool_bytes_);
   if (!options_.interleaved_kv) {
-    v_pool_sep.resize(pool_elems_);
-    ops_.Download(v_pool_sep.data(), d_v_pool_, pool_elems_ * 2);
+    v_pool_sep.resize(pool_bytes_);
+    ops_.Download(v_pool_sep.data(), d_v_pool_, pool_bytes_);
   }
-  const std::vector<uint16_t>& v_pool = options_.interleaved_kv ? k_pool : v_pool_sep;
+  const std::vector<uint8_t>& v_pool = options_.interleaved_kv ? k_pool : v_pool_sep;
   const std::vector<uint16_t> out = DownloadOut();
   const int32_t total = query_start_[bounds_.num_seqs];
+  const bool rotate = options_.format == KvCacheFormat::kInt4 && options_.int4.rotate_keys;
+  auto report_text = [&](const std::string& text) { report("%s", text.c_str()); };
 
-  // 1. RoPE of q and k (double reference from the same float table), v converted exactly; every
-  //    other cache element and q row unchanged.
-  auto rotate = [&](float x0, float x1, int32_t pos, int pair, double* y0, double* y1, double* mag) {
-    const double c = rope_[(int64_t{pos} * (D / 2) + pair) * 2];
-    const double s = rope_[(int64_t{pos} * (D / 2) + pair) * 2 + 1];
-    *y0 = x0 * c - x1 * s;
-    *y1 = x0 * s + x1 * c;
-    *mag = std::fabs(x0 * c) + std::fabs(x1 * s) + std::fabs(x0 * s) + std::fabs(x1 * c);
+  // 1. RoPE of q and k (double reference from the same float table; then the Hadamard rotation
+  //    where the INT4 cache asks for it), v converted; every other cache byte and q row unchanged.
+  // One head of token row `row` at column `col0`: reference values and their magnitudes (the
+  // scale of float rounding errors in them).
+  auto reference_head = [&](const __nv_bfloat16* row, int64_t col0, bool rope, int32_t pos, std::vector<double>* y,
+                            std::vector<double>* mag) {
+    y->assign(D, 0.0);
+    mag->assign(D, 0.0);
+    for (int p = 0; p < D / 2; ++p) {
+      const double x0 = Bf16ToFloat(row[col0 + 2 * p]), x1 = Bf16ToFloat(row[col0 + 2 * p + 1]);
+      if (!rope) {
+        (*y)[2 * p] = x0;
+        (*y)[2 * p + 1] = x1;
+        (*mag)[2 * p] = std::fabs(x0);
+        (*mag)[2 * p + 1] = std::fabs(x1);
+        continue;
+      }
+      const double c = rope_[(int64_t{pos} * (D / 2) + p) * 2];
+      const double sn = rope_[(int64_t{pos} * (D / 2) + p) * 2 + 1];
+      (*y)[2 * p] = x0 * c - x1 * sn;
+      (*y)[2 * p + 1] = x0 * sn + x1 * c;
+      (*mag)[2 * p] = (*mag)[2 * p + 1] =
+          std::fabs(x0 * c) + std::fabs(x1 * sn) + std::fabs(x0 * sn) + std::fabs(x1 * c);
+    }
+    if (rope && rotate) {
+      HadamardInPlace(*y);
+      // Every output sums all D inputs over log2(D) float stages.
+      double sum = 0;
+      for (double m : *mag) sum += m;
+      mag->assign(D, 4.0 * sum / std::sqrt(static_cast<double>(D)));
+    }
   };
-  auto rope_ok = [](uint16_t got_bits, double want, double mag) {
-    const double got = HalfToFloat(got_bits);
-    // fp16 rounding (2^-11 relative, 2^-24 absolute below the normal range) + float arithmetic.
-    return std::fabs(got - want) <=
-           std::ldexp(std::fabs(want), -11) * 1.001 + std::ldexp(mag, -21) + std::ldexp(1.0, -24);
-  };
-  std::vector<char> k_written(pool_elems_, 0), v_written(pool_elems_, 0);
+  std::vector<char> k_written(pool_bytes_, 0), v_written(pool_bytes_, 0);
+  std::vector<double> y, mag;
   double worst_rope = 0;
   for (int s = 0; s < bounds_.num_seqs; ++s) {
     for (int32_t i = 0; i < seqs_[s].query_len; ++i) {
@@ -265,40 +405,25 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
       const int32_t pos = seqs_[s].prior + i;
       const __nv_bfloat16* row = &qkv_[t * ld_qkv_];
       for (int h = 0; h < H; ++h) {
-        for (int p = 0; p < D / 2; ++p) {
-          double y0, y1, mag;
-          rotate(Bf16ToFloat(row[h * D + 2 * p]), Bf16ToFloat(row[h * D + 2 * p + 1]), pos, p, &y0, &y1,
-                 &mag);
-          const int64_t at = (t * H + h) * D + 2 * p;
-          worst_rope = std::max(worst_rope, std::fabs(HalfToFloat(q[at]) - y0) / std::max(mag, 1e-30));
-          if (!rope_ok(q[at], y0, mag) || !rope_ok(q[at + 1], y1, mag)) {
-            report("q token %lld head %d pair %d: got (%g, %g) want (%g, %g)", (long long)t, h, p,
-                   HalfToFloat(q[at]), HalfToFloat(q[at + 1]), y0, y1);
+        reference_head(row, int64_t{h} * D, /*rope=*/true, pos, &y, &mag);
+        for (int d = 0; d < D; ++d) {
+          const int64_t at = (t * H + h) * D + d;
+          const double got = HalfToFloat(q[at]);
+          worst_rope = std::max(worst_rope, std::fabs(got - y[d]) / std::max(mag[d], 1e-30));
+          const double bound =
+              std::ldexp(std::fabs(y[d]), -11) * 1.001 + std::ldexp(mag[d], -21) + std::ldexp(1.0, -24);
+          if (!(std::fabs(got - y[d]) <= bound)) {
+            report("q token %lld head %d dim %d: got %g want %g", (long long)t, h, d, got, y[d]);
           }
         }
       }
       const int32_t block = block_tables_[int64_t{s} * table_stride_ + pos / kKvBlockTokens];
+      const int slot = pos % kKvBlockTokens;
       for (int kv = 0; kv < KV; ++kv) {
-        const int64_t kb = KIndex(block, kv, pos % kKvBlockTokens);
-        const int64_t vb = VIndex(block, kv, pos % kKvBlockTokens);
-        for (int p = 0; p < D / 2; ++p) {
-          double y0, y1, mag;
-          rotate(Bf16ToFloat(row[int64_t{H} * D + kv * D + 2 * p]),
-                 Bf16ToFloat(row[int64_t{H} * D + kv * D + 2 * p + 1]), pos, p, &y0, &y1, &mag);
-          if (!rope_ok(k_pool[kb + 2 * p], y0, mag) || !rope_ok(k_pool[kb + 2 * p + 1], y1, mag)) {
-            report("k seq %d pos %d kv head %d pair %d: got (%g, %g) want (%g, %g)", s, pos, kv, p,
-                   HalfToFloat(k_pool[kb + 2 * p]), HalfToFloat(k_pool[kb + 2 * p + 1]), y0, y1);
-          }
-        }
-        for (int d = 0; d < D; ++d) {
-          k_written[kb + d] = 1;
-          v_written[vb + d] = 1;
-          const uint16_t want = FloatToHalfBits(Bf16ToFloat(row[int64_t{H + KV} * D + kv * D + d]));
-          if (v_pool[vb + d] != want) {
-            report("v seq %d pos %d kv head %d dim %d: got %g want %g", s, pos, kv, d,
-                   HalfToFloat(v_pool[vb + d]), HalfToFloat(want));
-          }
-        }
+        reference_head(row, int64_t{H + kv} * D, /*rope=*/true, pos, &y, &mag);
+        CheckCachedRow(k_pool, false, block, kv, slot, y, mag, &k_written, report_text);
+        reference_head(row, int64_t{H + KV + kv} * D, /*rope=*/false, pos, &y, &mag);
+        CheckCachedRow(v_pool, true, block, kv, slot, y, mag, &v_written, report_text);
       }
     }
   }
@@ -311,9 +436,9 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
     }
   }
   {
-    const std::vector<uint16_t>& v_init = options_.interleaved_kv ? k_pool_init_ : v_pool_init_;
+    const std::vector<uint8_t>& v_init = options_.interleaved_kv ? k_pool_init_ : v_pool_init_;
     int64_t stray = 0;
-    for (int64_t e = 0; e < pool_elems_; ++e) {
+    for (int64_t e = 0; e < pool_bytes_; ++e) {
       if (options_.interleaved_kv) {
         // One buffer: an element is K's or V's.
         if (!k_written[e] && !v_written[e] && k_pool[e] != k_pool_init_[e]) ++stray;
@@ -322,7 +447,7 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
         if (!v_written[e] && v_pool[e] != v_init[e]) ++stray;
       }
     }
-    if (stray > 0) report("%lld cache elements changed that no token of this step owns", (long long)stray);
+    if (stray > 0) report("%lld cache bytes changed that no token of this step owns", (long long)stray);
   }
 
   // 2. Attention, from the q and cache the kernels produced (so this isolates attention).
@@ -338,7 +463,7 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
   std::uniform_real_distribution<double> coin(0.0, 1.0);
   double max_err = 0, max_ref = 0;
   int64_t bound_violations = 0;
-  std::vector<double> scores, acc(D), abs_acc(D), qd(D);
+  std::vector<double> scores, acc(D), abs_acc(D), qd(D), cached(D);
   for (int s = 0; s < bounds_.num_seqs; ++s) {
     const int32_t len = seqs_[s].query_len;
     for (int32_t i = 0; i < len; ++i) {
@@ -353,9 +478,9 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
         double mx = -INFINITY;
         for (int32_t j = 0; j <= pos; ++j) {
           const int32_t block = block_tables_[int64_t{s} * table_stride_ + j / kKvBlockTokens];
-          const uint16_t* key = &k_pool[KIndex(block, kv, j % kKvBlockTokens)];
+          CachedRow(k_pool, false, block, kv, j % kKvBlockTokens, cached.data());
           double dot = 0;
-          for (int d = 0; d < D; ++d) dot += qd[d] * HalfToFloat(key[d]);
+          for (int d = 0; d < D; ++d) dot += qd[d] * cached[d];
           scores[j] = dot * scale;
           mx = std::max(mx, scores[j]);
         }
@@ -366,10 +491,10 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
         double vmax = 0;
         for (int32_t j = 0; j <= pos; ++j) {
           const int32_t block = block_tables_[int64_t{s} * table_stride_ + j / kKvBlockTokens];
-          const uint16_t* value = &v_pool[VIndex(block, kv, j % kKvBlockTokens)];
+          CachedRow(v_pool, true, block, kv, j % kKvBlockTokens, cached.data());
           const double pj = scores[j] / sum;
           for (int d = 0; d < D; ++d) {
-            const double v = HalfToFloat(value[d]);
+            const double v = cached[d];
             acc[d] += pj * v;
             abs_acc[d] += pj * std::fabs(v);
             vmax = std::max(vmax, std::fabs(v));

@@ -1,8 +1,8 @@
-// One attention test case: a batch of sequences (prior context + appended tokens) on a paged fp16
-// KV cache with shuffled block ids, fresh random data, every output and every unused cache slot
-// poisoned with NaN, run through RopeAndWriteKv + PagedAttention, then checked against a CPU
-// reference in double (RoPE as engine/llama_ops.cc ApplyRope, attention as
-// engine/paged_attention.cc). Shared by the GPU test (device memory, CUDA graphs) and the
+// One attention test case: a batch of sequences (prior context + appended tokens) on a paged KV
+// cache (fp16, or INT4 codes + scales) with shuffled block ids, fresh random data, every output
+// and every unused cache slot poisoned with NaN, run through RopeAndWriteKv + PagedAttention,
+// then checked against a CPU reference in double (RoPE as engine/llama_ops.cc ApplyRope, the
+// INT4 levels as QuantizeInt4Reference, attention as engine/paged_attention.cc). Shared by the GPU test (device memory, CUDA graphs) and the
 // emulation test (host memory, kernels on the CTA emulator) through DeviceOps.
 #ifndef APEX4_KERNELS_CUDA_ATTENTION_TESTING_ATTENTION_CASE_H_
 #define APEX4_KERNELS_CUDA_ATTENTION_TESTING_ATTENTION_CASE_H_
@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -53,8 +54,10 @@ struct Bounds {
 };
 
 struct CaseOptions {
-  bool interleaved_kv = false;  // K and V of a block in one pool: block_stride = 2·KV·16·D
-  int block_stride_pad = 64;    // separate pools: block_stride = KV·16·D + pad (halfs)
+  KvCacheFormat format = KvCacheFormat::kFp16;
+  KvInt4Options int4;           // kInt4: clip ratios, q/k rotation
+  bool interleaved_kv = false;  // K and V of a block in one pool: block_stride = 2 · block bytes
+  int block_stride_pad = 128;   // separate pools: block_stride = block bytes + pad (bytes)
   int ld_out_pad = 8;           // bf16 columns of out past H·D, which must stay untouched
   int table_pad = 3;            // poisoned block-table entries past what the bound needs
   int spare_blocks = 5;         // never-used (NaN) blocks in the pool
@@ -90,9 +93,16 @@ class AttentionCase {
   size_t workspace_bytes() const { return workspace_bytes_; }
 
  private:
-  struct Pools;
-  int64_t KIndex(int32_t block, int kv_head, int slot) const;  // element index in the K pool
-  int64_t VIndex(int32_t block, int kv_head, int slot) const;
+  // Byte offsets in a pool buffer of a token's row (halfs or INT4 codes) and (INT4) its scale.
+  int64_t RowOffset(bool is_v, int32_t block, int kv_head, int slot) const;
+  int64_t ScaleOffset(bool is_v, int32_t block, int kv_head, int slot) const;
+  // A cached row as the attention kernels see it (INT4: code · fp16(scale) in fp16), head_dim values.
+  void CachedRow(const std::vector<uint8_t>& pool, bool is_v, int32_t block, int kv_head, int slot, double* out) const;
+  // Checks the cache row the kernels wrote for one token and KV head against the reference
+  // values (RoPE'd / rotated as the format says); marks its bytes as written.
+  void CheckCachedRow(const std::vector<uint8_t>& pool, bool is_v, int32_t block, int kv_head, int slot,
+                      const std::vector<double>& want, const std::vector<double>& magnitude,
+                      std::vector<char>* written, const std::function<void(const std::string&)>& report) const;
 
   DeviceOps& ops_;
   TestShape shape_;
@@ -100,8 +110,9 @@ class AttentionCase {
   CaseOptions options_;
   int32_t table_stride_ = 0;
   int32_t num_blocks_ = 0;
+  int64_t block_bytes_ = 0;  // one block of K (or V) of the layer
   int64_t block_stride_ = 0;
-  int64_t pool_elems_ = 0;  // halfs per pool buffer (one buffer when interleaved)
+  int64_t pool_bytes_ = 0;   // per pool buffer (one buffer when interleaved)
   int64_t ld_qkv_ = 0;
   int64_t ld_out_ = 0;
   int32_t max_positions_ = 0;
@@ -112,7 +123,7 @@ class AttentionCase {
   std::vector<int32_t> query_start_, context_len_, block_tables_;
   std::vector<__nv_bfloat16> qkv_;
   std::vector<float> rope_;
-  std::vector<uint16_t> k_pool_init_, v_pool_init_;  // before the step (NaN + prior tokens)
+  std::vector<uint8_t> k_pool_init_, v_pool_init_;  // before the step (NaN + prior tokens)
 
   // Device buffers.
   int32_t* d_query_start_ = nullptr;
@@ -121,8 +132,8 @@ class AttentionCase {
   __nv_bfloat16* d_qkv_ = nullptr;
   float* d_rope_ = nullptr;
   __half* d_q_ = nullptr;
-  __half* d_k_pool_ = nullptr;  // interleaved: the one pool
-  __half* d_v_pool_ = nullptr;  // interleaved: null
+  uint8_t* d_k_pool_ = nullptr;  // interleaved: the one pool
+  uint8_t* d_v_pool_ = nullptr;  // interleaved: null
   __nv_bfloat16* d_out_ = nullptr;
   void* d_workspace_ = nullptr;
   AttentionBatch batch_;

@@ -14,14 +14,20 @@
 namespace apex4::cuda::attention {
 namespace {
 
-template <int D, bool kDecode>
+template <int D, bool kDecode, bool kInt4>
 CudaStatus Launch(const AttentionParams& params) {
   const dim3 grid =
       kDecode ? dim3(params.num_kv_heads * params.num_row_tiles, params.num_seqs, params.num_partitions)
               : dim3(params.num_kv_heads, params.num_seqs, params.num_row_tiles);
-  apex4_emu::Launch(grid, dim3(kAttentionThreads), AttentionSmemBytes(D),
-                    [&] { AttentionKernel<D, kDecode>(params); });
+  apex4_emu::Launch(grid, dim3(kAttentionThreads), AttentionSmemBytes(D, kInt4),
+                    [&] { AttentionKernel<D, kDecode, kInt4>(params); });
   return OkCudaStatus();
+}
+
+template <bool kDecode>
+CudaStatus LaunchAttention(const AttentionParams& params, int head_dim, bool int4) {
+  if (head_dim == 64) return int4 ? Launch<64, kDecode, true>(params) : Launch<64, kDecode, false>(params);
+  return int4 ? Launch<128, kDecode, true>(params) : Launch<128, kDecode, false>(params);
 }
 
 }  // namespace
@@ -33,12 +39,12 @@ CudaStatus LaunchRopeAndWriteKv(const RopeParams& params, cudaStream_t) {
   return OkCudaStatus();
 }
 
-CudaStatus LaunchDecodeAttention(const AttentionParams& params, int head_dim, cudaStream_t) {
-  return head_dim == 64 ? Launch<64, true>(params) : Launch<128, true>(params);
+CudaStatus LaunchDecodeAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t) {
+  return LaunchAttention<true>(params, head_dim, int4);
 }
 
-CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, cudaStream_t) {
-  return head_dim == 64 ? Launch<64, false>(params) : Launch<128, false>(params);
+CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t) {
+  return LaunchAttention<false>(params, head_dim, int4);
 }
 
 CudaStatus LaunchAttentionReduce(const AttentionParams& params, int head_dim, cudaStream_t) {
