@@ -402,8 +402,12 @@ class CudaEngine : public InferenceEngine {
   cuda::W4A4Backend w4a4_backend() const { return context_.w4a4_backend; }
 
   // Buffers, the split-K scratch, the KV cache (what memory is left) and the step arrays.
-  absl::Status Assemble(const LlamaConfig& config, GpuLlamaWeights weights,
+  absl::Status Assemble(const LlamaConfig& model_config, GpuLlamaWeights weights,
                         std::optional<Apex4Checkpoint> checkpoint, GpuWeightFormat format) {
+    LlamaConfig config = model_config;
+    ASSIGN_OR_RETURN(config.kv_cache,
+                     ResolveKvCacheQuantization(config.kv_cache, options_.kv_cache_bits));
+    RETURN_IF_ERROR(config.Validate());
     config_ = config;
     format_ = format;
     checkpoint_ = std::move(checkpoint);
@@ -436,6 +440,7 @@ class CudaEngine : public InferenceEngine {
     info_.context_length = config.context_length;
     info_.num_layers = config.num_layers;
     info_.hidden_size = config.hidden_size;
+    info_.kv_cache_bits = config.kv_cache.bits;
     return absl::OkStatus();
   }
 
@@ -557,9 +562,13 @@ class CudaEngine : public InferenceEngine {
   }
 
   absl::Status AllocateKvCache() {
+    const KvCacheQuantization& quantization = config_.kv_cache;
+    const cuda::KvCacheFormat format =
+        quantization.bits == 4 ? cuda::KvCacheFormat::kInt4 : cuda::KvCacheFormat::kFp16;
+    // Blocks of every layer's K and V back to back (a multiple of 16 bytes in both formats).
     const int64_t block_stride =
-        int64_t{config_.num_kv_heads} * kKvBlockTokens * config_.head_dim;
-    kv_block_bytes_ = 2 * int64_t{config_.num_layers} * block_stride * sizeof(__half);
+        cuda::KvCacheBlockBytes(format, config_.num_kv_heads, config_.head_dim);
+    kv_block_bytes_ = 2 * int64_t{config_.num_layers} * block_stride;
     int64_t budget = options_.kv_cache_mb << 20;
     if (budget == 0) {
       size_t free_bytes = 0, total_bytes = 0;
@@ -583,12 +592,18 @@ class CudaEngine : public InferenceEngine {
     ASSIGN_OR_RETURN(kv_memory_,
                      DeviceMemory::Allocate(num_blocks * kv_block_bytes_, "the KV cache"));
     allocator_ = std::make_unique<KvBlockAllocator>(num_blocks);
-    kv_view_.block_stride = block_stride;
-    auto* base = kv_memory_.as<__half>();
+    auto* base = kv_memory_.as<char>();
     for (int l = 0; l < config_.num_layers; ++l) {
-      kv_view_.keys.push_back(base + (2 * int64_t{l}) * num_blocks * block_stride);
-      kv_view_.values.push_back(base + (2 * int64_t{l} + 1) * num_blocks * block_stride);
+      cuda::KvCacheLayer layer;
+      layer.format = format;
+      layer.k = base + (2 * int64_t{l}) * num_blocks * block_stride;
+      layer.v = base + (2 * int64_t{l} + 1) * num_blocks * block_stride;
+      layer.block_stride = block_stride;
+      kv_view_.layers.push_back(layer);
     }
+    kv_view_.int4.key_clip_ratio = quantization.key_clip_ratio;
+    kv_view_.int4.value_clip_ratio = quantization.value_clip_ratio;
+    kv_view_.int4.rotate_keys = quantization.key_hadamard;
     return absl::OkStatus();
   }
 

@@ -7,7 +7,9 @@
 // No gRPC: what the engine itself sustains (the load benchmark in tools/bench drives the server).
 //
 //   cuda_engine_benchmark --tokenizer=models/SmolLM2-135M-Instruct.Q4_1.gguf
-//       --shapes=llama-2-7b,llama-2-70b --formats=w4a4,bf16,fp8 --batches=1,16,64   (one line)
+//       --shapes=llama-2-7b,llama-2-70b --formats=w4a4,w4a4+kv4,bf16,fp8 --batches=1,16,64
+//   (one line). A format FMT+kv4 runs FMT with a 4-bit KV cache (--kv_cache_bits=4); the others
+//   keep the 16-bit cache of a synthetic model.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -25,7 +27,8 @@
 
 ABSL_FLAG(std::string, tokenizer, "", "GGUF file whose tokenizer (vocabulary) the models use");
 ABSL_FLAG(std::string, shapes, "llama-2-7b", "synthetic shapes, comma-separated");
-ABSL_FLAG(std::string, formats, "w4a4,bf16,fp8", "weight formats, comma-separated");
+ABSL_FLAG(std::string, formats, "w4a4,w4a4+kv4,bf16,fp8",
+          "weight formats, comma-separated; FMT+kv4: with a 4-bit KV cache");
 ABSL_FLAG(std::string, batches, "1,16,64", "concurrent sequences for decode, comma-separated");
 ABSL_FLAG(int, context, 512, "prompt tokens of each decoding sequence");
 ABSL_FLAG(int, decode_steps, 64, "timed decode steps");
@@ -164,21 +167,27 @@ int Run() {
   for (const std::string& shape : shapes) {
     std::map<std::string, Result> results;
     for (const std::string& format : formats) {
+      const std::vector<std::string> parts = absl::StrSplit(format, '+');
+      if (parts.size() > 2 || (parts.size() == 2 && parts[1] != "kv4")) {
+        std::fprintf(stderr, "bad --formats entry '%s' (FMT or FMT+kv4)\n", format.c_str());
+        return 1;
+      }
       CudaEngineOptions options;
       options.model_path = kSyntheticModelPrefix + shape;
       options.tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
-      options.weight_format = format;
+      options.weight_format = parts[0];
+      options.kv_cache_bits = parts.size() == 2 ? 4 : 0;
       options.max_batch_size = max_batch;
       options.max_step_tokens = std::max(absl::GetFlag(FLAGS_prefill), absl::GetFlag(FLAGS_context));
       options.timing_interval = 1;  // every step while a timer is attached (the breakdown)
       const auto load_start = Clock::now();
       absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = LoadCudaEngine(options);
       if (!engine.ok()) {
-        std::printf("%-12s %-5s does not load: %s\n", shape.c_str(), format.c_str(),
+        std::printf("%-12s %-8s does not load: %s\n", shape.c_str(), format.c_str(),
                     std::string(engine.status().message()).c_str());
         continue;
       }
-      std::printf("%-12s %-5s loaded in %.1f s; KV cache %lld blocks\n", shape.c_str(),
+      std::printf("%-12s %-8s loaded in %.1f s; KV cache %lld blocks\n", shape.c_str(),
                   format.c_str(), Seconds(load_start),
                   static_cast<long long>((*engine)->kv_usage().blocks_total));
       std::fflush(stdout);
@@ -187,11 +196,11 @@ int Run() {
       results[format] = result;
     }
     std::printf("\n%s (synthetic weights), decode: output tokens/s (ms per step)\n", shape.c_str());
-    std::printf("%-6s", "format");
+    std::printf("%-14s", "format");
     for (int b : batches) std::printf(" %22s", ("batch " + std::to_string(b)).c_str());
     std::printf(" %16s\n", "prefill tok/s");
     for (const auto& [format, r] : results) {
-      std::printf("%-6s", format.c_str());
+      std::printf("%-14s", format.c_str());
       for (int b : batches) {
         if (r.decode_tokens_per_second.count(b)) {
           std::printf(" %13.1f (%5.2f)", r.decode_tokens_per_second.at(b), r.decode_ms_per_step.at(b));
@@ -201,27 +210,29 @@ int Run() {
       }
       std::printf(" %16.0f\n", r.prefill_tokens_per_second);
     }
-    for (const char* baseline : {"bf16", "fp8"}) {
-      if (!results.count("w4a4") || !results.count(baseline)) continue;
-      const Result& w = results.at("w4a4");
-      const Result& base = results.at(baseline);
-      std::printf("w4a4/%-4s", baseline);
-      for (int b : batches) {
-        if (w.decode_tokens_per_second.count(b) && base.decode_tokens_per_second.count(b)) {
-          std::printf(" %20.2fx", w.decode_tokens_per_second.at(b) / base.decode_tokens_per_second.at(b));
-        } else {
-          std::printf(" %21s", "-");
+    // Every other entry against the two baselines (16-bit cache) of the same run.
+    for (const auto& [format, w] : results) {
+      for (const std::string baseline : {"bf16", "fp8"}) {
+        if (format == "bf16" || format == "fp8" || !results.count(baseline)) continue;
+        const Result& base = results.at(baseline);
+        std::printf("%-14s", (format + "/" + baseline).c_str());
+        for (int b : batches) {
+          if (w.decode_tokens_per_second.count(b) && base.decode_tokens_per_second.count(b)) {
+            std::printf(" %20.2fx", w.decode_tokens_per_second.at(b) / base.decode_tokens_per_second.at(b));
+          } else {
+            std::printf(" %21s", "-");
+          }
         }
+        if (base.prefill_tokens_per_second > 0) {
+          std::printf(" %15.2fx", w.prefill_tokens_per_second / base.prefill_tokens_per_second);
+        }
+        std::printf("\n");
       }
-      if (base.prefill_tokens_per_second > 0) {
-        std::printf(" %15.2fx", w.prefill_tokens_per_second / base.prefill_tokens_per_second);
-      }
-      std::printf("\n");
     }
     std::printf("kernel time per decode step (eager, CUDA events), ms:\n");
     for (const auto& [format, r] : results) {
       for (const auto& [b, text] : r.decode_breakdown) {
-        std::printf("  %-5s batch %-3d %s\n", format.c_str(), b, text.c_str());
+        std::printf("  %-8s batch %-3d %s\n", format.c_str(), b, text.c_str());
       }
     }
     std::printf("\n");

@@ -130,12 +130,10 @@ absl::Status GpuLlamaModel::RunLayer(int index, const GpuStepInputs& inputs,
   RETURN_IF_ERROR(FromCudaStatus(
       cuda::RopeAndWriteKv(qkv_.as<__nv_bfloat16>(), layer.qkv->output_stride(), inputs.batch,
                            ShapeOf(config_), rope_table_.as<float>(), config_.context_length,
-                           query_.as<__half>(), cache.keys[index], cache.values[index],
-                           cache.block_stride, stream),
+                           query_.as<__half>(), cache.layers[index], cache.int4, stream),
       where + ": RoPE and KV write"));
   RETURN_IF_ERROR(FromCudaStatus(
-      cuda::PagedAttention(query_.as<__half>(), cache.keys[index], cache.values[index],
-                           cache.block_stride, inputs.batch, ShapeOf(config_),
+      cuda::PagedAttention(query_.as<__half>(), cache.layers[index], inputs.batch, ShapeOf(config_),
                            1.0f / std::sqrt(static_cast<float>(config_.head_dim)),
                            attention_workspace_.get(), attention_out_.as<__nv_bfloat16>(), q_dim,
                            stream),

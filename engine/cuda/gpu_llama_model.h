@@ -5,7 +5,7 @@
 // LM head on the rows whose logits are wanted. Each residual add and the SwiGLU run inside the
 // next layer's input preparation (GpuLinearInput), not as kernels of their own. The residual stream stays FP32; linear layers
 // (gpu_linear.h) take it with their RMSNorm fused into the input preparation and write bf16;
-// the KV cache is fp16 in blocks of kKvBlockTokens. Q, K and V run as one GEMM, gate and up as
+// the KV cache is fp16 or INT4 (config.kv_cache) in blocks of kKvBlockTokens. Q, K and V run as one GEMM, gate and up as
 // another. Every launch is stream-ordered with no host synchronisation, so a decode step can be
 // captured in a CUDA graph.
 #ifndef APEX4_ENGINE_CUDA_GPU_LLAMA_MODEL_H_
@@ -44,12 +44,11 @@ struct GpuLlamaWeights {
   DeviceMemory lm_head;          // bf16 [vocab, hidden]; empty when tied to the embedding
 };
 
-// Where layer l's keys and values live: blocks of [kv_heads][kKvBlockTokens][head_dim] halfs,
-// block b at base + b · block_stride.
+// Where layer l's keys and values live (kernels/cuda/attention/paged_attention.h gives the block
+// layout of each format), and how new ones are quantized into an INT4 cache.
 struct GpuKvCacheView {
-  std::vector<__half*> keys;    // per layer
-  std::vector<__half*> values;  // per layer
-  int64_t block_stride = 0;
+  std::vector<cuda::KvCacheLayer> layers;
+  cuda::KvInt4Options int4;
 };
 
 // One step's description, in device memory except for the bounds inside `batch`.
