@@ -137,6 +137,8 @@ absl::StatusOr<LlamaConfig> LlamaConfigFromApex4(const Apex4Metadata& metadata) 
     config.kv_cache.key_clip_ratio = kv.key_clip_ratio;
     config.kv_cache.value_clip_ratio = kv.value_clip_ratio;
     config.kv_cache.key_hadamard = kv.key_online_hadamard_block != 0;
+  } else {
+    config.kv_cache.key_hadamard = metadata.rotated;  // for a 4-bit cache asked for at run time
   }
   RETURN_IF_ERROR(config.Validate());
   return config;

@@ -82,13 +82,15 @@ absl::StatusOr<KvCacheQuantization> ResolveKvCacheQuantization(const KvCacheQuan
                                                                int requested_bits) {
   switch (requested_bits) {
     case 0:
-      return model;
+      if (model.bits == 4) return model;
+      return KvCacheQuantization{};
     case 16:
       return KvCacheQuantization{};
     case 4: {
       if (model.bits == 4) return model;
       KvCacheQuantization int4;
       int4.bits = 4;
+      int4.key_hadamard = model.key_hadamard;
       return int4;
     }
     default:

@@ -21,12 +21,15 @@ struct KvCacheQuantization {
   int bits = 16;  // 16: 16-bit (GPU) / FP32 (CPU) cache; 4: INT4
   float key_clip_ratio = 1.0f;
   float value_clip_ratio = 1.0f;
+  // With bits 16: whether a 4-bit cache asked for at run time rotates keys — yes for a
+  // checkpoint whose weights carry a rotation, as `tools/quantizer eval --kv-bits 4` does.
   bool key_hadamard = false;
 };
 
 // The cache an engine runs: the model's own choice (a checkpoint's kv_cache) unless
 // requested_bits overrides it: 0 keeps the model's, 16 turns quantization off, 4 turns it on
-// (clip ratios 1 and no key rotation where the model had no 4-bit cache of its own).
+// (where the model had no 4-bit cache of its own: clip ratios 1, keys rotated as the model's
+// key_hadamard says).
 // INVALID_ARGUMENT for any other requested_bits.
 absl::StatusOr<KvCacheQuantization> ResolveKvCacheQuantization(const KvCacheQuantization& model,
                                                                int requested_bits);

@@ -103,8 +103,18 @@ TEST(ResolveKvCacheQuantizationTest, ZeroKeepsTheModelsCacheAndFourOrSixteenOver
   EXPECT_EQ(own->key_clip_ratio, 0.9f);
   EXPECT_EQ(own->value_clip_ratio, 0.8f);
   EXPECT_TRUE(own->key_hadamard);
-  // ... and on a model without one, quantizes plainly: no clipping, no rotation (its weights
-  // were not rotated for it).
+  // ... and on a model without one, quantizes without clipping, rotating keys only where the
+  // model says so (a rotated checkpoint's 16-bit cache)
+  KvCacheQuantization rotated_checkpoint;
+  rotated_checkpoint.key_hadamard = true;
+  auto rotated = ResolveKvCacheQuantization(rotated_checkpoint, 4);
+  ASSERT_TRUE(rotated.ok()) << rotated.status();
+  EXPECT_EQ(rotated->bits, 4);
+  EXPECT_EQ(rotated->key_clip_ratio, 1.0f);
+  EXPECT_TRUE(rotated->key_hadamard);
+  EXPECT_FALSE(ResolveKvCacheQuantization(rotated_checkpoint, 0)->key_hadamard);
+  EXPECT_FALSE(ResolveKvCacheQuantization(rotated_checkpoint, 16)->key_hadamard);
+  // A model without a rotation (GGUF, Hugging Face): plain INT4.
   auto plain = ResolveKvCacheQuantization(float_cache, 4);
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_EQ(plain->bits, 4);
