@@ -8,8 +8,9 @@
 // - prefill of 2048 tokens (one sequence, empty cache before it) and a 512-token chunk after
 //   1536 tokens of context: µs and TFLOPS counting the causal work only (4·D flops per
 //   (query, key) pair: Q·K^T and P·V).
-// Usage: paged_attention_benchmark [iterations (default 20)]. Prints "no CUDA device" and exits
-// 0 without a GPU.
+// Usage: paged_attention_benchmark [iterations (default 20) [batch context]]: with batch and
+// context, only those decode rows (e.g. under a profiler). Prints "no CUDA device" and exits 0
+// without a GPU.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -193,6 +194,8 @@ class Timer {
 
 int Main(int argc, char** argv) {
   const int iterations = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
+  const int only_batch = argc > 3 ? std::atoi(argv[2]) : 0;
+  const int only_context = argc > 3 ? std::atoi(argv[3]) : 0;
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     std::printf("no CUDA device\n");
@@ -212,6 +215,7 @@ int Main(int argc, char** argv) {
   for (const Shape& shape : shapes) {
     for (int batch : {1, 16, 64}) {
       for (int context : {512, 2048, 4096}) {
+        if (only_batch > 0 && (batch != only_batch || context != only_context)) continue;
         double fp16_cold = 0;
         for (const KvCacheFormat format : {KvCacheFormat::kFp16, KvCacheFormat::kInt4}) {
           Setup setup(shape, format, batch, 1, context, rng);
@@ -234,6 +238,7 @@ int Main(int argc, char** argv) {
     }
   }
 
+  if (only_batch > 0) return 0;
   std::printf("\nprefill (one sequence; TFLOPS of the causal work)\n");
   std::printf("%-11s %5s %7s %7s %10s %9s %10s\n", "shape", "cache", "tokens", "context", "cold us", "TFLOPS",
               "rope us");
