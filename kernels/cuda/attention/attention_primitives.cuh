@@ -114,12 +114,11 @@ __device__ __forceinline__ float Rint(float x) { return rintf(x); }  // round ha
 __device__ __forceinline__ uint32_t BytePerm(uint32_t a, uint32_t b, uint32_t selector) {
   return __byte_perm(a, b, selector);
 }
-// Two INT4 codes held as fp16 1032 + code (see DequantInt4Pair in paged_attention_kernels.cuh)
-// → (code · scale) in fp16: the subtraction is exact, the product rounded once.
-__device__ __forceinline__ uint32_t BiasedCodesTimes(uint32_t biased_bits, __half2 scale) {
+// Two INT4 codes held as fp16 1032 + code (see Int4PairToHalf2 in paged_attention_kernels.cuh)
+// → the codes as an fp16 pair (exact).
+__device__ __forceinline__ uint32_t UnbiasCodes(uint32_t biased_bits) {
   const __half2 codes = __hsub2(*reinterpret_cast<const __half2*>(&biased_bits), __float2half2_rn(1032.0f));
-  const __half2 r = __hmul2_rn(codes, scale);
-  return *reinterpret_cast<const uint32_t*>(&r);
+  return *reinterpret_cast<const uint32_t*>(&codes);
 }
 
 #else  // APEX4_ATTENTION_EMULATION
@@ -181,8 +180,6 @@ inline uint32_t BytePerm(uint32_t a, uint32_t b, uint32_t selector) {
   }
   return r;
 }
-// The fp16 product of a 4-bit integer and an fp16 number is exact in float: rounding it once to
-// fp16 is what HMUL2 gives.
 inline float HalfBitsToFloat(uint16_t bits) {
   __half_raw raw;
   raw.x = bits;
@@ -194,13 +191,9 @@ inline uint16_t FloatToHalfBits(float x) {
   std::memcpy(&bits, &h, 2);
   return bits;
 }
-inline uint32_t BiasedCodesTimes(uint32_t biased_bits, __half2 scale) {
-  uint32_t scale_bits;
-  std::memcpy(&scale_bits, &scale, 4);
-  auto times = [&](uint32_t code_bits, uint32_t s_bits) {
-    return uint32_t{FloatToHalfBits((HalfBitsToFloat(code_bits) - 1032.0f) * HalfBitsToFloat(s_bits))};
-  };
-  return times(biased_bits & 0xffff, scale_bits & 0xffff) | (times(biased_bits >> 16, scale_bits >> 16) << 16);
+inline uint32_t UnbiasCodes(uint32_t biased_bits) {
+  auto unbias = [](uint32_t bits) { return uint32_t{FloatToHalfBits(HalfBitsToFloat(bits) - 1032.0f)}; };
+  return unbias(biased_bits & 0xffff) | (unbias(biased_bits >> 16) << 16);
 }
 
 #endif  // APEX4_ATTENTION_EMULATION

@@ -13,8 +13,10 @@
 //
 // INT4 cache (kInt4): packed codes and scales land in kInt4AttentionStages staging buffers
 // through cp.async (a tile is a quarter of the fp16 bytes, so twice the stages keep as many bytes
-// in flight); once a tile has landed, the CTA dequantizes it (code · scale in fp16) into one
-// swizzled fp16 tile laid out as the fp16 cache's, and the tensor-core part is unchanged.
+// in flight); once a tile has landed, the CTA converts its codes (exact small integers) into one
+// swizzled fp16 tile laid out as the fp16 cache's, so the tensor-core part is unchanged. The
+// per-key scales stay in fp32 and are folded in where they cost least: key scales multiply the
+// scores, value scales the probabilities before P · V (the row sums use the unscaled ones).
 //
 // Prefill kernel: 4 warps × 16 rows = 64 rows per CTA; every warp sees all 64 keys of a tile.
 // Decode kernel: 16 rows (one token's G ≤ 16 heads) per CTA; the 4 warps take 16 keys each of
@@ -53,16 +55,19 @@ __device__ __forceinline__ int32_t SelectBlock(const int32_t (&block_ids)[N], in
 }
 
 // Codes 2·kPair and 2·kPair+1 of a word of eight INT4 codes (byte i: code 2i in the low nibble,
-// 2i+1 in the high one, two's complement) times scale, as an fp16 pair. The nibbles go under the
-// fp16 exponent of 1024 (0x6400) with their sign bit flipped: 1024 + (nibble ^ 8) = 1032 + code.
+// 2i+1 in the high one, two's complement) as an fp16 pair. The nibbles go under the fp16
+// exponent of 1024 (0x6400) with their sign bit flipped: 1024 + (nibble ^ 8) = 1032 + code.
 template <int kPair>
-__device__ __forceinline__ uint32_t DequantInt4Pair(uint32_t word, __half2 scale) {
-  const uint32_t spread = prim::BytePerm(word, word >> 4, kPair | ((4 + kPair) << 8));
-  return prim::BiasedCodesTimes((spread & 0x000F000Fu) ^ 0x64086408u, scale);
+__device__ __forceinline__ uint32_t Int4PairToHalf2(uint32_t word_shifted, uint32_t word) {
+  const uint32_t spread = prim::BytePerm(word, word_shifted, kPair | ((4 + kPair) << 8));
+  return prim::UnbiasCodes((spread & 0x000F000Fu) ^ 0x64086408u);
 }
 
+// Resident CTAs per SM: registers cap the INT4 decode kernel at three (its conversion work needs
+// more warps in flight to keep the memory busy), the others at two.
 template <int D, bool kDecode, bool kInt4>
-__global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const AttentionParams p) {
+__global__ void __launch_bounds__(kAttentionThreads, kDecode && kInt4 ? 3 : 2)
+    AttentionKernel(const AttentionParams p) {
   prim::StartAfterPrerequisiteGrids();
   constexpr int kRowWarps = kDecode ? 1 : 4;                 // warps along rows
   constexpr int kKeySplits = 4 / kRowWarps;                  // warps along the keys of a tile
@@ -209,13 +214,10 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
       }
     }
   };
-  // INT4: the landed stage → the fp16 K and V tile. Keys at or past key_end get scale 0 (their
-  // slots may hold anything, a NaN scale included; the codes were zero-filled).
-  auto dequantize_tile = [&](int tile, int stage) {
-    const int t0 = key_begin + tile * kTileKeys;
+  // INT4: the landed stage's codes → the fp16 K and V tile (codes of keys past key_end were
+  // zero-filled; their scales, which may be anything, are never used: see KeyScale).
+  auto convert_tile = [&](int stage) {
     const char* staging = staging_base + stage * kStagingBytes;
-    const float* scales = reinterpret_cast<const float*>(staging + 2 * kCodeUnits * 16);
-    __half* k_smem = smem;
 #pragma unroll
     for (int i = 0; i < 2 * kCodeUnits / kAttentionThreads; ++i) {
       const int u = tid + i * kAttentionThreads;
@@ -223,16 +225,21 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
       const int w = u - (is_v ? kCodeUnits : 0);
       const int r = w / (D / 32);
       const uint4 codes = *reinterpret_cast<const uint4*>(staging + u * 16);
-      const __half2 scale = __float2half2_rn(t0 + r < key_end ? scales[(is_v ? kTileKeys : 0) + r] : 0.0f);
-      __half* tile_smem = k_smem + (is_v ? kTileKeys * D : 0);
+      __half* tile_smem = smem + (is_v ? kTileKeys * D : 0);
       const uint32_t words[4] = {codes.x, codes.y, codes.z, codes.w};
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        const uint4 halfs = make_uint4(DequantInt4Pair<0>(words[c], scale), DequantInt4Pair<1>(words[c], scale),
-                                       DequantInt4Pair<2>(words[c], scale), DequantInt4Pair<3>(words[c], scale));
+        const uint32_t shifted = words[c] >> 4;
+        const uint4 halfs = make_uint4(Int4PairToHalf2<0>(shifted, words[c]), Int4PairToHalf2<1>(shifted, words[c]),
+                                       Int4PairToHalf2<2>(shifted, words[c]), Int4PairToHalf2<3>(shifted, words[c]));
         *reinterpret_cast<uint4*>(tile_smem + Swizzle<D>(r, (w % (D / 32)) * 4 + c)) = halfs;
       }
     }
+  };
+  // INT4: the scale of tile key `key` (0..kTileKeys-1) of K (is_v false) or V; 0 past key_end.
+  auto key_scale = [&](int stage, int t0, int key, bool is_v) {
+    const float* scales = reinterpret_cast<const float*>(staging_base + stage * kStagingBytes + 2 * kCodeUnits * 16);
+    return t0 + key < key_end ? scales[(is_v ? kTileKeys : 0) + key] : 0.0f;
   };
 
   // This thread's two rows (CTA-local): gid and gid + 8 of its warp's 16. A row may read keys
@@ -287,7 +294,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
     prim::CpAsyncWait<kStages - 1>();  // tile `tile` has landed
     prim::SyncThreads();
     if constexpr (kInt4) {
-      dequantize_tile(tile, tile % kStages);
+      convert_tile(tile % kStages);
       prim::SyncThreads();
     }
 
@@ -320,6 +327,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         float x = sc[j][e] * scale_log2;
+        if constexpr (kInt4) x *= key_scale(tile % kStages, t0, warp_key + j * 8 + 2 * tig + (e & 1), false);
         if (need_mask) {
           const int key = t0 + warp_key + j * 8 + 2 * tig + (e & 1);
           if (key > (e < 2 ? limit0 : limit1)) x = -INFINITY;
@@ -351,6 +359,10 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
       sc[j][3] = prim::Exp2(sc[j][3] - base1);
       sum0 += sc[j][0] + sc[j][1];
       sum1 += sc[j][2] + sc[j][3];
+      if constexpr (kInt4) {  // value scales, after the row sums
+#pragma unroll
+        for (int e = 0; e < 4; ++e) sc[j][e] *= key_scale(tile % kStages, t0, warp_key + j * 8 + 2 * tig + (e & 1), true);
+      }
     }
     l0 = l0 * alpha0 + sum0;
     l1 = l1 * alpha1 + sum1;

@@ -174,10 +174,8 @@ void AttentionCase::CachedRow(const std::vector<uint8_t>& pool, bool is_v, int32
     for (int d = 0; d < shape_.head_dim; ++d) out[d] = HalfToFloat(ReadHalfBits(pool, row + 2 * d));
     return;
   }
-  const float scale16 = HalfToFloat(FloatToHalfBits(ReadFloat(pool, ScaleOffset(is_v, block, kv_head, slot))));
-  for (int d = 0; d < shape_.head_dim; ++d) {
-    out[d] = HalfToFloat(FloatToHalfBits(static_cast<float>(Int4Code(&pool[row], d)) * scale16));
-  }
+  const double scale = ReadFloat(pool, ScaleOffset(is_v, block, kv_head, slot));
+  for (int d = 0; d < shape_.head_dim; ++d) out[d] = Int4Code(&pool[row], d) * scale;
 }
 
 void AttentionCase::Load(const std::vector<SeqSpec>& seqs, std::mt19937& rng) {

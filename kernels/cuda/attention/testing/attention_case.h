@@ -96,7 +96,7 @@ class AttentionCase {
   // Byte offsets in a pool buffer of a token's row (halfs or INT4 codes) and (INT4) its scale.
   int64_t RowOffset(bool is_v, int32_t block, int kv_head, int slot) const;
   int64_t ScaleOffset(bool is_v, int32_t block, int kv_head, int slot) const;
-  // A cached row as the attention kernels see it (INT4: code · fp16(scale) in fp16), head_dim values.
+  // A cached row's head_dim values (INT4: code · scale).
   void CachedRow(const std::vector<uint8_t>& pool, bool is_v, int32_t block, int kv_head, int slot, double* out) const;
   // Checks the cache row the kernels wrote for one token and KV head against the reference
   // values (RoPE'd / rotated as the format says); marks its bytes as written.
