@@ -111,13 +111,15 @@ __device__ __forceinline__ float AddRn(float a, float b) { return __fadd_rn(a, b
 __device__ __forceinline__ float SubRn(float a, float b) { return __fsub_rn(a, b); }
 __device__ __forceinline__ float DivRn(float a, float b) { return __fdiv_rn(a, b); }
 __device__ __forceinline__ float Rint(float x) { return rintf(x); }  // round half to even
-__device__ __forceinline__ uint32_t BytePerm(uint32_t a, uint32_t b, uint32_t selector) {
-  return __byte_perm(a, b, selector);
-}
-// Two INT4 codes held as fp16 1032 + code (see Int4PairToHalf2 in paged_attention_kernels.cuh)
-// → the codes as an fp16 pair (exact).
+// Two INT4 codes held as fp16 1032 + code, or 1024 + 16 · (code + 8) (see Int4WordToHalfs in
+// paged_attention_kernels.cuh) → the codes as an fp16 pair; exact either way.
 __device__ __forceinline__ uint32_t UnbiasCodes(uint32_t biased_bits) {
   const __half2 codes = __hsub2(*reinterpret_cast<const __half2*>(&biased_bits), __float2half2_rn(1032.0f));
+  return *reinterpret_cast<const uint32_t*>(&codes);
+}
+__device__ __forceinline__ uint32_t UnbiasCodesTimes16(uint32_t biased_bits) {
+  const __half2 codes = __hfma2(*reinterpret_cast<const __half2*>(&biased_bits), __float2half2_rn(0.0625f),
+                                __float2half2_rn(-72.0f));
   return *reinterpret_cast<const uint32_t*>(&codes);
 }
 
@@ -171,15 +173,6 @@ inline float AddRn(float a, float b) { return a + b; }
 inline float SubRn(float a, float b) { return a - b; }
 inline float DivRn(float a, float b) { return a / b; }
 inline float Rint(float x) { return std::nearbyint(x); }  // default rounding: half to even
-// PTX prmt (default mode): byte i of the result is byte selector[4i+3:4i] of {b, a}.
-inline uint32_t BytePerm(uint32_t a, uint32_t b, uint32_t selector) {
-  const uint64_t bytes = (uint64_t{b} << 32) | a;
-  uint32_t r = 0;
-  for (int i = 0; i < 4; ++i) {
-    r |= static_cast<uint32_t>((bytes >> (8 * ((selector >> (4 * i)) & 7))) & 0xff) << (8 * i);
-  }
-  return r;
-}
 inline float HalfBitsToFloat(uint16_t bits) {
   __half_raw raw;
   raw.x = bits;
@@ -193,6 +186,10 @@ inline uint16_t FloatToHalfBits(float x) {
 }
 inline uint32_t UnbiasCodes(uint32_t biased_bits) {
   auto unbias = [](uint32_t bits) { return uint32_t{FloatToHalfBits(HalfBitsToFloat(bits) - 1032.0f)}; };
+  return unbias(biased_bits & 0xffff) | (unbias(biased_bits >> 16) << 16);
+}
+inline uint32_t UnbiasCodesTimes16(uint32_t biased_bits) {
+  auto unbias = [](uint32_t bits) { return uint32_t{FloatToHalfBits(HalfBitsToFloat(bits) * 0.0625f - 72.0f)}; };
   return unbias(biased_bits & 0xffff) | (unbias(biased_bits >> 16) << 16);
 }
 

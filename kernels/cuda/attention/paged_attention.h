@@ -26,9 +26,9 @@ namespace apex4::cuda {
 // Block b of a layer's K starts at k + b * block_stride bytes and holds, by format:
 //   kFp16: [num_kv_heads][16][head_dim] halfs;
 //   kInt4: [num_kv_heads][16][head_dim / 2] bytes of symmetric INT4 codes in [-7, 7] (two's
-//          complement nibbles, element 2i in the low nibble of byte i: QuantizeInt4Reference's
-//          packing), then [num_kv_heads][16] float scales; an element is code * scale (the
-//          attention kernels round the scale to fp16 and dequantize in fp16).
+//          complement nibbles; each little-endian 32-bit word holds elements 8w..8w+7 of the row,
+//          element 8w+2j in nibble j and 8w+2j+1 in nibble j+4), then [num_kv_heads][16] float
+//          scales; an element is code * scale (the attention kernels keep the scales in float).
 // V the same.
 inline constexpr int kKvBlockTokens = 16;
 

@@ -55,7 +55,8 @@ __device__ __forceinline__ void HadamardOfHead(float (&y)[8], int lanes_per_head
 
 // Symmetric INT4 of one head's row as QuantizeInt4Reference (kernels/cpu/w4a4_reference.h) with
 // one group: scale = clip · absmax / 7, code = clamp(rint(y · 7 / (clip · absmax)), ±7). Returns
-// this lane's 8 codes packed (code 2i in the low nibble of byte i) and the scale. Warp-wide.
+// this lane's 8 codes packed as the cache keeps them (code 2j in nibble j, 2j+1 in nibble j + 4:
+// the order the attention kernels convert cheapest) and the scale. Warp-wide.
 __device__ __forceinline__ uint32_t QuantizeInt4OfHead(const float (&y)[8], int lanes_per_head, float clip_ratio,
                                                        float* scale) {
   float absmax = 0.0f;
@@ -69,7 +70,7 @@ __device__ __forceinline__ uint32_t QuantizeInt4OfHead(const float (&y)[8], int 
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
     const float q = fminf(fmaxf(prim::Rint(prim::MulRn(y[j], inv_scale)), -7.0f), 7.0f);
-    packed |= (static_cast<uint32_t>(static_cast<int>(q)) & 0xFu) << (4 * j);
+    packed |= (static_cast<uint32_t>(static_cast<int>(q)) & 0xFu) << (4 * ((j >> 1) + 4 * (j & 1)));
   }
   return packed;
 }

@@ -119,9 +119,12 @@ int64_t RowBytes(KvCacheFormat format, int head_dim) {
   return format == KvCacheFormat::kInt4 ? head_dim / 2 : head_dim * 2;
 }
 
-// Element d of a row of INT4 codes (two's complement nibbles, element 2i low in byte i).
+// Element d of a row of INT4 codes (paged_attention.h: two's complement nibbles; in each 32-bit
+// word element 2j in nibble j, 2j+1 in nibble j + 4).
 int Int4Code(const uint8_t* row, int d) {
-  const int nibble = (row[d / 2] >> (4 * (d & 1))) & 0xF;
+  const int j = d % 8;
+  const int position = 8 * (d / 8) + (j >> 1) + 4 * (j & 1);  // nibble index in the row
+  const int nibble = (row[position / 2] >> (4 * (position & 1))) & 0xF;
   return nibble >= 8 ? nibble - 16 : nibble;
 }
 
