@@ -371,7 +371,7 @@ class CudaEngine : public InferenceEngine {
       : info_(std::move(info)), tokenizer_(std::move(tokenizer)), options_(options) {}
 
   ~CudaEngine() override {
-    for (auto& [size, graph] : graphs_) cudaGraphExecDestroy(graph);
+    for (auto& [shape, graph] : graphs_) cudaGraphExecDestroy(graph);
     if (host_steps_ != nullptr) cudaFreeHost(host_steps_);
     if (host_logits_ != nullptr) cudaFreeHost(host_logits_);
     model_.reset();
@@ -527,7 +527,7 @@ class CudaEngine : public InferenceEngine {
     }
     for (auto& [slot, rebuilt] : changes) *slot = std::move(rebuilt);
     // Graphs captured before hold the old layers' pointers.
-    for (auto& [size, graph] : graphs_) cudaGraphExecDestroy(graph);
+    for (auto& [shape, graph] : graphs_) cudaGraphExecDestroy(graph);
     graphs_.clear();
     return absl::OkStatus();
   }
@@ -641,12 +641,23 @@ class CudaEngine : public InferenceEngine {
     return CudaCall(error, "copying the step description to the GPU");
   }
 
-  // The decode graph for `num_seqs` single-token sequences, captured on first use. Its bounds
-  // are the whole context, so it stays valid as the sequences grow.
-  absl::StatusOr<cudaGraphExec_t> DecodeGraph(int num_seqs) {
-    if (auto it = graphs_.find(num_seqs); it != graphs_.end()) return it->second;
-    const GpuStepInputs inputs =
-        DeviceInputs(num_seqs, num_seqs, num_seqs, 1, config_.context_length);
+  // The attention bound of a decode step whose longest context is max_context_len: the next
+  // power of two from 512 on, capped at the model's context. A graph captured with it stays valid
+  // while the sequences grow up to it, and the attention kernels launch no CTAs for the rest of
+  // the model's context (with the whole context as the bound, most split-KV CTAs of a short
+  // context start only to find no keys).
+  int32_t DecodeContextBound(int32_t max_context_len) const {
+    int32_t bound = 512;
+    while (bound < max_context_len && bound < config_.context_length) bound *= 2;
+    return std::min(bound, config_.context_length);
+  }
+
+  // The decode graph for `num_seqs` single-token sequences with contexts up to `context_bound`,
+  // captured on first use.
+  absl::StatusOr<cudaGraphExec_t> DecodeGraph(int num_seqs, int32_t context_bound) {
+    const auto shape = std::make_pair(num_seqs, context_bound);
+    if (auto it = graphs_.find(shape); it != graphs_.end()) return it->second;
+    const GpuStepInputs inputs = DeviceInputs(num_seqs, num_seqs, num_seqs, 1, context_bound);
     RETURN_IF_ERROR(CudaCall(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
                              "starting a CUDA graph capture"));
     const absl::Status forward = model_->Forward(inputs, kv_view_, device_logits_.as<float>(),
@@ -662,7 +673,7 @@ class CudaEngine : public InferenceEngine {
     const cudaError_t instantiate = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     RETURN_IF_ERROR(CudaCall(instantiate, "instantiating the decode graph"));
-    graphs_[num_seqs] = exec;
+    graphs_[shape] = exec;
     return exec;
   }
 
@@ -719,13 +730,14 @@ class CudaEngine : public InferenceEngine {
     const bool timed = timer_ != nullptr && phases_ != nullptr &&
                        ++step_count_ % options_.timing_interval == 0;
     const bool decode = max_query_len == 1 && !all_logits;
+    const int32_t context_bound = decode ? DecodeContextBound(max_context_len) : max_context_len;
     absl::Status forward;
-    // A batch size's first decode step runs eagerly: kernels set their launch attributes on
-    // first use, which a graph capture must not be the first to do.
+    // A decode shape's first step runs eagerly: kernels set their launch attributes on first
+    // use, which a graph capture must not be the first to do.
     const bool replay = decode && graphs_enabled_ && options_.cuda_graphs && !timed &&
-                        !eager_decode_sizes_.insert(num_seqs).second;
+                        !eager_decode_shapes_.insert({num_seqs, context_bound}).second;
     if (replay) {
-      absl::StatusOr<cudaGraphExec_t> graph = DecodeGraph(num_seqs);
+      absl::StatusOr<cudaGraphExec_t> graph = DecodeGraph(num_seqs, context_bound);
       if (graph.ok()) {
         forward = CudaCall(cudaGraphLaunch(*graph, stream_), "replaying the decode graph");
       } else {
@@ -738,8 +750,7 @@ class CudaEngine : public InferenceEngine {
       // Decode steps run with the graphs' bounds either way, so that the same kernels with the
       // same launch shapes compute them, replayed or not.
       const GpuStepInputs inputs =
-          DeviceInputs(num_seqs, num_tokens, num_logit_rows, max_query_len,
-                       decode ? config_.context_length : max_context_len);
+          DeviceInputs(num_seqs, num_tokens, num_logit_rows, max_query_len, context_bound);
       forward = model_->Forward(inputs, kv_view_, device_logits_.as<float>(),
                                 timed ? phases_.get() : nullptr);
     }
@@ -775,8 +786,9 @@ class CudaEngine : public InferenceEngine {
   int32_t* host_steps_ = nullptr;  // pinned
   DeviceMemory device_logits_;
   float* host_logits_ = nullptr;   // pinned
-  std::map<int, cudaGraphExec_t> graphs_;  // decode graphs by sequence count
-  std::set<int> eager_decode_sizes_;       // sequence counts decoded once eagerly
+  // Decode graphs, and the shapes decoded once eagerly, by (sequence count, context bound).
+  std::map<std::pair<int, int32_t>, cudaGraphExec_t> graphs_;
+  std::set<std::pair<int, int32_t>> eager_decode_shapes_;
   std::vector<int32_t> starts_;            // this step's first position per sequence
   bool graphs_enabled_ = true;
   std::unique_ptr<GpuPhaseTimer> phases_;
