@@ -118,6 +118,31 @@ TEST_F(CpuEngineTest, ChunkedPrefillAndAllLogitsMatchOneStep) {
   for (int64_t id : {whole, chunked, scored}) engine_->EndSequence(id);
 }
 
+TEST_F(CpuEngineTest, GreedyPicksAreTheArgmaxOfStepsLogits) {
+  const size_t vocab = engine_->info().vocab_size;
+  const std::vector<int32_t> other = {1, 504, 3};
+  const int64_t a = *engine_->StartSequence(16), b = *engine_->StartSequence(16);
+  std::vector<float> logits;
+  ASSERT_TRUE(engine_->Step({{a, kCapitalPrompt}, {b, other}}, &logits).ok());
+  const int64_t c = *engine_->StartSequence(16), d = *engine_->StartSequence(16);
+  std::vector<float> picked_logits;
+  std::vector<int32_t> picks;
+  const bool greedy[] = {true, false};
+  ASSERT_TRUE(engine_->StepWithGreedyPicks({{c, kCapitalPrompt}, {d, other}}, greedy, &picks,
+                                           &picked_logits)
+                  .ok());
+  ASSERT_EQ(picks.size(), 2u);
+  EXPECT_EQ(picks[0], GreedyToken(absl::MakeConstSpan(logits.data(), vocab)));
+  EXPECT_EQ(picks[1], -1);  // not asked for: the caller samples from its logits
+  EXPECT_TRUE(std::equal(logits.begin() + vocab, logits.begin() + 2 * vocab,
+                         picked_logits.begin() + vocab));
+  const bool one_flag[] = {true};
+  EXPECT_EQ(engine_->StepWithGreedyPicks({{a, kCapitalPrompt}, {b, other}}, one_flag, &picks, &logits)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  for (int64_t id : {a, b, c, d}) engine_->EndSequence(id);
+}
+
 TEST_F(CpuEngineTest, RefusesBadRequestsAndLeavesTheCacheAlone) {
   EXPECT_EQ(engine_->StartSequence(0).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine_->StartSequence(8193).status().code(), absl::StatusCode::kInvalidArgument);

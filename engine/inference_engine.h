@@ -14,6 +14,7 @@
 #include "absl/types/span.h"
 #include "engine/kernel_timer.h"
 #include "engine/planner/planner.h"
+#include "engine/sampler.h"
 #include "engine/tokenizer.h"
 
 namespace apex4 {
@@ -66,6 +67,27 @@ class InferenceEngine {
   // its tokens to its KV cache, and writes the logits of each entry's last token to
   // logits[i * vocab_size ...]. On error no sequence's cache is changed.
   virtual absl::Status Step(absl::Span<const SequenceStep> batch, std::vector<float>* logits) = 0;
+
+  // Step for a caller that samples greedily where greedy[i] (greedy.size() == batch.size()):
+  // picks[i] is GreedyToken (engine/sampler.h) of entry i's logits where greedy[i], and -1 elsewhere;
+  // the logits of greedy entries may be left unwritten (and `logits` untouched when every entry
+  // is greedy), the others' are written as Step writes them. The default runs Step and picks on the host; an engine overrides it where picking next to
+  // the logits saves copying them (the CUDA engine: one id per entry instead of vocab_size floats).
+  virtual absl::Status StepWithGreedyPicks(absl::Span<const SequenceStep> batch,
+                                           absl::Span<const bool> greedy, std::vector<int32_t>* picks,
+                                           std::vector<float>* logits) {
+    if (greedy.size() != batch.size()) {
+      return absl::InvalidArgumentError("StepWithGreedyPicks: one greedy flag per batch entry");
+    }
+    const absl::Status status = Step(batch, logits);
+    if (!status.ok()) return status;
+    const size_t vocab = static_cast<size_t>(info().vocab_size);
+    picks->assign(batch.size(), -1);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (greedy[i]) (*picks)[i] = GreedyToken(absl::MakeConstSpan(logits->data() + i * vocab, vocab));
+    }
+    return absl::OkStatus();
+  }
 
   // Evaluation's path (perplexity, log-likelihood scoring): like Step for one sequence, but writes
   // the logits of every appended token, logits[i * vocab_size ...] for step.tokens[i].

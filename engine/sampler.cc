@@ -18,6 +18,20 @@ constexpr size_t kFirstNucleusGuess = 64;
 
 }  // namespace
 
+int32_t GreedyToken(absl::Span<const float> logits) {
+  int32_t best = -1;
+  float best_logit = kMinusInfinity;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (logits[i] > best_logit) {
+      best = static_cast<int32_t>(i);
+      best_logit = logits[i];
+    }
+  }
+  return best;
+}
+
+absl::Status NoTokenError() { return absl::InvalidArgumentError("logits hold no value above -inf"); }
+
 absl::Status ValidateSamplerConfig(const SamplerConfig& config) {
   if (!std::isfinite(config.temperature) || config.temperature < 0.0f) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -67,16 +81,9 @@ int32_t Sampler::Draw(size_t size, double total) {
 
 absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
   if (!config_status_.ok()) return config_status_;
-  // Greedy pick: the first of the largest logits; NaN never compares greater.
-  int32_t best = -1;
-  float best_logit = kMinusInfinity;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    if (logits[i] > best_logit) {
-      best = static_cast<int32_t>(i);
-      best_logit = logits[i];
-    }
-  }
-  if (best < 0) return absl::InvalidArgumentError("logits hold no value above -inf");
+  const int32_t best = GreedyToken(logits);
+  if (best < 0) return NoTokenError();
+  const float best_logit = logits[best];
   if (config_.temperature == 0.0f || std::isinf(best_logit)) return best;
 
   // Weights relative to the best token's (1), so that no exponential overflows.

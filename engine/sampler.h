@@ -25,6 +25,13 @@ struct SamplerConfig {
 // (0, 1].
 absl::Status ValidateSamplerConfig(const SamplerConfig& config);
 
+// The greedy choice: the first of the largest logits (NaN never compares greater, a +inf wins);
+// -1 when none is above -inf. Engines that pick next to the logits (the CUDA engine's
+// ArgmaxRows) follow the same rule.
+int32_t GreedyToken(absl::Span<const float> logits);
+// What Sample() returns for logits with no value above -inf.
+absl::Status NoTokenError();
+
 // One per sequence; not thread-safe. The order is that of Hugging Face's and vLLM's samplers:
 // temperature scales the logits, top-k then top-p narrow the tempered distribution, and a token
 // is drawn from what is left, renormalised.
@@ -39,6 +46,9 @@ class Sampler {
   absl::StatusOr<int32_t> Sample(absl::Span<const float> logits);
 
   const SamplerConfig& config() const { return config_; }
+  // Whether Sample() is GreedyToken (temperature 0, a valid config): the token can then be
+  // picked wherever the logits are (InferenceEngine::StepWithGreedyPicks).
+  bool greedy() const { return config_status_.ok() && config_.temperature == 0.0f; }
 
  private:
   // Uniform in [0, 1) from 53 random bits (the same on every platform, unlike

@@ -148,5 +148,22 @@ TEST(SamplerLogitsTest, HandlesNonFiniteLogits) {
   }
 }
 
+TEST(GreedyTokenTest, FirstOfTheLargestNanNeverWinsInfinityDoes) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(GreedyToken({}), -1);
+  EXPECT_EQ(GreedyToken({nan, -inf, nan}), -1);
+  EXPECT_EQ(GreedyToken({1.0f, 3.0f, nan, 3.0f}), 1);  // ties: the lower id
+  EXPECT_EQ(GreedyToken({nan, -inf, -7.0f}), 2);
+  EXPECT_EQ(GreedyToken({0.0f, inf, 5.0f, inf}), 1);
+  // What greedy Sample() picks, and which samplers say they are greedy.
+  Sampler greedy({0.0f, 0, 1.0f, 1});
+  EXPECT_TRUE(greedy.greedy());
+  EXPECT_EQ(*greedy.Sample({1.0f, 3.0f, nan, 3.0f}), 1);
+  EXPECT_EQ(greedy.Sample({nan, -inf}).status(), NoTokenError());
+  EXPECT_FALSE(Sampler({0.5f, 0, 1.0f, 1}).greedy());
+  EXPECT_FALSE(Sampler({-1.0f, 0, 1.0f, 1}).greedy());  // invalid: Sample() returns the error
+}
+
 }  // namespace
 }  // namespace apex4

@@ -4,7 +4,9 @@
 #include <limits>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "engine/sampler.h"
 #include "engine/tokenizer.h"
 #include "server/stop_matcher.h"
 
@@ -205,13 +207,23 @@ void Scheduler::StepBatch() {
   }
   if (batch.empty()) return;
   const size_t vocab_size = engine_->info().vocab_size;
+  // (Only non-greedy entries' logits are read: a step of greedy entries may bring back none.)
   auto logits_of = [&](size_t i) {
     return absl::MakeConstSpan(logits_.data() + i * vocab_size, vocab_size);
   };
-  absl::Status status = engine_->Step(batch, &logits_);
+  // Greedy sequences (and prompt chunks, whose logits nobody reads) need only the argmax, which
+  // the engine may pick where the logits are instead of handing them all over.
+  absl::InlinedVector<bool, 64> greedy(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Running& sequence = *stepped[i];
+    greedy[i] = sequence.sampler.greedy() ||
+                sequence.prompt_fed + batch[i].tokens.size() < sequence.options.prompt.size();
+  }
+  absl::Status status = engine_->StepWithGreedyPicks(batch, greedy, &picks_, &logits_);
   if (status.ok()) {
     for (size_t i = 0; i < batch.size(); ++i) {
-      Advance(*stepped[i], batch[i].tokens.size(), logits_of(i));
+      Advance(*stepped[i], batch[i].tokens.size(), picks_[i],
+              greedy[i] ? absl::Span<const float>() : logits_of(i));
     }
   } else if (batch.size() == 1) {
     Finish(*stepped[0], status);
@@ -219,9 +231,11 @@ void Scheduler::StepBatch() {
     // A failed step changes no cache, so each sequence can be retried alone: only the ones that
     // fail by themselves are ended, everyone else keeps going.
     for (size_t i = 0; i < batch.size(); ++i) {
-      absl::Status alone = engine_->Step(absl::MakeConstSpan(&batch[i], 1), &logits_);
+      absl::Status alone = engine_->StepWithGreedyPicks(
+          absl::MakeConstSpan(&batch[i], 1), absl::MakeConstSpan(&greedy[i], 1), &picks_, &logits_);
       if (alone.ok()) {
-        Advance(*stepped[i], batch[i].tokens.size(), logits_of(0));
+        Advance(*stepped[i], batch[i].tokens.size(), picks_[0],
+                greedy[i] ? absl::Span<const float>() : logits_of(0));
       } else {
         Finish(*stepped[i], alone);
       }
@@ -230,14 +244,18 @@ void Scheduler::StepBatch() {
   RemoveFinished();
 }
 
-void Scheduler::Advance(Running& sequence, size_t fed_tokens, absl::Span<const float> logits) {
+void Scheduler::Advance(Running& sequence, size_t fed_tokens, int32_t greedy_pick,
+                        absl::Span<const float> logits) {
   const GenerationOptions& options = sequence.options;
   if (sequence.prompt_fed < options.prompt.size()) {
     sequence.prompt_fed += fed_tokens;
     if (sequence.prompt_fed < options.prompt.size()) return;  // more prompt chunks to come
     metrics_->AddPromptTokens(options.prompt.size());
   }
-  absl::StatusOr<int32_t> token = sequence.sampler.Sample(logits);
+  absl::StatusOr<int32_t> token =
+      !sequence.sampler.greedy() ? sequence.sampler.Sample(logits)
+      : greedy_pick >= 0         ? absl::StatusOr<int32_t>(greedy_pick)
+                                 : absl::StatusOr<int32_t>(NoTokenError());
   if (!token.ok()) return Finish(sequence, token.status());
   ++sequence.sampled_tokens;
   metrics_->AddGeneratedTokens(1);  // the engine's work, a final end-of-generation token included

@@ -89,8 +89,10 @@ class Scheduler {
   void RetireAbandoned();
   // One forward step of the whole batch, then sampling and streaming for each sequence.
   void StepBatch();
-  // Consumes one sequence's logits after a step that fed it `fed_tokens` tokens.
-  void Advance(Running& sequence, size_t fed_tokens, absl::Span<const float> logits);
+  // Consumes one sequence's step result after a step that fed it `fed_tokens` tokens: its
+  // greedy pick when its sampler is greedy (-1: no token above -inf), else its logits.
+  void Advance(Running& sequence, size_t fed_tokens, int32_t greedy_pick,
+               absl::Span<const float> logits);
   // Ends a sequence (frees its KV cache) and delivers `result` to its stream.
   void Finish(Running& sequence, absl::StatusOr<GenerationSummary> result);
   void RemoveFinished();
@@ -107,6 +109,7 @@ class Scheduler {
   // Scheduler thread only.
   std::vector<std::unique_ptr<Running>> running_;
   std::vector<float> logits_;
+  std::vector<int32_t> picks_;
   std::thread thread_;
 };
 
