@@ -28,6 +28,7 @@
 #include "engine/tokenizer_loader.h"
 #include "kernels/cuda/dense/dense_linear.h"
 #include "kernels/cuda/fill/random_fill.h"
+#include "kernels/cuda/ops/llama_elementwise.h"
 #include "kernels/cuda/w4a4_linear.h"
 
 namespace apex4 {
@@ -374,6 +375,7 @@ class CudaEngine : public InferenceEngine {
     for (auto& [shape, graph] : graphs_) cudaGraphExecDestroy(graph);
     if (host_steps_ != nullptr) cudaFreeHost(host_steps_);
     if (host_logits_ != nullptr) cudaFreeHost(host_logits_);
+    if (host_picks_ != nullptr) cudaFreeHost(host_picks_);
     model_.reset();
     dense_.reset();
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -430,6 +432,10 @@ class CudaEngine : public InferenceEngine {
                      DeviceMemory::Allocate(logit_floats * sizeof(float), "logits"));
     RETURN_IF_ERROR(CudaCall(cudaMallocHost(&host_logits_, logit_floats * sizeof(float)),
                              "pinning host memory for logits"));
+    ASSIGN_OR_RETURN(device_picks_, DeviceMemory::Allocate(steps_.max_logit_rows * sizeof(int32_t),
+                                                           "greedy picks"));
+    RETURN_IF_ERROR(CudaCall(cudaMallocHost(&host_picks_, steps_.max_logit_rows * sizeof(int32_t)),
+                             "pinning host memory for greedy picks"));
     if (options_.timing_interval > 0) {
       ASSIGN_OR_RETURN(phases_, GpuPhaseTimer::Create(16 * config.num_layers + 8));
     }
@@ -455,16 +461,19 @@ class CudaEngine : public InferenceEngine {
   void EndSequence(int64_t sequence_id) override { allocator_->RemoveSequence(sequence_id); }
 
   absl::Status Step(absl::Span<const SequenceStep> batch, std::vector<float>* logits) override {
-    RETURN_IF_ERROR(ValidateStep(batch, config_.vocab_size, *allocator_));
-    if (batch.empty()) return absl::InvalidArgumentError("a step needs at least one sequence");
-    int64_t tokens = 0;
-    for (const SequenceStep& step : batch) tokens += step.tokens.size();
-    if (static_cast<int>(batch.size()) > steps_.max_sequences || tokens > steps_.max_tokens) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "a step of ", batch.size(), " sequences and ", tokens, " tokens exceeds the engine's ",
-          steps_.max_sequences, " sequences and ", steps_.max_tokens, " tokens per step"));
+    RETURN_IF_ERROR(CheckStep(batch));
+    return Run(batch, /*all_logits=*/false, /*greedy=*/{}, nullptr, logits);
+  }
+
+  // Greedy entries' tokens are picked on the GPU (ArgmaxRows, GreedyToken's rule): one id comes
+  // back per entry instead of vocab_size floats, and no logits at all when every entry is greedy.
+  absl::Status StepWithGreedyPicks(absl::Span<const SequenceStep> batch, absl::Span<const bool> greedy,
+                                   std::vector<int32_t>* picks, std::vector<float>* logits) override {
+    if (greedy.size() != batch.size()) {
+      return absl::InvalidArgumentError("StepWithGreedyPicks: one greedy flag per batch entry");
     }
-    return Run(batch, /*all_logits=*/false, logits);
+    RETURN_IF_ERROR(CheckStep(batch));
+    return Run(batch, /*all_logits=*/false, greedy, picks, logits);
   }
 
   absl::Status StepAllLogits(const SequenceStep& step, std::vector<float>* logits) override {
@@ -474,7 +483,7 @@ class CudaEngine : public InferenceEngine {
     const int64_t chunk = std::min(steps_.max_logit_rows, steps_.max_tokens);
     for (size_t start = 0; start < step.tokens.size(); start += chunk) {
       const SequenceStep part{step.sequence_id, step.tokens.subspan(start, chunk)};
-      RETURN_IF_ERROR(Run({&part, 1}, /*all_logits=*/true, &chunk_logits));
+      RETURN_IF_ERROR(Run({&part, 1}, /*all_logits=*/true, /*greedy=*/{}, nullptr, &chunk_logits));
       logits->insert(logits->end(), chunk_logits.begin(), chunk_logits.end());
     }
     return absl::OkStatus();
@@ -677,8 +686,23 @@ class CudaEngine : public InferenceEngine {
     return exec;
   }
 
-  absl::Status Run(absl::Span<const SequenceStep> batch, bool all_logits,
-                   std::vector<float>* logits) {
+  absl::Status CheckStep(absl::Span<const SequenceStep> batch) const {
+    RETURN_IF_ERROR(ValidateStep(batch, config_.vocab_size, *allocator_));
+    if (batch.empty()) return absl::InvalidArgumentError("a step needs at least one sequence");
+    int64_t tokens = 0;
+    for (const SequenceStep& step : batch) tokens += step.tokens.size();
+    if (static_cast<int>(batch.size()) > steps_.max_sequences || tokens > steps_.max_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a step of ", batch.size(), " sequences and ", tokens, " tokens exceeds the engine's ",
+          steps_.max_sequences, " sequences and ", steps_.max_tokens, " tokens per step"));
+    }
+    return absl::OkStatus();
+  }
+
+  // `greedy`: empty, or one flag per entry (not with all_logits); `picks` then gets one id per
+  // entry, -1 where not greedy.
+  absl::Status Run(absl::Span<const SequenceStep> batch, bool all_logits, absl::Span<const bool> greedy,
+                   std::vector<int32_t>* picks, std::vector<float>* logits) {
     const int num_seqs = static_cast<int>(batch.size());
     int64_t num_tokens = 0;
     int32_t max_query_len = 0, max_context_len = 0;
@@ -712,7 +736,7 @@ class CudaEngine : public InferenceEngine {
     query_start[num_seqs] = static_cast<int32_t>(num_tokens);
     const absl::Status status =
         Execute(num_seqs, num_tokens, num_logit_rows, max_query_len, max_context_len, all_logits,
-                logits);
+                greedy, picks, logits);
     if (!status.ok()) {
       // The step's keys and values may be half written: forget its tokens, so that a retry
       // appends them at the same positions again.
@@ -721,9 +745,11 @@ class CudaEngine : public InferenceEngine {
     return status;
   }
 
-  // Uploads the step written into host_steps_, runs it and copies the logits back.
+  // Uploads the step written into host_steps_, runs it and copies the logits back (and the
+  // greedy picks: then a step of greedy entries only brings back no logits).
   absl::Status Execute(int num_seqs, int64_t num_tokens, int64_t num_logit_rows,
                        int32_t max_query_len, int32_t max_context_len, bool all_logits,
+                       absl::Span<const bool> greedy, std::vector<int32_t>* picks,
                        std::vector<float>* logits) {
     RETURN_IF_ERROR(UploadStep(num_seqs, num_tokens, num_logit_rows));
 
@@ -756,13 +782,32 @@ class CudaEngine : public InferenceEngine {
     }
     RETURN_IF_ERROR(forward);
     const int64_t logit_floats = num_logit_rows * config_.vocab_size;
-    RETURN_IF_ERROR(CudaCall(cudaMemcpyAsync(host_logits_, device_logits_.get(),
-                                             logit_floats * sizeof(float),
-                                             cudaMemcpyDeviceToHost, stream_),
-                             "copying logits from the GPU"));
+    const bool any_greedy = std::find(greedy.begin(), greedy.end(), true) != greedy.end();
+    const bool all_greedy = any_greedy && std::find(greedy.begin(), greedy.end(), false) == greedy.end();
+    if (any_greedy) {  // one logit row per entry (not all_logits)
+      RETURN_IF_ERROR(FromCudaStatus(cuda::ArgmaxRows(device_logits_.as<float>(), config_.vocab_size,
+                                                      num_logit_rows, config_.vocab_size,
+                                                      device_picks_.as<int32_t>(), stream_),
+                                     "picking greedy tokens"));
+      RETURN_IF_ERROR(CudaCall(cudaMemcpyAsync(host_picks_, device_picks_.get(), num_logit_rows * sizeof(int32_t),
+                                               cudaMemcpyDeviceToHost, stream_),
+                               "copying greedy picks from the GPU"));
+    }
+    if (!all_greedy) {
+      RETURN_IF_ERROR(CudaCall(cudaMemcpyAsync(host_logits_, device_logits_.get(),
+                                               logit_floats * sizeof(float),
+                                               cudaMemcpyDeviceToHost, stream_),
+                               "copying logits from the GPU"));
+    }
     RETURN_IF_ERROR(CudaCall(cudaStreamSynchronize(stream_), "running the forward step"));
     if (timed) RETURN_IF_ERROR(phases_->Report(timer_));
-    logits->assign(host_logits_, host_logits_ + logit_floats);
+    if (!all_greedy) logits->assign(host_logits_, host_logits_ + logit_floats);
+    if (picks != nullptr) {
+      picks->assign(num_seqs, -1);
+      for (int s = 0; s < num_seqs && any_greedy; ++s) {
+        if (greedy[s]) (*picks)[s] = host_picks_[s];
+      }
+    }
     return absl::OkStatus();
   }
 
@@ -786,6 +831,8 @@ class CudaEngine : public InferenceEngine {
   int32_t* host_steps_ = nullptr;  // pinned
   DeviceMemory device_logits_;
   float* host_logits_ = nullptr;   // pinned
+  DeviceMemory device_picks_;      // int32 [max_logit_rows]: ArgmaxRows of the logit rows
+  int32_t* host_picks_ = nullptr;  // pinned
   // Decode graphs, and the shapes decoded once eagerly, by (sequence count, context bound).
   std::map<std::pair<int, int32_t>, cudaGraphExec_t> graphs_;
   std::set<std::pair<int, int32_t>> eager_decode_shapes_;

@@ -5,6 +5,7 @@
 // counted. Also: CUDA-graph replay equals eager execution bit for bit, a batch equals its
 // sequences run alone, and bad input is refused. Skips without a CUDA device (CI).
 #include "engine/cuda/cuda_engine.h"
+#include "engine/sampler.h"
 
 #include <cuda_runtime.h>
 
@@ -317,6 +318,48 @@ TEST_F(CudaEngineTest, GraphReplayEqualsEagerExecution) {
     ASSERT_EQ(replayed.size(), direct.size()) << path;
     EXPECT_EQ(replayed, direct) << path;
   }
+}
+
+// Greedy picks made on the GPU equal GreedyToken over the logits Step returns for the same batch
+// (prefill with mixed flags, then graph-replayed decode steps with every entry greedy, when no
+// logits come back at all).
+TEST_F(CudaEngineTest, GreedyPicksOnTheGpuAreTheArgmaxOfTheLogits) {
+  auto engine = LoadGpu(DefaultModelPath(), "bf16");
+  ASSERT_TRUE(engine);
+  const size_t vocab = engine->info().vocab_size;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int s = 0; s < 3; ++s) prompts.push_back(Encode(*engine, DevPrompts()[s]));
+  std::vector<int64_t> stepped, picked;
+  for (int s = 0; s < 6; ++s) stepped.push_back(*engine->StartSequence(prompts[s % 3].size() + 8));
+  picked.assign(stepped.begin() + 3, stepped.end());
+  stepped.resize(3);
+  std::vector<std::vector<int32_t>> next(3);
+  for (int step = 0; step < 5; ++step) {
+    std::vector<SequenceStep> plain, greedy_batch;
+    for (int s = 0; s < 3; ++s) {
+      const std::vector<int32_t>& tokens = step == 0 ? prompts[s] : next[s];
+      plain.push_back({stepped[s], tokens});
+      greedy_batch.push_back({picked[s], tokens});
+    }
+    const bool mixed[] = {true, false, true}, all[] = {true, true, true};
+    std::vector<float> logits, picked_logits;
+    std::vector<int32_t> picks;
+    ASSERT_TRUE(engine->Step(plain, &logits).ok());
+    ASSERT_TRUE(engine->StepWithGreedyPicks(greedy_batch, step == 0 ? mixed : all, &picks, &picked_logits).ok());
+    ASSERT_EQ(picks.size(), 3u);
+    for (int s = 0; s < 3; ++s) {
+      const int32_t want = GreedyToken(absl::MakeConstSpan(logits.data() + s * vocab, vocab));
+      if (step == 0 && s == 1) {
+        EXPECT_EQ(picks[s], -1);
+        EXPECT_TRUE(std::equal(logits.begin() + vocab, logits.begin() + 2 * vocab, picked_logits.begin() + vocab));
+      } else {
+        EXPECT_EQ(picks[s], want) << "step " << step << " sequence " << s;
+      }
+      next[s] = {want};
+    }
+  }
+  for (int64_t id : stepped) engine->EndSequence(id);
+  for (int64_t id : picked) engine->EndSequence(id);
 }
 
 TEST_F(CudaEngineTest, BatchMatchesSequencesAlone) {
