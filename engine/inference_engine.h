@@ -76,9 +76,7 @@ class InferenceEngine {
   virtual absl::Status StepWithGreedyPicks(absl::Span<const SequenceStep> batch,
                                            absl::Span<const bool> greedy, std::vector<int32_t>* picks,
                                            std::vector<float>* logits) {
-    if (greedy.size() != batch.size()) {
-      return absl::InvalidArgumentError("StepWithGreedyPicks: one greedy flag per batch entry");
-    }
+    if (absl::Status flags = CheckGreedyFlags(batch, greedy); !flags.ok()) return flags;
     const absl::Status status = Step(batch, logits);
     if (!status.ok()) return status;
     const size_t vocab = static_cast<size_t>(info().vocab_size);
@@ -107,6 +105,14 @@ class InferenceEngine {
 
   // Where kernel timings go (may be null: not recorded). Not owned; must outlive the engine.
   virtual void set_kernel_timer(KernelTimer* timer) = 0;
+
+ protected:
+  // StepWithGreedyPicks' argument check, for overrides too.
+  static absl::Status CheckGreedyFlags(absl::Span<const SequenceStep> batch,
+                                       absl::Span<const bool> greedy) {
+    if (greedy.size() == batch.size()) return absl::OkStatus();
+    return absl::InvalidArgumentError("StepWithGreedyPicks: one greedy flag per batch entry");
+  }
 };
 
 }  // namespace apex4

@@ -469,9 +469,7 @@ class CudaEngine : public InferenceEngine {
   // back per entry instead of vocab_size floats, and no logits at all when every entry is greedy.
   absl::Status StepWithGreedyPicks(absl::Span<const SequenceStep> batch, absl::Span<const bool> greedy,
                                    std::vector<int32_t>* picks, std::vector<float>* logits) override {
-    if (greedy.size() != batch.size()) {
-      return absl::InvalidArgumentError("StepWithGreedyPicks: one greedy flag per batch entry");
-    }
+    RETURN_IF_ERROR(CheckGreedyFlags(batch, greedy));
     RETURN_IF_ERROR(CheckStep(batch));
     return Run(batch, /*all_logits=*/false, greedy, picks, logits);
   }
