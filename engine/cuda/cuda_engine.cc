@@ -558,10 +558,10 @@ class CudaEngine : public InferenceEngine {
         }
       }
     }
-    ASSIGN_OR_RETURN(w4a4_workspace_, DeviceMemory::Allocate(bytes, "W4A4 split-K workspace"));
+    ASSIGN_OR_RETURN(w4a4_workspace_, DeviceMemory::Allocate(bytes, "W4A4 GEMM workspace"));
     if (bytes > 0) {
       RETURN_IF_ERROR(CudaCall(cudaMemset(w4a4_workspace_.get(), 0, bytes),
-                               "zeroing the W4A4 split-K workspace"));
+                               "zeroing the W4A4 GEMM workspace"));
     }
     context_.w4a4_workspace = w4a4_workspace_.get();
     context_.w4a4_workspace_bytes = bytes;

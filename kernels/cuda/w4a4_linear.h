@@ -46,8 +46,9 @@ struct W4A4GemmArgs {
   int64_t n = 0;                      // multiple of 128
   int64_t k = 0;                      // multiple of 128
   Granularity granularity = Granularity::kPerChannel;
-  // Split-K scratch: at least W4A4GemmWorkspaceBytes(...) bytes, zeroed once after allocation
-  // (the kernels leave it zeroed again). May be null when that size is 0.
+  // Scratch: at least W4A4GemmWorkspaceBytes(...) bytes (split-K counters and partials, and
+  // the large-batch path's unpacked activations, m·k bytes), zeroed once after allocation (the
+  // kernels leave the counters zeroed again). May be null when that size is 0.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
 };

@@ -1,5 +1,5 @@
 // Thin wrappers over the sm_90 PTX the W4A4 kernels use: mbarriers, the bulk copy engine,
-// cp.async, wgmma bookkeeping, named barriers and register reallocation.
+// wgmma bookkeeping, named barriers and register reallocation.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +29,11 @@ __device__ __forceinline__ void MbarrierArriveExpectTx(uint64_t* bar, uint32_t b
                "r"(bytes)
                : "memory");
 }
+// Adds `bytes` to the transactions the current phase waits for, without arriving.
+__device__ __forceinline__ void MbarrierExpectTx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;" ::"r"(SmemAddr(bar)), "r"(bytes)
+               : "memory");
+}
 __device__ __forceinline__ void MbarrierWait(uint64_t* bar, uint32_t parity) {
   asm volatile(
       "{\n.reg .pred done;\nWAIT_%=:\n"
@@ -48,26 +53,6 @@ __device__ __forceinline__ void BulkCopyG2S(void* dst, const void* src, uint32_t
           SmemAddr(dst)),
       "l"(src), "r"(bytes), "r"(SmemAddr(bar))
       : "memory");
-}
-// cp.async with zero fill: src_bytes == 0 writes zeros (rows past M).
-__device__ __forceinline__ void CpAsync16(void* dst, const void* src, uint32_t src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(SmemAddr(dst)), "l"(src),
-               "r"(src_bytes)
-               : "memory");
-}
-__device__ __forceinline__ void CpAsync4(void* dst, const void* src, uint32_t src_bytes) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(SmemAddr(dst)), "l"(src),
-               "r"(src_bytes)
-               : "memory");
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
-}
-// Generic-proxy shared-memory writes become visible to wgmma (async proxy) readers.
-__device__ __forceinline__ void FenceProxyAsync() {
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }
 
 // ---- wgmma bookkeeping ------------------------------------------------------------------------

@@ -9,10 +9,14 @@
 namespace apex4::cuda {
 namespace {
 
+// The wgmma path's plan and its workspace: [split-K tile counters][split-K partials]
+// [expanded activations][their group-128 scales], each part 256-byte aligned.
 struct Plan {
   int block_n;
   int token_tiles, channel_tiles, splits;
-  size_t counter_bytes, partial_bytes;
+  size_t counter_bytes, partial_bytes, x8_bytes, x8_scale_bytes;
+
+  size_t workspace_bytes() const { return counter_bytes + partial_bytes + x8_bytes + x8_scale_bytes; }
 };
 
 // NOTES: a small cost model picks tokens per CTA (16 for decode, 64 for small batches, 128 or
@@ -45,7 +49,7 @@ Plan MakePlan(int64_t m, int64_t n, int64_t k, Granularity g, int num_sms) {
       const double cost = double(waves) * (double(k_chunks) / splits + kCtaOverheadChunks) *
                           (bn + kChunkOverheadTokens);
       if (best.block_n == 0 || cost < best_cost * 0.98) {
-        best = Plan{bn, token_tiles, channel_tiles, splits, 0, 0};
+        best = Plan{bn, token_tiles, channel_tiles, splits, 0, 0, 0, 0};
         best_cost = cost;
       }
     }
@@ -55,6 +59,9 @@ Plan MakePlan(int64_t m, int64_t n, int64_t k, Granularity g, int num_sms) {
     best.counter_bytes = (tiles * 4 + 255) / 256 * 256;
     best.partial_bytes = tiles * best.splits * sm90::kBlockM * best.block_n * 4;
   }
+  const size_t m_pad = static_cast<size_t>(best.token_tiles) * best.block_n;
+  best.x8_bytes = m_pad * static_cast<size_t>(k);
+  if (g == Granularity::kGroup128) best.x8_scale_bytes = m_pad * static_cast<size_t>(k_chunks) * 4;
   return best;
 }
 
@@ -100,8 +107,7 @@ bool UseDecode(int64_t m, int64_t k) {
 size_t Sm90W4A4GemmWorkspaceBytes(int64_t m, int64_t n, int64_t k, Granularity granularity,
                                   int num_sms) {
   if (UseDecode(m, k)) return 0;
-  const Plan plan = MakePlan(m, n, k, granularity, num_sms);
-  return plan.counter_bytes + plan.partial_bytes;
+  return MakePlan(m, n, k, granularity, num_sms).workspace_bytes();
 }
 
 CudaStatus LaunchSm90W4A4Gemm(const W4A4GemmArgs& args, cudaStream_t stream) {
@@ -129,16 +135,30 @@ CudaStatus LaunchSm90W4A4Gemm(const W4A4GemmArgs& args, cudaStream_t stream) {
     return group128 ? LaunchDecode<2, true>(params, num_sms, stream) : LaunchDecode<2, false>(params, num_sms, stream);
   }
   const Plan plan = MakePlan(args.m, args.n, args.k, args.granularity, num_sms);
-  APEX4_CUDA_CHECK_ARG(args.workspace_bytes >= plan.counter_bytes + plan.partial_bytes);
-  APEX4_CUDA_CHECK_ARG(plan.splits == 1 || args.workspace != nullptr);
+  APEX4_CUDA_CHECK_ARG(args.workspace != nullptr && args.workspace_bytes >= plan.workspace_bytes());
 
+  char* workspace = static_cast<char*>(args.workspace);
   params.token_tiles = plan.token_tiles;
   params.channel_tiles = plan.channel_tiles;
   params.splits = plan.splits;
+  params.m_pad = plan.token_tiles * plan.block_n;
   if (plan.splits > 1) {
-    params.tile_counters = static_cast<int32_t*>(args.workspace);
-    params.partials = reinterpret_cast<uint32_t*>(static_cast<char*>(args.workspace) + plan.counter_bytes);
+    params.tile_counters = reinterpret_cast<int32_t*>(workspace);
+    params.partials = reinterpret_cast<uint32_t*>(workspace + plan.counter_bytes);
   }
+  workspace += plan.counter_bytes + plan.partial_bytes;
+  uint8_t* x8 = reinterpret_cast<uint8_t*>(workspace);
+  float* x8_scales = group128 ? reinterpret_cast<float*>(workspace + plan.x8_bytes) : nullptr;
+  params.x8 = x8;
+  params.x8_scales = x8_scales;
+
+  const sm90::ExpandParams expand{params.x,  group128 ? params.x_scales : nullptr, x8, x8_scales,
+                                  params.m, params.m_pad, params.k};
+  const int64_t pieces = int64_t{params.m_pad} * (params.k / sm90::kBlockK) * 4;
+  const int expand_blocks = static_cast<int>(
+      std::min<int64_t>((pieces + sm90::kExpandThreads - 1) / sm90::kExpandThreads, int64_t{num_sms} * 8));
+  APEX4_CUDA_RETURN_IF_NOT_OK(LaunchProgrammatic(&sm90::sm90_w4a4_expand_activations_kernel, dim3(expand_blocks),
+                                                 dim3(sm90::kExpandThreads), 0, stream, expand));
   const int blocks = plan.token_tiles * plan.channel_tiles * plan.splits;
   switch (plan.block_n) {
     case 16: return group128 ? Launch<16, true>(params, blocks, stream) : Launch<16, false>(params, blocks, stream);

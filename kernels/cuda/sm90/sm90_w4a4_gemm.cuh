@@ -1,23 +1,30 @@
 // sm_90a W4A4 GEMM, swap-AB: weights on wgmma's M side (A from registers), tokens on N (B from
 // shared memory). Y[m, n] = Σ_g sx[m, g] · sw[n, g] · Σ_k qx[m, k] · qw[n, k], bf16 out.
 //
-// One CTA computes 128 channels × kBlockN tokens over a range of K chunks (split-K when the
-// grid would not fill the GPU). Three warpgroups:
-//   producer   (WG 0): warp 0 bulk-copies prepacked weight chunks (and group scales) into a
-//                      ring of kStages shared-memory stages, as far ahead as the ring allows;
-//                      warps 1-3 cp.async packed activations into a small private ring, unpack
-//                      them to int8 into the stage, then mark it full;
-//   consumers  (WG 1, 2): 64 channels each; load their weight fragment (16 bytes = two k32
-//                      steps), unpack in registers, issue wgmma s8. Per-channel keeps one chunk
-//                      of wgmma in flight; group-128 waits for each chunk's int32 sums and folds
-//                      them into float accumulators (promotion) while the other consumer's
-//                      wgmma keeps the tensor cores busy.
+// Two kernels per call:
+//   expansion: the packed activations are unpacked once, to int8 in the wgmma B layout (below);
+//   GEMM:      one CTA computes 128 channels × kBlockN tokens over a range of K chunks (split-K
+//              when the grid would not fill the GPU), in two roles:
+//     producer  (WG 0): one thread bulk-copies, per stage of a kStages ring, the prepacked weight
+//               chunk and the token tile's int8 activations (and group-128 scales), as far ahead
+//               as the ring allows; warps 1-3 have nothing to do and exit;
+//     consumers (WG 1, 2): 64 channels each; load their weight fragment (16 bytes = two k32
+//               steps), unpack it in registers, issue wgmma s8. Per-channel keeps one chunk of
+//               wgmma in flight; group-128 waits for each chunk's int32 sums and folds them into
+//               float accumulators (promotion) while the other consumer's wgmma keeps the tensor
+//               cores busy.
 //
 // NOTES: 4-bit → 8-bit without per-nibble shifts: for a word holding nibbles e0..e7 (canonical
 // order), (w << 4) & 0xF0F0F0F0 holds 16·e0,16·e2,16·e4,16·e6 and w & 0xF0F0F0F0 holds
-// 16·e1,16·e3,16·e5,16·e7 as int8. Activations land in shared memory in that permuted K order
-// and the weight prepack (sm90_w4a4_prepack.cc) places weights in the same order, so the dot
-// product is unchanged; products carry 16·16 = 256, removed by the epilogue scale.
+// 16·e1,16·e3,16·e5,16·e7 as int8. Activations are expanded in that permuted K order and the
+// weight prepack (sm90_w4a4_prepack.cc) places weights in the same order, so the dot product is
+// unchanged; products carry 16·16 = 256, removed by the epilogue scale.
+//
+// NOTES: why expand once instead of unpacking inside the GEMM (as up to v8, RESULTS.md): a CTA
+// tile reads its activations once per 128 channels, so in-kernel unpacking redid the same work
+// n/128 times, and it cost shared-memory bandwidth the wgmma B reads need (packed stage write,
+// packed read, int8 write: 64 of ~144 KB per 256-token chunk). Expanded once, a stage is one
+// bulk copy; the expansion moves m·k·1.5 bytes, well under 1% of a large-M GEMM's time.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -33,17 +40,19 @@
 namespace apex4::cuda::sm90 {
 
 inline constexpr int kThreads = 384;
-inline constexpr int kConverterThreads = 96;  // producer warps 1-3
 // Named barriers: 0 is __syncthreads; 1 both consumers; 2, 3 one consumer each.
 inline constexpr int kBarConsumers = 1;
-inline constexpr int kProducerRegs = 88;
-inline constexpr int kConsumerRegs = 208;
+inline constexpr int kProducerRegs = 40;
+inline constexpr int kConsumerRegs = 232;
 inline constexpr int kEpiloguePitch = 144;  // 64 bf16 channels + 16 bytes: conflict-free rows
 inline constexpr uint32_t kNibbleMask = 0xF0F0F0F0u;
 
 struct GemmParams {
-  const uint8_t* x;         // m × k/2, canonical
+  const uint8_t* x;         // m × k/2, canonical (decode kernel)
   const float* x_scales;    // m × groups
+  const uint8_t* x8;        // expanded: [k/128][m_pad][128] (expansion kernel below)
+  const float* x8_scales;   // group-128 only: [k/128][m_pad]
+  int m_pad;                // token_tiles · kBlockN
   const uint8_t* w;         // prepacked: [n/128][k/128][kWeightChunkBytes]
   const float* w_scales;    // per-channel: [n]; group-128: [n/128][k/128][128]
   __nv_bfloat16* y;         // m × n
@@ -55,29 +64,23 @@ struct GemmParams {
 
 template <int kBlockN, bool kGroup128>
 struct GemmConfig {
-  // NOTES: for 256-token tiles, (stages, lookahead) = (4, 2), (4, 3), (3, 3), (3, 4) ran within
-  // run-to-run noise (±10%) of each other on H200.
-  static constexpr int kStages = kBlockN >= 256 ? 4 : kBlockN >= 128 ? 6 : kBlockN >= 64 ? 8 : 10;
-  static constexpr int kLookahead = kBlockN >= 256 ? 2 : kBlockN >= 128 ? 3 : 4;
-  static constexpr int kXSlots = kLookahead + 1;
   static constexpr int kXs8Bytes = kBlockN * kBlockK;  // int8 activations, one stage
-  static constexpr int kX4Bytes = kBlockN * kBlockK / 2;
+  static constexpr int kScaleBytes = kGroup128 ? (kBlockM + kBlockN) * 4 : 0;
+  static constexpr int kStageBytes = kXs8Bytes + kWeightChunkBytes + kScaleBytes;
+  // As many stages as ~200 KB hold, at most 10: 5 for 256-token tiles, 8 for 128.
+  static constexpr int kStages = (200 * 1024) / kStageBytes < 10 ? (200 * 1024) / kStageBytes : 10;
 
   static constexpr int kXs8Offset = 0;
   static constexpr int kW4Offset = kXs8Offset + kStages * kXs8Bytes;
   static constexpr int kSwOffset = kW4Offset + kStages * kWeightChunkBytes;
   static constexpr int kSxOffset = kSwOffset + (kGroup128 ? kStages * kBlockM * 4 : 0);
-  static constexpr int kX4Offset = kSxOffset + (kGroup128 ? kStages * kBlockN * 4 : 0);
-  static constexpr int kSx4Offset = kX4Offset + kXSlots * kX4Bytes;
-  static constexpr int kBarOffset = kSx4Offset + (kGroup128 ? kXSlots * kBlockN * 4 : 0);
+  static constexpr int kBarOffset = kSxOffset + (kGroup128 ? kStages * kBlockN * 4 : 0);
   static constexpr int kSmemBytes = kBarOffset + 2 * kStages * 8 + 4;
 
   using Mma = WgmmaS8<kBlockN>;
   static constexpr int kAcc = Mma::kAccumulators;
 
-  // Converting chunk j waits for the stage of chunk j - kStages, released once the consumers
-  // issued chunk j - kStages + 1, converted kStages - 1 iterations earlier: any lookahead works.
-  static_assert(kStages >= 2, "the producer must not wait on itself");
+  static_assert(kStages >= 2, "a ring");
   static_assert(kXs8Bytes % 1024 == 0, "swizzle atoms need 1024-byte aligned stages");
   static_assert(2 * kBlockN * kEpiloguePitch <= kW4Offset, "epilogue staging reuses the ring");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
@@ -118,98 +121,37 @@ struct Sm90Mainloop {
   __device__ float* Sx(int stage) const {
     return reinterpret_cast<float*>(smem + Cfg::kSxOffset) + stage * kBlockN;
   }
-  __device__ uint8_t* X4(int slot) const { return smem + Cfg::kX4Offset + slot * Cfg::kX4Bytes; }
-  __device__ float* Sx4(int slot) const {
-    return reinterpret_cast<float*>(smem + Cfg::kSx4Offset) + slot * kBlockN;
-  }
 
-  // Producer warp 0, one lane: weight chunks (and group-128 weight scales) through the bulk
-  // copy engine, up to kStages chunks ahead of the consumers.
-  __device__ void LoadWeights(const GemmParams& p, const TileCoord& t, int chunk_begin, int chunks) const {
-    const int64_t first = int64_t(t.channel_tile) * (p.k / kBlockK) + chunk_begin;
+  // Producer warp 0, one lane. Per stage: the weight chunk (and group-128 weight scales) and the
+  // token tile's expanded activations (and group-128 token scales), one bulk copy each, up to
+  // kStages chunks ahead of the consumers. Weights are constant data, so the first stages' go
+  // out before griddepcontrol.wait: under PDL they stream while the expansion still runs.
+  __device__ void LoadStages(const GemmParams& p, const TileCoord& t, int chunk_begin, int chunks) const {
+    constexpr uint32_t kWeightBytes = kWeightChunkBytes + (kGroup128 ? kBlockM * 4 : 0);
+    constexpr uint32_t kActivationBytes = Cfg::kXs8Bytes + (kGroup128 ? kBlockN * 4 : 0);
+    const int64_t first_weight_chunk = int64_t(t.channel_tile) * (p.k / kBlockK) + chunk_begin;
+    const auto load_weights = [&](int i) {
+      const int stage = i % Cfg::kStages;
+      MbarrierExpectTx(&full[stage], kWeightBytes);
+      BulkCopyG2S(W4(stage), p.w + (first_weight_chunk + i) * kWeightChunkBytes, kWeightChunkBytes, &full[stage]);
+      if constexpr (kGroup128) {
+        BulkCopyG2S(Sw(stage), p.w_scales + (first_weight_chunk + i) * kBlockM, kBlockM * 4, &full[stage]);
+      }
+    };
+    const int prologue = chunks < Cfg::kStages ? chunks : Cfg::kStages;
+    for (int i = 0; i < prologue; ++i) load_weights(i);
+    StartAfterPrerequisiteGrids();
     for (int i = 0; i < chunks; ++i) {
       const int stage = i % Cfg::kStages;
-      if (i >= Cfg::kStages) MbarrierWait(&empty[stage], ((i / Cfg::kStages) + 1) & 1);
-      // NOTES: arriving (not only expecting) keeps the phase open until the bytes are counted,
-      // however far the converters run ahead.
-      MbarrierArriveExpectTx(&full[stage], kWeightChunkBytes + (kGroup128 ? kBlockM * 4 : 0));
-      BulkCopyG2S(W4(stage), p.w + (first + i) * kWeightChunkBytes, kWeightChunkBytes, &full[stage]);
-      if constexpr (kGroup128) {
-        BulkCopyG2S(Sw(stage), p.w_scales + (first + i) * kBlockM, kBlockM * 4, &full[stage]);
+      if (i >= Cfg::kStages) {
+        MbarrierWait(&empty[stage], ((i / Cfg::kStages) + 1) & 1);
+        load_weights(i);
       }
-    }
-  }
-
-  // Producer warps 1-3: chunk i's activation loads are issued kLookahead iterations before its
-  // conversion. Each thread converts exactly the 16-byte pieces it loaded, so cp.async's own
-  // wait suffices between the two.
-  __device__ void ConvertActivations(const GemmParams& p, const TileCoord& t, int chunk_begin, int chunks,
-                                     int tid) const {
-    constexpr int kL = Cfg::kLookahead;
-    constexpr int kPieces = kBlockN * 4;  // 16-byte packed pieces per chunk
-    constexpr int kPiecesPerThread = (kPieces + kConverterThreads - 1) / kConverterThreads;
-    constexpr int kBatch = 4;  // pieces loaded before the first is converted (more spill at BN 256)
-    const int k_chunks = p.k / kBlockK;
-    for (int i = 0; i < chunks + kL; ++i) {
-      if (i < chunks) {
-        const int chunk = chunk_begin + i;
-        uint8_t* x4 = X4(i % Cfg::kXSlots);
-#pragma unroll
-        for (int u = 0; u < kPiecesPerThread; ++u) {
-          const int c = tid + u * kConverterThreads;
-          if (c >= kPieces) break;
-          const int token = t.token_tile * kBlockN + c / 4;
-          const bool valid = token < p.m;
-          const uint8_t* src = p.x + int64_t(valid ? token : 0) * (p.k / 2) + chunk * (kBlockK / 2) +
-                               (c % 4) * 16;
-          CpAsync16(x4 + c * 16, src, valid ? 16 : 0);
-        }
-        if constexpr (kGroup128) {
-          for (int r = tid; r < kBlockN; r += kConverterThreads) {
-            const int token = t.token_tile * kBlockN + r;
-            const bool valid = token < p.m;
-            CpAsync4(Sx4(i % Cfg::kXSlots) + r, p.x_scales + int64_t(valid ? token : 0) * k_chunks + chunk,
-                     valid ? 4 : 0);
-          }
-        }
-      }
-      CpAsyncCommit();
-      const int j = i - kL;
-      if (j < 0) continue;
-      CpAsyncWait<kL>();
-      const int stage = j % Cfg::kStages;
-      if (j >= Cfg::kStages) MbarrierWait(&empty[stage], ((j / Cfg::kStages) + 1) & 1);
-      const uint8_t* x4 = X4(j % Cfg::kXSlots);
-      uint8_t* xs8 = Xs8(stage);
-#pragma unroll
-      for (int u0 = 0; u0 < kPiecesPerThread; u0 += kBatch) {
-        uint4 q[kBatch];
-#pragma unroll
-        for (int u = 0; u < kBatch; ++u) {
-          const int c = tid + (u0 + u) * kConverterThreads;
-          if (u0 + u < kPiecesPerThread && c < kPieces) q[u] = *reinterpret_cast<const uint4*>(x4 + c * 16);
-        }
-#pragma unroll
-        for (int u = 0; u < kBatch; ++u) {
-          const int c = tid + (u0 + u) * kConverterThreads;
-          if (u0 + u >= kPiecesPerThread || c >= kPieces) break;
-          const int row = c / 4, part = c % 4;
-          // 32 nibbles → 32 int8 in K order (even nibbles of each word, then its odd ones),
-          // stored into 16-byte chunks 2·part and 2·part+1 of the row, 128-byte swizzled.
-          const uint4 lo = make_uint4((q[u].x << 4) & kNibbleMask, q[u].x & kNibbleMask,
-                                      (q[u].y << 4) & kNibbleMask, q[u].y & kNibbleMask);
-          const uint4 hi = make_uint4((q[u].z << 4) & kNibbleMask, q[u].z & kNibbleMask,
-                                      (q[u].w << 4) & kNibbleMask, q[u].w & kNibbleMask);
-          uint8_t* dst_row = xs8 + row * kBlockK;
-          *reinterpret_cast<uint4*>(dst_row + (((2 * part) ^ (row % 8)) * 16)) = lo;
-          *reinterpret_cast<uint4*>(dst_row + (((2 * part + 1) ^ (row % 8)) * 16)) = hi;
-        }
-      }
-      if constexpr (kGroup128) {
-        for (int r = tid; r < kBlockN; r += kConverterThreads) Sx(stage)[r] = Sx4(j % Cfg::kXSlots)[r];
-      }
-      FenceProxyAsync();
-      MbarrierArrive(&full[stage]);
+      // The only arrival of the phase: it cannot complete before both copies are counted.
+      MbarrierArriveExpectTx(&full[stage], kActivationBytes);
+      const int64_t row = int64_t(chunk_begin + i) * p.m_pad + int64_t(t.token_tile) * kBlockN;
+      BulkCopyG2S(Xs8(stage), p.x8 + row * kBlockK, Cfg::kXs8Bytes, &full[stage]);
+      if constexpr (kGroup128) BulkCopyG2S(Sx(stage), p.x8_scales + row, kBlockN * 4, &full[stage]);
     }
   }
 
@@ -366,7 +308,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     sm90_w4a4_bf16_gemm_swapab_kernel(const __grid_constant__ GemmParams p) {
   using Cfg = GemmConfig<kBlockN, kGroup128>;
   extern __shared__ __align__(1024) uint8_t smem[];
-  StartAfterPrerequisiteGrids();  // launched with PDL: only the launch latency overlaps
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + Cfg::kBarOffset);
   uint64_t* empty = full + Cfg::kStages;
   int* last_split_flag = reinterpret_cast<int*>(empty + Cfg::kStages);
@@ -374,7 +315,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < Cfg::kStages; ++s) {
-      MbarrierInit(&full[s], kConverterThreads + 1);  // + the weight loader, which adds the bytes
+      MbarrierInit(&full[s], 1);  // the loader's arrival; the bytes complete the phase
       MbarrierInit(&empty[s], 256);  // consumer threads
     }
     FenceBarrierInit();
@@ -389,14 +330,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (wg == 0) {
     SetMaxRegsDec<kProducerRegs>();
-    if (tid >= 32) {
-      mainloop.ConvertActivations(p, t, chunk_begin, chunks, tid - 32);
-    } else if (tid == 0) {
-      mainloop.LoadWeights(p, t, chunk_begin, chunks);
-    }
+    if (tid == 0) mainloop.LoadStages(p, t, chunk_begin, chunks);  // waits for the expansion
     return;
   }
   SetMaxRegsInc<kConsumerRegs>();
+  StartAfterPrerequisiteGrids();  // before the epilogue writes what earlier kernels may read
   int32_t acc[Cfg::kAcc];
   float facc[kGroup128 ? Cfg::kAcc : 1];
 #pragma unroll
@@ -420,6 +358,49 @@ __global__ void __launch_bounds__(kThreads, 1)
     StoreOutput<kBlockN>(p, t, smem, wg - 1, tid, facc);
   } else {
     StoreOutput<kBlockN>(p, t, smem, wg - 1, tid, acc);
+  }
+}
+
+// The activations of one GEMM call, unpacked once for every CTA that reads them: packed
+// canonical rows (m × k/2) → int8 16·x in the kernel's K order, laid out [k/128][m_pad][128]
+// with each 128-byte row swizzled as the wgmma SW128 B tile wants it (16-byte unit u of row r at
+// u ^ (r % 8); tiles start at multiples of 8 rows), so that a stage is one contiguous bulk copy.
+// Rows m..m_pad-1 are zeros. Group-128 token scales are transposed to [k/128][m_pad] likewise.
+struct ExpandParams {
+  const uint8_t* x;
+  const float* x_scales;  // group-128 only, else null
+  uint8_t* x8;
+  float* x8_scales;       // group-128 only, else null
+  int m, m_pad, k;
+};
+
+inline constexpr int kExpandThreads = 256;
+
+__global__ void __launch_bounds__(kExpandThreads)
+    sm90_w4a4_expand_activations_kernel(const __grid_constant__ ExpandParams p) {
+  StartAfterPrerequisiteGrids();
+  const int chunks = p.k / kBlockK;
+  const int64_t pieces = int64_t(p.m_pad) * chunks * 4;  // 16 packed bytes = 32 K positions each
+  // Consecutive threads read consecutive 16 bytes of a row and fill whole 128-byte rows.
+  for (int64_t i = int64_t(blockIdx.x) * kExpandThreads + threadIdx.x; i < pieces;
+       i += int64_t(gridDim.x) * kExpandThreads) {
+    const int part = static_cast<int>(i % 4);
+    const int chunk = static_cast<int>(i / 4 % chunks);
+    const int row = static_cast<int>(i / (4 * int64_t(chunks)));
+    uint4 q = make_uint4(0, 0, 0, 0);
+    if (row < p.m) q = __ldg(reinterpret_cast<const uint4*>(p.x + int64_t(row) * (p.k / 2)) + chunk * 4 + part);
+    // 32 nibbles → 32 int8 in K order (even nibbles of each word, then its odd ones): 16-byte
+    // units 2·part and 2·part + 1 of the row.
+    const uint4 lo = make_uint4((q.x << 4) & kNibbleMask, q.x & kNibbleMask, (q.y << 4) & kNibbleMask,
+                                q.y & kNibbleMask);
+    const uint4 hi = make_uint4((q.z << 4) & kNibbleMask, q.z & kNibbleMask, (q.w << 4) & kNibbleMask,
+                                q.w & kNibbleMask);
+    uint8_t* dst_row = p.x8 + (int64_t(chunk) * p.m_pad + row) * kBlockK;
+    *reinterpret_cast<uint4*>(dst_row + (((2 * part) ^ (row % 8)) * 16)) = lo;
+    *reinterpret_cast<uint4*>(dst_row + (((2 * part + 1) ^ (row % 8)) * 16)) = hi;
+    if (p.x8_scales != nullptr && part == 0) {
+      p.x8_scales[int64_t(chunk) * p.m_pad + row] = row < p.m ? p.x_scales[int64_t(row) * chunks + chunk] : 0.0f;
+    }
   }
 }
 
