@@ -159,7 +159,8 @@ CudaStatus LaunchSm90W4A4Gemm(const W4A4GemmArgs& args, cudaStream_t stream) {
       std::min<int64_t>((pieces + sm90::kExpandThreads - 1) / sm90::kExpandThreads, int64_t{num_sms} * 8));
   APEX4_CUDA_RETURN_IF_NOT_OK(LaunchProgrammatic(&sm90::sm90_w4a4_expand_activations_kernel, dim3(expand_blocks),
                                                  dim3(sm90::kExpandThreads), 0, stream, expand));
-  const int blocks = plan.token_tiles * plan.channel_tiles * plan.splits;
+  // Persistent: one CTA per SM (the ring takes the SM's shared memory), units handed round-robin.
+  const int blocks = std::min(plan.token_tiles * plan.channel_tiles * plan.splits, num_sms);
   switch (plan.block_n) {
     case 16: return group128 ? Launch<16, true>(params, blocks, stream) : Launch<16, false>(params, blocks, stream);
     case 64: return group128 ? Launch<64, true>(params, blocks, stream) : Launch<64, false>(params, blocks, stream);

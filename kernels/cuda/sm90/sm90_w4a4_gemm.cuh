@@ -3,8 +3,10 @@
 //
 // Two kernels per call:
 //   expansion: the packed activations are unpacked once, to int8 in the wgmma B layout (below);
-//   GEMM:      one CTA computes 128 channels × kBlockN tokens over a range of K chunks (split-K
-//              when the grid would not fill the GPU), in two roles:
+//   GEMM:      persistent CTAs (one per SM) take work units in turn: 128 channels × kBlockN
+//              tokens over a range of K chunks (split-K when the tiles would not fill the GPU).
+//              The stage ring runs on across units, so the next unit's loads overlap this
+//              unit's epilogue. Two roles:
 //     producer  (WG 0): one thread bulk-copies, per stage of a kStages ring, the prepacked weight
 //               chunk and the token tile's int8 activations (and group-128 scales), as far ahead
 //               as the ring allows; warps 1-3 have nothing to do and exit;
@@ -42,9 +44,8 @@ namespace apex4::cuda::sm90 {
 inline constexpr int kThreads = 384;
 // Named barriers: 0 is __syncthreads; 1 both consumers; 2, 3 one consumer each.
 inline constexpr int kBarConsumers = 1;
-inline constexpr int kProducerRegs = 40;
-inline constexpr int kConsumerRegs = 232;
-inline constexpr int kEpiloguePitch = 144;  // 64 bf16 channels + 16 bytes: conflict-free rows
+inline constexpr int kProducerRegs = 24;
+inline constexpr int kConsumerRegs = 240;
 inline constexpr uint32_t kNibbleMask = 0xF0F0F0F0u;
 
 struct GemmParams {
@@ -67,14 +68,19 @@ struct GemmConfig {
   static constexpr int kXs8Bytes = kBlockN * kBlockK;  // int8 activations, one stage
   static constexpr int kScaleBytes = kGroup128 ? (kBlockM + kBlockN) * 4 : 0;
   static constexpr int kStageBytes = kXs8Bytes + kWeightChunkBytes + kScaleBytes;
-  // As many stages as ~200 KB hold, at most 10: 5 for 256-token tiles, 8 for 128.
-  static constexpr int kStages = (200 * 1024) / kStageBytes < 10 ? (200 * 1024) / kStageBytes : 10;
+  // Epilogue staging of its own (the ring already holds the next unit's stages): per consumer
+  // warpgroup kBlockN tokens × 64 bf16 channels, 128-byte rows.
+  static constexpr int kStagingBytes = 2 * kBlockN * 128;
+  // As many stages as the rest of shared memory holds, at most 10: 4 for 256-token tiles.
+  static constexpr int kRingBudget = 227 * 1024 - 256 - kStagingBytes;
+  static constexpr int kStages = kRingBudget / kStageBytes < 10 ? kRingBudget / kStageBytes : 10;
 
   static constexpr int kXs8Offset = 0;
   static constexpr int kW4Offset = kXs8Offset + kStages * kXs8Bytes;
   static constexpr int kSwOffset = kW4Offset + kStages * kWeightChunkBytes;
   static constexpr int kSxOffset = kSwOffset + (kGroup128 ? kStages * kBlockM * 4 : 0);
-  static constexpr int kBarOffset = kSxOffset + (kGroup128 ? kStages * kBlockN * 4 : 0);
+  static constexpr int kStagingOffset = kSxOffset + (kGroup128 ? kStages * kBlockN * 4 : 0);
+  static constexpr int kBarOffset = kStagingOffset + kStagingBytes;
   static constexpr int kSmemBytes = kBarOffset + 2 * kStages * 8 + 4;
 
   using Mma = WgmmaS8<kBlockN>;
@@ -82,26 +88,32 @@ struct GemmConfig {
 
   static_assert(kStages >= 2, "a ring");
   static_assert(kXs8Bytes % 1024 == 0, "swizzle atoms need 1024-byte aligned stages");
-  static_assert(2 * kBlockN * kEpiloguePitch <= kW4Offset, "epilogue staging reuses the ring");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 };
 
-// Which CTA does what: grouped rasterisation keeps a band of token tiles hot in L2 while the
-// weight tiles stream past it.
+// Work unit `unit` (CTA b takes units b, b + gridDim.x, ...): grouped rasterisation keeps a
+// band of token tiles hot in L2 while the weight tiles stream past it.
 struct TileCoord {
   int channel_tile, token_tile, tile, split;
+  int chunk_begin, chunks;  // the split's K chunks
 };
-__device__ __forceinline__ TileCoord GetTile(const GemmParams& p) {
+__device__ __forceinline__ int WorkUnits(const GemmParams& p) {
+  return p.token_tiles * p.channel_tiles * p.splits;
+}
+__device__ __forceinline__ TileCoord GetTile(const GemmParams& p, int unit) {
   constexpr int kGroup = 8;
   TileCoord c;
-  c.split = blockIdx.x % p.splits;
-  c.tile = blockIdx.x / p.splits;
+  c.split = unit % p.splits;
+  c.tile = unit / p.splits;
   const int per_group = kGroup * p.channel_tiles;
   const int first = (c.tile / per_group) * kGroup;
   const int group_size = min(p.token_tiles - first, kGroup);
   const int in_group = c.tile % per_group;
   c.token_tile = first + in_group % group_size;
   c.channel_tile = in_group / group_size;
+  const int k_chunks = p.k / kBlockK;
+  c.chunk_begin = c.split * k_chunks / p.splits;
+  c.chunks = (c.split + 1) * k_chunks / p.splits - c.chunk_begin;
   return c;
 }
 
@@ -122,40 +134,43 @@ struct Sm90Mainloop {
     return reinterpret_cast<float*>(smem + Cfg::kSxOffset) + stage * kBlockN;
   }
 
-  // Producer warp 0, one lane. Per stage: the weight chunk (and group-128 weight scales) and the
-  // token tile's expanded activations (and group-128 token scales), one bulk copy each, up to
-  // kStages chunks ahead of the consumers. Weights are constant data, so the first stages' go
-  // out before griddepcontrol.wait: under PDL they stream while the expansion still runs.
-  __device__ void LoadStages(const GemmParams& p, const TileCoord& t, int chunk_begin, int chunks) const {
+  // Producer warp 0, one lane, over all of the CTA's units. Per stage: the weight chunk (and
+  // group-128 weight scales) and the token tile's expanded activations (and group-128 token
+  // scales), one bulk copy each, up to kStages chunks ahead of the consumers. Weights are
+  // constant data, so the first unit's first stages go out before griddepcontrol.wait: under
+  // PDL they stream while the expansion still runs.
+  __device__ void Produce(const GemmParams& p) const {
     constexpr uint32_t kWeightBytes = kWeightChunkBytes + (kGroup128 ? kBlockM * 4 : 0);
     constexpr uint32_t kActivationBytes = Cfg::kXs8Bytes + (kGroup128 ? kBlockN * 4 : 0);
-    const int64_t first_weight_chunk = int64_t(t.channel_tile) * (p.k / kBlockK) + chunk_begin;
-    const auto load_weights = [&](int i) {
-      const int stage = i % Cfg::kStages;
+    const auto load_weights = [&](int stage, const TileCoord& t, int chunk) {
+      const int64_t weight_chunk = int64_t(t.channel_tile) * (p.k / kBlockK) + chunk;
       MbarrierExpectTx(&full[stage], kWeightBytes);
-      BulkCopyG2S(W4(stage), p.w + (first_weight_chunk + i) * kWeightChunkBytes, kWeightChunkBytes, &full[stage]);
+      BulkCopyG2S(W4(stage), p.w + weight_chunk * kWeightChunkBytes, kWeightChunkBytes, &full[stage]);
       if constexpr (kGroup128) {
-        BulkCopyG2S(Sw(stage), p.w_scales + (first_weight_chunk + i) * kBlockM, kBlockM * 4, &full[stage]);
+        BulkCopyG2S(Sw(stage), p.w_scales + weight_chunk * kBlockM, kBlockM * 4, &full[stage]);
       }
     };
-    const int prologue = chunks < Cfg::kStages ? chunks : Cfg::kStages;
-    for (int i = 0; i < prologue; ++i) load_weights(i);
+    const TileCoord first = GetTile(p, blockIdx.x);
+    const int prologue = first.chunks < Cfg::kStages ? first.chunks : Cfg::kStages;
+    for (int i = 0; i < prologue; ++i) load_weights(i, first, first.chunk_begin + i);
     StartAfterPrerequisiteGrids();
-    for (int i = 0; i < chunks; ++i) {
-      const int stage = i % Cfg::kStages;
-      if (i >= Cfg::kStages) {
-        MbarrierWait(&empty[stage], ((i / Cfg::kStages) + 1) & 1);
-        load_weights(i);
+    int iteration = 0;  // chunks loaded so far: the ring position
+    for (int unit = blockIdx.x; unit < WorkUnits(p); unit += gridDim.x) {
+      const TileCoord t = GetTile(p, unit);
+      for (int i = 0; i < t.chunks; ++i, ++iteration) {
+        const int stage = iteration % Cfg::kStages;
+        if (iteration >= Cfg::kStages) MbarrierWait(&empty[stage], ((iteration / Cfg::kStages) + 1) & 1);
+        if (iteration >= prologue) load_weights(stage, t, t.chunk_begin + i);
+        // The only arrival of the phase: it cannot complete before both copies are counted.
+        MbarrierArriveExpectTx(&full[stage], kActivationBytes);
+        const int64_t row = int64_t(t.chunk_begin + i) * p.m_pad + int64_t(t.token_tile) * kBlockN;
+        BulkCopyG2S(Xs8(stage), p.x8 + row * kBlockK, Cfg::kXs8Bytes, &full[stage]);
+        if constexpr (kGroup128) BulkCopyG2S(Sx(stage), p.x8_scales + row, kBlockN * 4, &full[stage]);
       }
-      // The only arrival of the phase: it cannot complete before both copies are counted.
-      MbarrierArriveExpectTx(&full[stage], kActivationBytes);
-      const int64_t row = int64_t(chunk_begin + i) * p.m_pad + int64_t(t.token_tile) * kBlockN;
-      BulkCopyG2S(Xs8(stage), p.x8 + row * kBlockK, Cfg::kXs8Bytes, &full[stage]);
-      if constexpr (kGroup128) BulkCopyG2S(Sx(stage), p.x8_scales + row, kBlockN * 4, &full[stage]);
     }
   }
 
-  // Consumer warpgroup `wg` (0 or 1), 64 channels: waits for chunk i's stage, unpacks its
+  // Consumer warpgroup `wg` (0 or 1), 64 channels: waits for ring iteration i's stage, unpacks its
   // weight fragments and issues the four k32 wgmmas of the chunk into `acc`.
   __device__ void IssueChunk(int i, int wg, int tid, int32_t (&acc)[Cfg::kAcc], bool accumulate) const {
     const int stage = i % Cfg::kStages;
@@ -199,25 +214,27 @@ struct Sm90Mainloop {
     }
   }
 
-  // Per-channel: int32 over the whole K range, one chunk of wgmma kept in flight while the next
-  // loads; a stage is released once the wgmma reading it has completed.
-  __device__ void ConsumePerChannel(int chunks, int wg, int tid, int32_t (&acc)[Cfg::kAcc]) const {
+  // Per-channel: int32 over the unit's K range (ring iterations first .. first + chunks - 1),
+  // one chunk of wgmma kept in flight while the next loads; a stage is released once the wgmma
+  // reading it has completed.
+  __device__ void ConsumePerChannel(int first, int chunks, int wg, int tid, int32_t (&acc)[Cfg::kAcc]) const {
     for (int i = 0; i < chunks; ++i) {
-      IssueChunk(i, wg, tid, acc, i > 0);
+      IssueChunk(first + i, wg, tid, acc, i > 0);
       WgmmaWait<1>();
-      if (i > 0) Release(i - 1);
+      if (i > 0) Release(first + i - 1);
     }
     WgmmaWait<0>();
     WgmmaFenceOperands(acc);
+    Release(first + chunks - 1);
   }
 
   // Group-128: each chunk's int32 sums are promoted as soon as its wgmma completes; the other
   // consumer warpgroup's wgmma keeps the tensor cores busy meanwhile. NOTES: overlapping inside
   // one warpgroup too (promote a copy of chunk i while chunk i + 1 runs) measured the same on
   // H200, and a second wgmma accumulator set made ptxas 13.0 serialize every wgmma (C7514).
-  __device__ void ConsumeGroup128(int chunks, int wg, int tid, int32_t (&acc)[Cfg::kAcc],
+  __device__ void ConsumeGroup128(int first, int chunks, int wg, int tid, int32_t (&acc)[Cfg::kAcc],
                                   float (&facc)[Cfg::kAcc]) const {
-    for (int i = 0; i < chunks; ++i) {
+    for (int i = first; i < first + chunks; ++i) {
       IssueChunk(i, wg, tid, acc, false);
       WgmmaWait<0>();
       WgmmaFenceOperands(acc);
@@ -262,9 +279,12 @@ __device__ bool ReduceSplits(const GemmParams& p, const TileCoord& t, int ctid, 
 
 // Scales, converts to bf16 and writes Y through shared memory: the accumulators hold
 // [channel][token] and Y is [token][channel], so each warpgroup stages its 64 × kBlockN block
-// transposed and then writes 128-byte rows.
+// transposed (16-byte units of each 128-byte token row XOR-swizzled by token % 8: conflict-free
+// both ways) and then writes 128-byte rows. NOTES: storing bf16 straight from the
+// accumulators (2-byte stores, 4 rows per warp instruction) made M = 256 calls 10-25% slower
+// on H200 (results/2026-11-27_h200_v10_direct_store_rejected_ab.txt).
 template <int kBlockN, int kAcc, typename Acc>
-__device__ void StoreOutput(const GemmParams& p, const TileCoord& t, uint8_t* smem, int wg, int tid,
+__device__ void StoreOutput(const GemmParams& p, const TileCoord& t, uint8_t* staging, int wg, int tid,
                             const Acc (&acc)[kAcc]) {
   const int warp = tid / 32, lane = tid % 32;
   const int row = warp * 16 + lane / 4;  // channel within the warpgroup's 64
@@ -275,7 +295,16 @@ __device__ void StoreOutput(const GemmParams& p, const TileCoord& t, uint8_t* sm
     sw0 *= p.w_scales[channel];
     sw1 *= p.w_scales[channel + 8];
   }
-  uint8_t* staging = smem + wg * kBlockN * kEpiloguePitch;
+  staging += wg * kBlockN * 128;
+  // Element e of every j lands at staging + 1024·j + offset[e]: token 8j + (token % 8), and
+  // token % 8 = 2·(lane % 4) + (e & 1) does not depend on j.
+  int offset[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const int token = 2 * (lane % 4) + (e & 1), byte = (row + 8 * (e >> 1)) * 2;
+    offset[e] = token * 128 + (((byte / 16) ^ token) * 16) + byte % 16;
+  }
+  NamedBarrierSync(2 + wg, 128);  // the previous unit's rows have been read out
 #pragma unroll
   for (int j = 0; j < kBlockN / 8; ++j) {
     const int col = 8 * j + 2 * (lane % 4);
@@ -289,17 +318,16 @@ __device__ void StoreOutput(const GemmParams& p, const TileCoord& t, uint8_t* sm
                         float(acc[4 * j + 2]) * (sw1 * sx0), float(acc[4 * j + 3]) * (sw1 * sx1)};
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      *reinterpret_cast<__nv_bfloat16*>(staging + (col + (e & 1)) * kEpiloguePitch +
-                                        (row + 8 * (e >> 1)) * 2) = __float2bfloat16_rn(v[e]);
+      *reinterpret_cast<__nv_bfloat16*>(staging + 1024 * j + offset[e]) = __float2bfloat16_rn(v[e]);
     }
   }
   NamedBarrierSync(2 + wg, 128);
   for (int c = tid; c < kBlockN * 8; c += 128) {
-    const int token = t.token_tile * kBlockN + c / 8;
-    if (token >= p.m) continue;
-    const uint4 v = *reinterpret_cast<const uint4*>(staging + (c / 8) * kEpiloguePitch + (c % 8) * 16);
-    *reinterpret_cast<uint4*>(p.y + int64_t(token) * p.n + t.channel_tile * kBlockM + wg * 64 +
-                              (c % 8) * 8) = v;
+    const int token = c / 8, unit = c % 8;
+    if (t.token_tile * kBlockN + token >= p.m) continue;
+    const uint4 v = *reinterpret_cast<const uint4*>(staging + token * 128 + ((unit ^ (token % 8)) * 16));
+    *reinterpret_cast<uint4*>(p.y + int64_t(t.token_tile * kBlockN + token) * p.n + t.channel_tile * kBlockM +
+                              wg * 64 + unit * 8) = v;
   }
 }
 
@@ -322,42 +350,37 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
 
-  const TileCoord t = GetTile(p);
-  const int k_chunks = p.k / kBlockK;
-  const int chunk_begin = t.split * k_chunks / p.splits;
-  const int chunks = (t.split + 1) * k_chunks / p.splits - chunk_begin;
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
-
   if (wg == 0) {
     SetMaxRegsDec<kProducerRegs>();
-    if (tid == 0) mainloop.LoadStages(p, t, chunk_begin, chunks);  // waits for the expansion
+    if (tid == 0) mainloop.Produce(p);  // waits for the expansion
     return;
   }
   SetMaxRegsInc<kConsumerRegs>();
   StartAfterPrerequisiteGrids();  // before the epilogue writes what earlier kernels may read
-  int32_t acc[Cfg::kAcc];
-  float facc[kGroup128 ? Cfg::kAcc : 1];
-#pragma unroll
-  for (int i = 0; i < Cfg::kAcc; ++i) acc[i] = 0;
-#pragma unroll
-  for (int i = 0; i < (kGroup128 ? Cfg::kAcc : 1); ++i) facc[i] = 0.0f;
-  if constexpr (kGroup128) {
-    mainloop.ConsumeGroup128(chunks, wg - 1, tid, acc, facc);
-  } else {
-    mainloop.ConsumePerChannel(chunks, wg - 1, tid, acc);
-  }
-
   const int ctid = threadIdx.x - 128;
-  if constexpr (kGroup128) {
-    if (p.splits > 1 && !ReduceSplits(p, t, ctid, facc, last_split_flag)) return;
-  } else {
-    if (p.splits > 1 && !ReduceSplits(p, t, ctid, acc, last_split_flag)) return;
-  }
-  NamedBarrierSync(kBarConsumers, 256);  // both consumers are done reading the ring that staging reuses
-  if constexpr (kGroup128) {
-    StoreOutput<kBlockN>(p, t, smem, wg - 1, tid, facc);
-  } else {
-    StoreOutput<kBlockN>(p, t, smem, wg - 1, tid, acc);
+  int iteration = 0;  // chunks consumed so far: the ring position
+  for (int unit = blockIdx.x; unit < WorkUnits(p); unit += gridDim.x) {
+    const TileCoord t = GetTile(p, unit);
+    int32_t acc[Cfg::kAcc];
+    float facc[kGroup128 ? Cfg::kAcc : 1];
+#pragma unroll
+    for (int i = 0; i < Cfg::kAcc; ++i) acc[i] = 0;
+#pragma unroll
+    for (int i = 0; i < (kGroup128 ? Cfg::kAcc : 1); ++i) facc[i] = 0.0f;
+    if constexpr (kGroup128) {
+      mainloop.ConsumeGroup128(iteration, t.chunks, wg - 1, tid, acc, facc);
+    } else {
+      mainloop.ConsumePerChannel(iteration, t.chunks, wg - 1, tid, acc);
+    }
+    iteration += t.chunks;
+    if constexpr (kGroup128) {
+      if (p.splits > 1 && !ReduceSplits(p, t, ctid, facc, last_split_flag)) continue;
+      StoreOutput<kBlockN>(p, t, smem + Cfg::kStagingOffset, wg - 1, tid, facc);
+    } else {
+      if (p.splits > 1 && !ReduceSplits(p, t, ctid, acc, last_split_flag)) continue;
+      StoreOutput<kBlockN>(p, t, smem + Cfg::kStagingOffset, wg - 1, tid, acc);
+    }
   }
 }
 
