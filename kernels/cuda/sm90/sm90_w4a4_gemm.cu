@@ -20,7 +20,7 @@ struct Plan {
 };
 
 // NOTES: a small cost model picks tokens per CTA (16 for decode, 64 for small batches, 128 or
-// 256 otherwise; group-128 stays at 128, its float accumulators need the registers) and the
+// 256 otherwise; group-128 at most 192, its float accumulators need the registers) and the
 // split-K factor: time ≈ waves × (chunks per CTA + a fixed per-CTA cost) × (tile width + a
 // fixed per-chunk cost). Splitting is considered only where tiles are few or the tile is narrow
 // (decode is bandwidth-bound and needs every SM streaming weights).
@@ -36,7 +36,7 @@ Plan MakePlan(int64_t m, int64_t n, int64_t k, Granularity g, int num_sms) {
   } else if (g == Granularity::kPerChannel) {
     widths = {128, 256};
   } else {
-    widths = {128};
+    widths = {128, 192};
   }
   Plan best{};
   double best_cost = 0;
@@ -165,6 +165,7 @@ CudaStatus LaunchSm90W4A4Gemm(const W4A4GemmArgs& args, cudaStream_t stream) {
     case 16: return group128 ? Launch<16, true>(params, blocks, stream) : Launch<16, false>(params, blocks, stream);
     case 64: return group128 ? Launch<64, true>(params, blocks, stream) : Launch<64, false>(params, blocks, stream);
     case 128: return group128 ? Launch<128, true>(params, blocks, stream) : Launch<128, false>(params, blocks, stream);
+    case 192: return Launch<192, true>(params, blocks, stream);
     default: return Launch<256, false>(params, blocks, stream);
   }
 }
