@@ -19,13 +19,16 @@ struct Plan {
   size_t workspace_bytes() const { return counter_bytes + partial_bytes + x8_bytes + x8_scale_bytes; }
 };
 
-// NOTES: a small cost model picks tokens per CTA (16 for decode, 64 for small batches, 128 or
-// 256 otherwise; group-128 at most 192, its float accumulators need the registers) and the
-// split-K factor: time ≈ waves × (chunks per CTA + a fixed per-CTA cost) × (tile width + a
-// fixed per-chunk cost). Splitting is considered only where tiles are few or the tile is narrow
-// (decode is bandwidth-bound and needs every SM streaming weights).
+// NOTES: the split-K factor is the smallest that gives at least half the SMs a unit of work,
+// and none where the tiles already do: a split unit costs far more than its share of chunks
+// (H200, M = 32 / 64, results/2026-11-27_h200_v14_*: 7B gate_up 38.1 µs at the 3 splits an
+// earlier waves × chunks cost model chose vs 23.5 µs unsplit; 70B gate_up 95 vs 75; the rule
+// is the best or within 4% of it on all 12 LLaMA layers there). A small cost model then picks
+// tokens per CTA (16 for decode, 64 for small batches, 128 or 256 otherwise; group-128 at most
+// 192, its float accumulators need the registers): time ≈ waves × (chunks per unit + a fixed
+// per-unit cost) × (tile width + a fixed per-chunk cost).
 Plan MakePlan(int64_t m, int64_t n, int64_t k, Granularity g, int num_sms) {
-  constexpr int kCtaOverheadChunks = 4, kChunkOverheadTokens = 64, kMinChunksPerSplit = 4;
+  constexpr int kUnitOverheadChunks = 4, kChunkOverheadTokens = 64, kMinChunksPerSplit = 4;
   const int channel_tiles = static_cast<int>(n / sm90::kBlockM);
   const int k_chunks = static_cast<int>(k / sm90::kBlockK);
   std::vector<int> widths;
@@ -43,15 +46,14 @@ Plan MakePlan(int64_t m, int64_t n, int64_t k, Granularity g, int num_sms) {
   for (int bn : widths) {
     const int token_tiles = static_cast<int>((m + bn - 1) / bn);
     const int tiles = token_tiles * channel_tiles;
-    const int max_splits = (bn <= 64 || tiles < num_sms) ? std::min(16, k_chunks / kMinChunksPerSplit) : 1;
-    for (int splits = 1; splits <= std::max(1, max_splits); ++splits) {
-      const int waves = (tiles * splits + num_sms - 1) / num_sms;
-      const double cost = double(waves) * (double(k_chunks) / splits + kCtaOverheadChunks) *
-                          (bn + kChunkOverheadTokens);
-      if (best.block_n == 0 || cost < best_cost * 0.98) {
-        best = Plan{bn, token_tiles, channel_tiles, splits, 0, 0, 0, 0};
-        best_cost = cost;
-      }
+    const int wanted = (num_sms / 2 + tiles - 1) / tiles;
+    const int splits = std::max(1, std::min({wanted, 16, k_chunks / kMinChunksPerSplit}));
+    const int waves = (tiles * splits + num_sms - 1) / num_sms;
+    const double cost =
+        double(waves) * (double(k_chunks) / splits + kUnitOverheadChunks) * (bn + kChunkOverheadTokens);
+    if (best.block_n == 0 || cost < best_cost * 0.98) {
+      best = Plan{bn, token_tiles, channel_tiles, splits, 0, 0, 0, 0};
+      best_cost = cost;
     }
   }
   if (best.splits > 1) {
