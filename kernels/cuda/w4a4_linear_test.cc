@@ -68,10 +68,17 @@ HostOperand RandomOperand(std::mt19937& rng, int64_t rows, int64_t k, int group_
   return op;
 }
 
+// The GEMM workspace: one for every call of the test, sized for the largest and zeroed once, as
+// the GPU engine keeps it, so calls of different shapes leave their scratch in it for the next.
+struct Workspace {
+  void* ptr;
+  size_t bytes;
+};
+
 // Runs the GEMM twice on poisoned outputs (the second run checks that split-K counters were
 // left zeroed and that results are deterministic) and returns Y as floats.
 std::vector<float> RunGemm(W4A4Backend backend, const HostOperand& x, const HostOperand& w,
-                           Granularity granularity, int num_sms) {
+                           Granularity granularity, Workspace workspace) {
   const int64_t m = x.view.rows, n = w.view.rows, k = x.view.k;
   std::vector<uint8_t> w_packed(w.packed.size());
   std::vector<float> w_scales(w.scales.size());
@@ -79,9 +86,6 @@ std::vector<float> RunGemm(W4A4Backend backend, const HostOperand& x, const Host
   DeviceBuffer<uint8_t> dx(x.packed), dw(w_packed);
   DeviceBuffer<float> dsx(x.scales), dsw(w_scales);
   DeviceBuffer<__nv_bfloat16> dy(m * n);
-  const size_t ws_bytes = W4A4GemmWorkspaceBytes(backend, m, n, k, granularity, num_sms);
-  DeviceBuffer<uint8_t> workspace(ws_bytes);
-  ASSERT_CUDA(cudaMemset(workspace.get(), 0, ws_bytes));
   W4A4GemmArgs args;
   args.x = dx.get();
   args.x_scales = dsx.get();
@@ -92,8 +96,8 @@ std::vector<float> RunGemm(W4A4Backend backend, const HostOperand& x, const Host
   args.n = n;
   args.k = k;
   args.granularity = granularity;
-  args.workspace = workspace.get();
-  args.workspace_bytes = ws_bytes;
+  args.workspace = workspace.ptr;
+  args.workspace_bytes = workspace.bytes;
   std::vector<__nv_bfloat16> first;
   for (int run = 0; run < 2; ++run) {
     ASSERT_CUDA(cudaMemset(dy.get(), 0xFF, m * n * sizeof(__nv_bfloat16)));  // NaN poison
@@ -127,14 +131,14 @@ std::vector<int64_t> CheckedRowStarts(int64_t m, int64_t block) {
 }
 
 void TestGemm(W4A4Backend backend, const char* name, int64_t m, int64_t n, int64_t k,
-              Granularity granularity, int num_sms, std::mt19937& rng) {
+              Granularity granularity, Workspace workspace, std::mt19937& rng) {
   const int group = GroupSizeFor(granularity, k);
   // Exact integers: sparse activations, unit scales.
   {
     const HostOperand x = RandomOperand(rng, m, k, group, /*sparse_rows=*/true);
     HostOperand w = RandomOperand(rng, n, k, group, false);
     std::fill(w.scales.begin(), w.scales.end(), 1.0f);
-    const std::vector<float> y = RunGemm(backend, x, w, granularity, num_sms);
+    const std::vector<float> y = RunGemm(backend, x, w, granularity, workspace);
     const int64_t block = std::min<int64_t>(m, 64);
     int64_t bad = 0;
     for (int64_t r0 : CheckedRowStarts(m, block)) {
@@ -150,7 +154,7 @@ void TestGemm(W4A4Backend backend, const char* name, int64_t m, int64_t n, int64
   // Dense random data and scales, within bf16 rounding of the double-accumulated reference.
   const HostOperand x = RandomOperand(rng, m, k, group, false);
   const HostOperand w = RandomOperand(rng, n, k, group, false);
-  const std::vector<float> y = RunGemm(backend, x, w, granularity, num_sms);
+  const std::vector<float> y = RunGemm(backend, x, w, granularity, workspace);
   double err2 = 0, ref2 = 0, worst = 0;
   int64_t non_finite = 0;
   const int64_t block = std::min<int64_t>(m, 64);
@@ -626,16 +630,26 @@ int Main() {
   struct Shape { int64_t m, n, k; };
   // Decode (M ≤ 16: one or two token tiles; fewer K chunks than warps; K chunks not a multiple
   // of the warps; 16 warps per strip up to 2 strips per SM, 8 beyond: N = 4352), small batches
-  // (split-K), M tails, and large M with 256-token tiles.
-  const Shape shapes[] = {{1, 256, 1024},  {13, 384, 2048}, {16, 128, 4096}, {5, 640, 384},
-                          {9, 256, 11136}, {8, 128, 1152},  {3, 4352, 512},  {12, 4352, 256},
-                          {17, 256, 2048}, {50, 256, 1024},
-                          {77, 512, 2048}, {300, 1024, 1024}, {1000, 2048, 512}, {2100, 4096, 256}};
+  // (split-K), M tails, and large M with 256-token tiles (group-128: 192). The first shape is an
+  // unsplit large-M call: its scratch then lies in the workspace the split calls after it share.
+  const Shape shapes[] = {{1000, 2048, 512}, {1, 256, 1024},  {13, 384, 2048}, {16, 128, 4096},
+                          {5, 640, 384},     {9, 256, 11136}, {8, 128, 1152},  {3, 4352, 512},
+                          {12, 4352, 256},   {17, 256, 2048}, {50, 256, 1024}, {77, 512, 2048},
+                          {300, 1024, 1024}, {2100, 4096, 256}};
   for (W4A4Backend backend : {best, W4A4Backend::kPortable}) {
     const char* name = backend == W4A4Backend::kSm90 ? "sm90" : "portable";
+    size_t workspace_bytes = 0;
     for (const Shape& s : shapes) {
       for (Granularity g : {Granularity::kPerChannel, Granularity::kGroup128}) {
-        TestGemm(backend, name, s.m, s.n, s.k, g, prop.multiProcessorCount, rng);
+        workspace_bytes = std::max(
+            workspace_bytes, W4A4GemmWorkspaceBytes(backend, s.m, s.n, s.k, g, prop.multiProcessorCount));
+      }
+    }
+    DeviceBuffer<uint8_t> workspace(workspace_bytes);
+    ASSERT_CUDA(cudaMemset(workspace.get(), 0, workspace_bytes));
+    for (const Shape& s : shapes) {
+      for (Granularity g : {Granularity::kPerChannel, Granularity::kGroup128}) {
+        TestGemm(backend, name, s.m, s.n, s.k, g, Workspace{workspace.get(), workspace_bytes}, rng);
       }
     }
     if (backend == W4A4Backend::kPortable) break;

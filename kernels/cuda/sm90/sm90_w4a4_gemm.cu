@@ -10,7 +10,10 @@ namespace apex4::cuda {
 namespace {
 
 // The wgmma path's plan and its workspace: [split-K tile counters][split-K partials]
-// [expanded activations][their group-128 scales], each part 256-byte aligned.
+// [expanded activations][their group-128 scales], each part 256-byte aligned. One workspace
+// serves every call (the engine sizes it for its largest), so the counters, which must stay
+// zero between calls, get a region of their own at the start whatever the plan: room for
+// num_sms tiles (only plans with fewer tiles than that split K), written by nothing else.
 struct Plan {
   int block_n;
   int token_tiles, channel_tiles, splits;
@@ -46,7 +49,7 @@ Plan MakePlan(int64_t m, int64_t n, int64_t k, Granularity g, int num_sms) {
   for (int bn : widths) {
     const int token_tiles = static_cast<int>((m + bn - 1) / bn);
     const int tiles = token_tiles * channel_tiles;
-    const int wanted = (num_sms / 2 + tiles - 1) / tiles;
+    const int wanted = (num_sms / 2 + tiles - 1) / tiles;  // ≥ 2 only for tiles < num_sms / 2
     const int splits = std::max(1, std::min({wanted, 16, k_chunks / kMinChunksPerSplit}));
     const int waves = (tiles * splits + num_sms - 1) / num_sms;
     const double cost =
@@ -56,9 +59,9 @@ Plan MakePlan(int64_t m, int64_t n, int64_t k, Granularity g, int num_sms) {
       best_cost = cost;
     }
   }
+  best.counter_bytes = (static_cast<size_t>(num_sms) * 4 + 255) / 256 * 256;
   if (best.splits > 1) {
     const size_t tiles = static_cast<size_t>(best.token_tiles) * best.channel_tiles;
-    best.counter_bytes = (tiles * 4 + 255) / 256 * 256;
     best.partial_bytes = tiles * best.splits * sm90::kBlockM * best.block_n * 4;
   }
   const size_t m_pad = static_cast<size_t>(best.token_tiles) * best.block_n;
