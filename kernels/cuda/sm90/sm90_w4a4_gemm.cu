@@ -157,7 +157,7 @@ CudaStatus LaunchSm90W4A4Gemm(const W4A4GemmArgs& args, cudaStream_t stream) {
   params.x8 = x8;
   params.x8_scales = x8_scales;
 
-  const sm90::ExpandParams expand{params.x,  group128 ? params.x_scales : nullptr, x8, x8_scales,
+  const sm90::ExpandParams expand{params.x, group128 ? params.x_scales : nullptr, x8, x8_scales,
                                   params.m, params.m_pad, params.k};
   const int64_t pieces = int64_t{params.m_pad} * (params.k / sm90::kBlockK) * 4;
   const int expand_blocks = static_cast<int>(
