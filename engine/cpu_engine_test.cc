@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "engine/test_files.h"
 #include "gtest/gtest.h"
 
@@ -181,11 +180,7 @@ TEST_F(CpuEngineTest, ReportsKernelTimes) {
 TEST_F(CpuEngineTest, ServesAHuggingFaceDirectoryLikeTheGguf) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   const std::string directory = std::string(tmp != nullptr ? tmp : "/tmp") + "/SmolLM2-hf";
-  const std::string command = absl::StrCat(
-      "python3 tools/gguf_export.py hf '", DefaultModelPath(), "' '", directory, "' && ",
-      "python3 -c 'import sys; sys.path.insert(0, \"engine/testdata\"); "
-      "import tokenizer_reference as t; t.write_hf_tokenizer(sys.argv[1], sys.argv[2])' '",
-      DefaultModelPath(), "' '", directory, "'");
+  const std::string command = HfExportCommand(DefaultModelPath(), directory);
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
   EngineOptions options;
   options.model_path = directory;

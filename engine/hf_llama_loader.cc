@@ -108,22 +108,24 @@ std::string HfTensorName(LlamaWeightKind kind, int layer) {
   return "";
 }
 
-absl::StatusOr<LlamaWeights> LoadLlamaWeightsFromHfDirectory(const std::string& directory,
-                                                             const LlamaConfig& config,
-                                                             ThreadPool* pool) {
-  ASSIGN_OR_RETURN(const std::vector<std::string> files, WeightFiles(directory));
-  std::vector<std::unique_ptr<SafetensorsReader>> readers;
-  absl::flat_hash_map<std::string, const SafetensorsTensor*> tensors;
-  for (const std::string& file : files) {
-    ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsReader> reader, SafetensorsReader::Open(file));
-    for (const SafetensorsTensor& tensor : reader->tensors()) tensors[tensor.name] = &tensor;
-    readers.push_back(std::move(reader));
+absl::StatusOr<HfWeightFiles> HfWeightFiles::Open(const std::string& directory) {
+  HfWeightFiles files;
+  files.directory_ = directory;
+  ASSIGN_OR_RETURN(const std::vector<std::string> paths, WeightFiles(directory));
+  for (const std::string& path : paths) {
+    ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsReader> reader, SafetensorsReader::Open(path));
+    for (const SafetensorsTensor& tensor : reader->tensors()) files.tensors_[tensor.name] = &tensor;
+    files.readers_.push_back(std::move(reader));
   }
-  auto source = [&](const LlamaWeightRequest& request) -> absl::StatusOr<std::vector<float>> {
+  return files;
+}
+
+LlamaWeightSource HfWeightFiles::Source(const LlamaConfig& config) const {
+  return [this, config](const LlamaWeightRequest& request) -> absl::StatusOr<std::vector<float>> {
     const std::string name = HfTensorName(request.kind, request.layer);
-    auto it = tensors.find(name);
-    if (it == tensors.end()) {
-      return absl::NotFoundError(absl::StrCat("no tensor '", name, "' in '", directory, "'"));
+    auto it = tensors_.find(name);
+    if (it == tensors_.end()) {
+      return absl::NotFoundError(absl::StrCat("no tensor '", name, "' in '", directory_, "'"));
     }
     const std::vector<int64_t> expected =
         request.rows == 1 ? std::vector<int64_t>{request.cols}
@@ -140,7 +142,13 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeightsFromHfDirectory(const std::string& 
     }
     return values;
   };
-  return BuildLlamaWeights(config, source, pool);
+}
+
+absl::StatusOr<LlamaWeights> LoadLlamaWeightsFromHfDirectory(const std::string& directory,
+                                                             const LlamaConfig& config,
+                                                             ThreadPool* pool) {
+  ASSIGN_OR_RETURN(const HfWeightFiles files, HfWeightFiles::Open(directory));
+  return BuildLlamaWeights(config, files.Source(config), pool);
 }
 
 }  // namespace apex4

@@ -4,11 +4,15 @@
 #ifndef APEX4_ENGINE_HF_LLAMA_LOADER_H_
 #define APEX4_ENGINE_HF_LLAMA_LOADER_H_
 
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "engine/llama_config.h"
 #include "engine/llama_weights.h"
+#include "engine/safetensors_reader.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace apex4 {
@@ -21,8 +25,23 @@ absl::StatusOr<LlamaConfig> LlamaConfigFromHfDirectory(const std::string& direct
 // Hugging Face's tensor name for a weight ("model.layers.3.self_attn.q_proj.weight").
 std::string HfTensorName(LlamaWeightKind kind, int layer);
 
-// Every weight as FP32. Q and K rows are reordered from Hugging Face's rotate-half RoPE layout
-// to the interleaved one the engine (like llama.cpp) applies RoPE in.
+// The safetensors files of a Hugging Face directory, open for reading weights. Movable.
+class HfWeightFiles {
+ public:
+  static absl::StatusOr<HfWeightFiles> Open(const std::string& directory);
+
+  // Every weight as FP32, as BuildLlamaWeights requests them (shapes checked against `config`).
+  // Q and K rows are reordered from Hugging Face's rotate-half RoPE layout to the interleaved
+  // one the engines (like llama.cpp) apply RoPE in. The files must outlive the source.
+  LlamaWeightSource Source(const LlamaConfig& config) const;
+
+ private:
+  std::string directory_;
+  std::vector<std::unique_ptr<SafetensorsReader>> readers_;
+  absl::flat_hash_map<std::string, const SafetensorsTensor*> tensors_;  // into readers_
+};
+
+// The CPU engine's weights: HfWeightFiles' source wrapped in FP32 layers.
 absl::StatusOr<LlamaWeights> LoadLlamaWeightsFromHfDirectory(const std::string& directory,
                                                              const LlamaConfig& config,
                                                              ThreadPool* pool);

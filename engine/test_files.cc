@@ -39,4 +39,11 @@ std::string SharedDataPath(const std::string& name) {
   return (runfiles.empty() ? std::string("../shared/data") : runfiles) + "/" + name;
 }
 
+std::string HfExportCommand(const std::string& gguf_path, const std::string& directory) {
+  return "python3 tools/gguf_export.py hf '" + gguf_path + "' '" + directory + "' && " +
+         "python3 -c 'import sys; sys.path.insert(0, \"engine/testdata\"); "
+         "import tokenizer_reference as t; t.write_hf_tokenizer(sys.argv[1], sys.argv[2])' '" +
+         gguf_path + "' '" + directory + "'";
+}
+
 }  // namespace apex4

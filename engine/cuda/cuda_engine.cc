@@ -21,6 +21,7 @@
 #include "engine/cuda/gpu_llama_model.h"
 #include "engine/cuda/gpu_phase_timer.h"
 #include "engine/gguf_reader.h"
+#include "engine/hf_llama_loader.h"
 #include "engine/kv_block_allocator.h"
 #include "engine/llama_config.h"
 #include "engine/llama_weights.h"
@@ -923,6 +924,21 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadCudaEngine(const CudaEngine
     ASSIGN_OR_RETURN(GpuLlamaWeights weights,
                      BuildFromApex4(checkpoint, config, engine->w4a4_backend()));
     RETURN_IF_ERROR(engine->Assemble(config, std::move(weights), std::move(checkpoint), format));
+    return std::unique_ptr<InferenceEngine>(std::move(engine));
+  }
+  if (IsHfModelDirectory(path)) {  // config.json, safetensors weights, tokenizer.json
+    const std::filesystem::path directory(path);
+    ASSIGN_OR_RETURN(const LlamaConfig config, LlamaConfigFromHfDirectory(path));
+    ASSIGN_OR_RETURN(Tokenizer tokenizer, TokenizerFromJson((directory / "tokenizer.json").string()));
+    ASSIGN_OR_RETURN(const HfWeightFiles files, HfWeightFiles::Open(path));
+    ASSIGN_OR_RETURN(const GpuWeightFormat format, ChooseFormat(options, GpuWeightFormat::kBf16));
+    info.name = (directory.has_filename() ? directory : directory.parent_path()).filename().string();
+    info.format = "safetensors";
+    info.quantization = GpuWeightFormatName(format);
+    auto engine = std::make_unique<CudaEngine>(std::move(info), std::move(tokenizer), options);
+    RETURN_IF_ERROR(engine->InitDevice(format));
+    ASSIGN_OR_RETURN(GpuLlamaWeights weights, BuildFromSource(config, files.Source(config), format));
+    RETURN_IF_ERROR(engine->Assemble(config, std::move(weights), std::nullopt, format));
     return std::unique_ptr<InferenceEngine>(std::move(engine));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> gguf, GgufReader::Open(path));

@@ -2,8 +2,9 @@
 // a paged fp16 KV cache in device memory, decode steps replayed as CUDA graphs and kernel time
 // sampled with CUDA events. Models:
 //   - an apex4 W4A4 checkpoint directory (tools/quantizer/FORMAT.md): W4A4 linear layers;
-//   - a llama.cpp GGUF file: the baselines, BF16 (cuBLAS) or FP8 W8A8 (cuBLASLt) layers from
-//     the dequantized weights;
+//   - a llama.cpp GGUF file, or a Hugging Face directory (config.json, safetensors weights in
+//     F32 / F16 / BF16, tokenizer.json): the baselines, BF16 (cuBLAS) or FP8 W8A8 (cuBLASLt)
+//     layers from the full-precision weights;
 //   - "synthetic:<shape>" (llama-2-7b, llama-2-70b, llama-3-8b): random weights (never zeros)
 //     of that shape in any of the three formats, for speed measurements of models we do not
 //     ship; the vocabulary is that of the tokenizer given (a GGUF file).
@@ -23,7 +24,7 @@ namespace apex4 {
 inline constexpr char kSyntheticModelPrefix[] = "synthetic:";
 
 struct CudaEngineOptions {
-  std::string model_path;       // checkpoint directory, .gguf file or "synthetic:<shape>"
+  std::string model_path;       // checkpoint or HF directory, .gguf file or "synthetic:<shape>"
   std::string tokenizer_path;   // a GGUF whose tokenizer a synthetic model uses
   std::string weight_format;    // "w4a4", "bf16", "fp8"; empty: the model's own (GGUF: bf16)
   int device = 0;

@@ -2,7 +2,8 @@
 // GGUF file against the FP32 CPU path, and W4A4 from an apex4 checkpoint against the CPU's W4A4
 // path (APEX4_TEST_CHECKPOINT names one; skipped when unset). Greedy decoding on the GPU, the
 // same tokens teacher-forced through the CPU: logits compared step by step, greedy agreement
-// counted. Also: CUDA-graph replay equals eager execution bit for bit, a batch equals its
+// counted. Also: a Hugging Face directory exported from the GGUF gives the GGUF's BF16 logits
+// bit for bit, CUDA-graph replay equals eager execution bit for bit, a batch equals its
 // sequences run alone, and bad input is refused. Skips without a CUDA device (CI).
 #include "engine/cuda/cuda_engine.h"
 #include "engine/sampler.h"
@@ -186,6 +187,44 @@ TEST_F(CudaEngineTest, Fp8FollowsTheCpuPath) {
   EXPECT_LT(c.max_error, 0.3);
   EXPECT_EQ(c.clear_agree, c.clear_steps);
   EXPECT_GE(c.greedy_agree, c.steps * 3 / 4);
+}
+
+// A Hugging Face directory exported from the GGUF (FP32 safetensors, tokenizer.json) serves the
+// same model as the GGUF on the GPU: the same tokens, and BF16 logits equal bit for bit (the
+// same FP32 weights rounded the same way; Q/K rows go to rotate-half order and back) through a
+// prefill and greedy decode steps of every dev prompt.
+TEST_F(CudaEngineTest, HuggingFaceDirectoryServesTheGgufModel) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string directory = std::string(tmp != nullptr ? tmp : "/tmp") + "/SmolLM2-hf";
+  const std::string command = HfExportCommand(DefaultModelPath(), directory);
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  auto gguf = LoadGpu(DefaultModelPath(), "bf16");
+  auto hf = LoadGpu(directory, "bf16");
+  ASSERT_TRUE(gguf && hf);
+  EXPECT_EQ(hf->info().name, "SmolLM2-hf");
+  EXPECT_EQ(hf->info().format, "safetensors");
+  EXPECT_EQ(hf->info().quantization, "bf16");
+  EXPECT_EQ(hf->info().vocab_size, gguf->info().vocab_size);
+  constexpr int kSteps = 8;
+  int compared = 0;
+  for (const std::string& prompt : DevPrompts()) {
+    std::vector<int32_t> tokens = Encode(*gguf, prompt);
+    ASSERT_EQ(Encode(*hf, prompt), tokens) << prompt;
+    const absl::StatusOr<int64_t> gguf_id = gguf->StartSequence(tokens.size() + kSteps);
+    const absl::StatusOr<int64_t> hf_id = hf->StartSequence(tokens.size() + kSteps);
+    ASSERT_TRUE(gguf_id.ok() && hf_id.ok());
+    for (int step = 0; step < kSteps; ++step) {
+      std::vector<float> gguf_logits, hf_logits;
+      ASSERT_TRUE(gguf->Step({{*gguf_id, tokens}}, &gguf_logits).ok());
+      ASSERT_TRUE(hf->Step({{*hf_id, tokens}}, &hf_logits).ok());
+      ASSERT_EQ(hf_logits, gguf_logits) << prompt << ", step " << step;
+      ++compared;
+      tokens = {Argmax(gguf_logits.data(), gguf->info().vocab_size)};
+    }
+    gguf->EndSequence(*gguf_id);
+    hf->EndSequence(*hf_id);
+  }
+  std::printf("[hf vs gguf, bf16] %d steps with identical logits\n", compared);
 }
 
 // How far two W4A4 engines are from the full-precision model, on the same tokens.

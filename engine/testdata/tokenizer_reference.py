@@ -21,7 +21,6 @@ import random
 import sys
 
 import gguf
-import llama_cpp
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
 # Text that exercises the pre-tokenizer and the special-token matcher beyond what prose does.
@@ -142,6 +141,7 @@ def write_hf_tokenizer(model_path, out_dir):
 
 def token_piece(vocab, token, special):
     """llama.cpp's bytes of one token (Llama.detokenize cuts pieces at 32 bytes)."""
+    import llama_cpp  # here and in main(): write_hf_tokenizer runs where llama.cpp is absent
     buffer = ctypes.create_string_buffer(1024)
     length = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, special)
     assert 0 <= length <= len(buffer), (token, length)
@@ -172,6 +172,7 @@ def hf_words(hf, text):
 
 
 def main():
+    import llama_cpp
     model_path, data_dir, out_dir = sys.argv[1:4]
     texts = (EDGE_CASES + random_strings(300)
              + sample_lines(os.path.join(data_dir, "wikitext2_valid_tokens.txt"), 23, 250)
