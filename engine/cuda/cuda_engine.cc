@@ -864,6 +864,21 @@ absl::StatusOr<GpuWeightFormat> ChooseFormat(const CudaEngineOptions& options,
   return ParseGpuWeightFormat(options.weight_format);
 }
 
+// The baselines' path (a GGUF file or a Hugging Face directory): full-precision weights from
+// `source`, converted to `format`.
+absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadFromSource(const CudaEngineOptions& options,
+                                                                EngineInfo info, Tokenizer tokenizer,
+                                                                const LlamaConfig& config,
+                                                                const LlamaWeightSource& source,
+                                                                GpuWeightFormat format) {
+  info.quantization = GpuWeightFormatName(format);
+  auto engine = std::make_unique<CudaEngine>(std::move(info), std::move(tokenizer), options);
+  RETURN_IF_ERROR(engine->InitDevice(format));
+  ASSIGN_OR_RETURN(GpuLlamaWeights weights, BuildFromSource(config, source, format));
+  RETURN_IF_ERROR(engine->Assemble(config, std::move(weights), std::nullopt, format));
+  return std::unique_ptr<InferenceEngine>(std::move(engine));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadCudaEngine(const CudaEngineOptions& options) {
@@ -934,12 +949,8 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadCudaEngine(const CudaEngine
     ASSIGN_OR_RETURN(const GpuWeightFormat format, ChooseFormat(options, GpuWeightFormat::kBf16));
     info.name = (directory.has_filename() ? directory : directory.parent_path()).filename().string();
     info.format = "safetensors";
-    info.quantization = GpuWeightFormatName(format);
-    auto engine = std::make_unique<CudaEngine>(std::move(info), std::move(tokenizer), options);
-    RETURN_IF_ERROR(engine->InitDevice(format));
-    ASSIGN_OR_RETURN(GpuLlamaWeights weights, BuildFromSource(config, files.Source(config), format));
-    RETURN_IF_ERROR(engine->Assemble(config, std::move(weights), std::nullopt, format));
-    return std::unique_ptr<InferenceEngine>(std::move(engine));
+    return LoadFromSource(options, std::move(info), std::move(tokenizer), config, files.Source(config),
+                          format);
   }
   ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> gguf, GgufReader::Open(path));
   ASSIGN_OR_RETURN(const LlamaConfig config, LlamaConfigFromGguf(*gguf));
@@ -948,13 +959,8 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> LoadCudaEngine(const CudaEngine
   const std::string file_name = std::filesystem::path(path).filename().string();
   info.name = file_name.substr(0, file_name.find('.'));
   info.format = "gguf";
-  info.quantization = GpuWeightFormatName(format);
-  auto engine = std::make_unique<CudaEngine>(std::move(info), std::move(tokenizer), options);
-  RETURN_IF_ERROR(engine->InitDevice(format));
-  ASSIGN_OR_RETURN(GpuLlamaWeights weights,
-                   BuildFromSource(config, GgufWeightSource(*gguf), format));
-  RETURN_IF_ERROR(engine->Assemble(config, std::move(weights), std::nullopt, format));
-  return std::unique_ptr<InferenceEngine>(std::move(engine));
+  return LoadFromSource(options, std::move(info), std::move(tokenizer), config, GgufWeightSource(*gguf),
+                        format);
 }
 
 }  // namespace apex4
