@@ -48,7 +48,7 @@ absl::Status ValidateSamplerConfig(const SamplerConfig& config) {
   return absl::OkStatus();
 }
 
-void Sampler::SelectMostLikely(absl::Span<const float> logits, size_t count) {
+void TokenPicker::SelectMostLikely(absl::Span<const float> logits, size_t count) {
   // A min-heap of the best `count` so far: most logits fall below its top and cost one compare.
   const auto more_likely = [&](int32_t a, int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
@@ -69,8 +69,8 @@ void Sampler::SelectMostLikely(absl::Span<const float> logits, size_t count) {
   std::sort_heap(candidates_.begin(), candidates_.end(), more_likely);
 }
 
-int32_t Sampler::Draw(size_t size, double total) {
-  const double draw = NextUniform() * total;
+int32_t TokenPicker::Draw(size_t size, double total, double uniform) const {
+  const double draw = uniform * total;
   double cumulative = 0.0;
   for (size_t i = 0; i < size; ++i) {
     cumulative += weights_[i];
@@ -79,21 +79,35 @@ int32_t Sampler::Draw(size_t size, double total) {
   return candidates_[size - 1];  // rounding left the draw at the very top
 }
 
-absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
+absl::StatusOr<TokenPick> Sampler::NextPick() {
   if (!config_status_.ok()) return config_status_;
+  TokenPick pick{config_.temperature, config_.top_k, config_.top_p, 0.0};
+  // Uniform in [0, 1) from 53 random bits (the same on every platform, unlike
+  // std::uniform_real_distribution).
+  if (!greedy()) pick.uniform = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+  return pick;
+}
+
+absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
+  absl::StatusOr<TokenPick> pick = NextPick();
+  if (!pick.ok()) return pick.status();
+  return picker_.Pick(*pick, logits);
+}
+
+absl::StatusOr<int32_t> TokenPicker::Pick(const TokenPick& pick, absl::Span<const float> logits) {
   const int32_t best = GreedyToken(logits);
   if (best < 0) return NoTokenError();
   const float best_logit = logits[best];
-  if (config_.temperature == 0.0f || std::isinf(best_logit)) return best;
+  if (pick.temperature == 0.0f || std::isinf(best_logit)) return best;
 
   // Weights relative to the best token's (1), so that no exponential overflows.
-  const float inverse_temperature = 1.0f / config_.temperature;
+  const float inverse_temperature = 1.0f / pick.temperature;
   if (std::isinf(inverse_temperature)) return best;  // a denormal temperature is greedy
   const auto weight = [&](float logit) {
     return logit > kMinusInfinity ? std::exp((logit - best_logit) * inverse_temperature) : 0.0f;
   };
-  const auto k = static_cast<size_t>(config_.top_k);
-  if (k == 0 && config_.top_p == 1.0f) {
+  const auto k = static_cast<size_t>(pick.top_k);
+  if (k == 0 && pick.top_p == 1.0f) {
     // Plain temperature sampling: every token, in vocabulary order.
     candidates_.resize(logits.size());
     weights_.resize(logits.size());
@@ -103,7 +117,7 @@ absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
       weights_[i] = weight(logits[i]);
       total += weights_[i];
     }
-    return Draw(logits.size(), total);
+    return Draw(logits.size(), total, pick.uniform);
   }
 
   // Top-k keeps the k most likely; top-p alone needs the mass of the whole vocabulary.
@@ -114,7 +128,7 @@ absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
   } else {
     for (float logit : logits) total += weight(logit);
   }
-  const double nucleus_mass = config_.top_p * total;
+  const double nucleus_mass = pick.top_p * total;
   for (size_t guess = k > 0 ? k : kFirstNucleusGuess;; guess *= 4) {
     if (k == 0) SelectMostLikely(logits, guess);
     weights_.resize(candidates_.size());
@@ -123,11 +137,11 @@ absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
       weights_[i] = weight(logits[candidates_[i]]);
       kept_mass += weights_[i];
       // The nucleus: the most likely tokens until their mass reaches top_p.
-      if (kept_mass >= nucleus_mass) return Draw(i + 1, kept_mass);
+      if (kept_mass >= nucleus_mass) return Draw(i + 1, kept_mass, pick.uniform);
     }
     // Every candidate is in: top-k left less than the vocabulary, or rounding kept the nucleus
     // a hair short of top_p of the total.
-    if (k > 0 || candidates_.size() < guess) return Draw(candidates_.size(), kept_mass);
+    if (k > 0 || candidates_.size() < guess) return Draw(candidates_.size(), kept_mass, pick.uniform);
   }
 }
 

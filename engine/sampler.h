@@ -27,45 +27,64 @@ absl::Status ValidateSamplerConfig(const SamplerConfig& config);
 
 // The greedy choice: the first of the largest logits (NaN never compares greater, a +inf wins);
 // -1 when none is above -inf. Engines that pick next to the logits (the CUDA engine's
-// ArgmaxRows) follow the same rule.
+// SampleRows) follow the same rule.
 int32_t GreedyToken(absl::Span<const float> logits);
-// What Sample() returns for logits with no value above -inf.
+// What a pick returns for logits with no value above -inf.
 absl::Status NoTokenError();
 
-// One per sequence; not thread-safe. The order is that of Hugging Face's and vLLM's samplers:
-// temperature scales the logits, top-k then top-p narrow the tempered distribution, and a token
-// is drawn from what is left, renormalised.
-class Sampler {
+// One token to pick: a sampler's settings and the uniform draw that decides it. A Sampler hands
+// these out (NextPick) so that an engine can pick where the logits are (InferenceEngine::
+// StepAndPick) and still give the tokens the request's seed gives.
+struct TokenPick {
+  float temperature = 0.0f;  // 0: greedy (top_k, top_p and uniform unused)
+  int32_t top_k = 0;
+  float top_p = 1.0f;
+  double uniform = 0.0;      // in [0, 1)
+};
+
+// The host rule for a TokenPick; keeps scratch between calls, so one per thread. The order is
+// that of Hugging Face's and vLLM's samplers: temperature scales the logits, top-k then top-p
+// narrow the tempered distribution, and the uniform draws a token from what is left,
+// renormalised (kernels/cuda/ops/sample_rows.h is the GPU's version of this rule).
+class TokenPicker {
  public:
-  // `config` should have passed ValidateSamplerConfig; if not, Sample() returns its error.
-  explicit Sampler(const SamplerConfig& config)
-      : config_(config), config_status_(ValidateSamplerConfig(config)), rng_(config.seed) {}
-
-  // The next token id. Non-finite logits never win unless all are: NaN counts as -inf, and a
-  // +inf logit is picked outright. INVALID_ARGUMENT when `logits` is empty or all NaN/-inf.
-  absl::StatusOr<int32_t> Sample(absl::Span<const float> logits);
-
-  const SamplerConfig& config() const { return config_; }
-  // Whether Sample() is GreedyToken (temperature 0, a valid config): the token can then be
-  // picked wherever the logits are (InferenceEngine::StepWithGreedyPicks).
-  bool greedy() const { return config_status_.ok() && config_.temperature == 0.0f; }
+  // The picked id. Non-finite logits never win unless all are: NaN counts as -inf, and a +inf
+  // logit is picked outright. NoTokenError() when `logits` is empty or all NaN/-inf.
+  absl::StatusOr<int32_t> Pick(const TokenPick& pick, absl::Span<const float> logits);
 
  private:
-  // Uniform in [0, 1) from 53 random bits (the same on every platform, unlike
-  // std::uniform_real_distribution).
-  double NextUniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
-
   // Ids of the `count` largest logits, most likely first (ties: lower id first).
   void SelectMostLikely(absl::Span<const float> logits, size_t count);
   // Draws from candidates_[0, size) with weights_ (unnormalised probabilities) of the same size.
-  int32_t Draw(size_t size, double total);
+  int32_t Draw(size_t size, double total, double uniform) const;
 
+  std::vector<int32_t> candidates_;
+  std::vector<float> weights_;
+};
+
+// One per sequence; not thread-safe: the request's settings and its random generator, so that
+// the same seed gives the same tokens whatever else shares the batch.
+class Sampler {
+ public:
+  // `config` should have passed ValidateSamplerConfig; if not, NextPick() returns its error.
+  explicit Sampler(const SamplerConfig& config)
+      : config_(config), config_status_(ValidateSamplerConfig(config)), rng_(config.seed) {}
+
+  // The next token's pick: the settings and, unless greedy, the next uniform draw (one per
+  // sampled token, whatever the logits turn out to be).
+  absl::StatusOr<TokenPick> NextPick();
+  // NextPick, then TokenPicker::Pick on the host.
+  absl::StatusOr<int32_t> Sample(absl::Span<const float> logits);
+
+  const SamplerConfig& config() const { return config_; }
+  // Whether picks are GreedyToken (temperature 0, a valid config).
+  bool greedy() const { return config_status_.ok() && config_.temperature == 0.0f; }
+
+ private:
   SamplerConfig config_;
   absl::Status config_status_;
   std::mt19937_64 rng_;
-  // Scratch, kept to spare allocations per token.
-  std::vector<int32_t> candidates_;
-  std::vector<float> weights_;
+  TokenPicker picker_;
 };
 
 }  // namespace apex4

@@ -165,5 +165,34 @@ TEST(GreedyTokenTest, FirstOfTheLargestNanNeverWinsInfinityDoes) {
   EXPECT_FALSE(Sampler({-1.0f, 0, 1.0f, 1}).greedy());  // invalid: Sample() returns the error
 }
 
+// Engines pick from a Sampler's NextPick (InferenceEngine::StepAndPick): the pick carries the
+// settings and the draw, one uniform per sampled token (none when greedy), so picking it gives
+// what Sample() gives from an identically seeded sampler.
+TEST_F(SamplerTest, NextPickThenTokenPickerIsSample) {
+  for (const SamplerConfig& config : {SamplerConfig{0.9f, 40, 0.95f, 11}, SamplerConfig{1.0f, 0, 1.0f, 12},
+                                      SamplerConfig{0.0f, 0, 1.0f, 13}}) {
+    Sampler sampling(config), picking(config);
+    TokenPicker picker;
+    for (int step = 0; step < 50; ++step) {
+      absl::StatusOr<TokenPick> pick = picking.NextPick();
+      ASSERT_TRUE(pick.ok());
+      EXPECT_EQ(pick->temperature, config.temperature);
+      EXPECT_EQ(pick->top_k, config.top_k);
+      EXPECT_EQ(pick->top_p, config.top_p);
+      EXPECT_TRUE(pick->uniform >= 0.0 && pick->uniform < 1.0);
+      if (config.temperature == 0.0f) EXPECT_EQ(pick->uniform, 0.0);
+      EXPECT_EQ(*picker.Pick(*pick, logits()), *sampling.Sample(logits())) << step;
+    }
+  }
+  // A sampled pick draws even where the logits leave one choice (a +inf), so later draws do not
+  // depend on what the logits were.
+  Sampler a({1.0f, 0, 1.0f, 5}), b({1.0f, 0, 1.0f, 5});
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(*a.Sample({0.0f, inf}), 1);
+  b.NextPick().IgnoreError();
+  EXPECT_EQ(a.NextPick()->uniform, b.NextPick()->uniform);
+  EXPECT_EQ(Sampler({-1.0f, 0, 1.0f, 1}).NextPick().status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace apex4
