@@ -117,27 +117,25 @@ TEST_F(CpuEngineTest, ChunkedPrefillAndAllLogitsMatchOneStep) {
   for (int64_t id : {whole, chunked, scored}) engine_->EndSequence(id);
 }
 
-TEST_F(CpuEngineTest, GreedyPicksAreTheArgmaxOfStepsLogits) {
+TEST_F(CpuEngineTest, PicksAreTokenPickersOnStepsLogits) {
   const size_t vocab = engine_->info().vocab_size;
   const std::vector<int32_t> other = {1, 504, 3};
   const int64_t a = *engine_->StartSequence(16), b = *engine_->StartSequence(16);
   std::vector<float> logits;
   ASSERT_TRUE(engine_->Step({{a, kCapitalPrompt}, {b, other}}, &logits).ok());
   const int64_t c = *engine_->StartSequence(16), d = *engine_->StartSequence(16);
-  std::vector<float> picked_logits;
-  std::vector<int32_t> picks;
-  const bool greedy[] = {true, false};
-  ASSERT_TRUE(engine_->StepWithGreedyPicks({{c, kCapitalPrompt}, {d, other}}, greedy, &picks,
-                                           &picked_logits)
-                  .ok());
-  ASSERT_EQ(picks.size(), 2u);
-  EXPECT_EQ(picks[0], GreedyToken(absl::MakeConstSpan(logits.data(), vocab)));
-  EXPECT_EQ(picks[1], -1);  // not asked for: the caller samples from its logits
-  EXPECT_TRUE(std::equal(logits.begin() + vocab, logits.begin() + 2 * vocab,
-                         picked_logits.begin() + vocab));
-  const bool one_flag[] = {true};
-  EXPECT_EQ(engine_->StepWithGreedyPicks({{a, kCapitalPrompt}, {b, other}}, one_flag, &picks, &logits)
-                .code(),
+  std::vector<int32_t> tokens;
+  const TokenPick picks[] = {{0.0f, 0, 1.0f, 0.0}, {1.0f, 40, 0.9f, 0.625}};
+  ASSERT_TRUE(engine_->StepAndPick({{c, kCapitalPrompt}, {d, other}}, picks, &tokens).ok());
+  ASSERT_EQ(tokens.size(), 2u);
+  EXPECT_EQ(tokens[0], GreedyToken(absl::MakeConstSpan(logits.data(), vocab)));
+  TokenPicker picker;
+  EXPECT_EQ(tokens[1], *picker.Pick(picks[1], absl::MakeConstSpan(logits.data() + vocab, vocab)));
+  const TokenPick one_pick[] = {{}};
+  EXPECT_EQ(engine_->StepAndPick({{a, kCapitalPrompt}, {b, other}}, one_pick, &tokens).code(),
+            absl::StatusCode::kInvalidArgument);
+  const TokenPick bad_uniform[] = {{1.0f, 0, 1.0f, 1.0}, {}};
+  EXPECT_EQ(engine_->StepAndPick({{a, kCapitalPrompt}, {b, other}}, bad_uniform, &tokens).code(),
             absl::StatusCode::kInvalidArgument);
   for (int64_t id : {a, b, c, d}) engine_->EndSequence(id);
 }

@@ -68,21 +68,22 @@ class InferenceEngine {
   // logits[i * vocab_size ...]. On error no sequence's cache is changed.
   virtual absl::Status Step(absl::Span<const SequenceStep> batch, std::vector<float>* logits) = 0;
 
-  // Step for a caller that samples greedily where greedy[i] (greedy.size() == batch.size()):
-  // picks[i] is GreedyToken (engine/sampler.h) of entry i's logits where greedy[i], and -1 elsewhere;
-  // the logits of greedy entries may be left unwritten (and `logits` untouched when every entry
-  // is greedy), the others' are written as Step writes them. The default runs Step and picks on the host; an engine overrides it where picking next to
-  // the logits saves copying them (the CUDA engine: one id per entry instead of vocab_size floats).
-  virtual absl::Status StepWithGreedyPicks(absl::Span<const SequenceStep> batch,
-                                           absl::Span<const bool> greedy, std::vector<int32_t>* picks,
-                                           std::vector<float>* logits) {
-    if (absl::Status flags = CheckGreedyFlags(batch, greedy); !flags.ok()) return flags;
-    const absl::Status status = Step(batch, logits);
-    if (!status.ok()) return status;
+  // Step, then the next token of every entry picked from its logits as picks[i] says
+  // (picks.size() == batch.size()): tokens[i] is TokenPicker's choice (engine/sampler.h), or -1
+  // when entry i's logits hold nothing above -inf. The default picks on the host; an engine
+  // overrides it where picking next to the logits saves bringing them back (the CUDA engine: one
+  // id per entry instead of vocab_size floats).
+  virtual absl::Status StepAndPick(absl::Span<const SequenceStep> batch, absl::Span<const TokenPick> picks,
+                                   std::vector<int32_t>* tokens) {
+    if (absl::Status check = CheckPicks(batch, picks); !check.ok()) return check;
+    std::vector<float> logits;
+    if (absl::Status status = Step(batch, &logits); !status.ok()) return status;
     const size_t vocab = static_cast<size_t>(info().vocab_size);
-    picks->assign(batch.size(), -1);
+    TokenPicker picker;
+    tokens->assign(batch.size(), -1);
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (greedy[i]) (*picks)[i] = GreedyToken(absl::MakeConstSpan(logits->data() + i * vocab, vocab));
+      absl::StatusOr<int32_t> token = picker.Pick(picks[i], absl::MakeConstSpan(logits.data() + i * vocab, vocab));
+      if (token.ok()) (*tokens)[i] = *token;
     }
     return absl::OkStatus();
   }
@@ -107,11 +108,19 @@ class InferenceEngine {
   virtual void set_kernel_timer(KernelTimer* timer) = 0;
 
  protected:
-  // StepWithGreedyPicks' argument check, for overrides too.
-  static absl::Status CheckGreedyFlags(absl::Span<const SequenceStep> batch,
-                                       absl::Span<const bool> greedy) {
-    if (greedy.size() == batch.size()) return absl::OkStatus();
-    return absl::InvalidArgumentError("StepWithGreedyPicks: one greedy flag per batch entry");
+  // StepAndPick's argument check, for overrides too.
+  static absl::Status CheckPicks(absl::Span<const SequenceStep> batch, absl::Span<const TokenPick> picks) {
+    if (picks.size() != batch.size()) {
+      return absl::InvalidArgumentError("StepAndPick: one pick per batch entry");
+    }
+    for (const TokenPick& pick : picks) {
+      const absl::Status valid = ValidateSamplerConfig({pick.temperature, pick.top_k, pick.top_p, 0});
+      if (!valid.ok()) return valid;
+      if (!(pick.uniform >= 0.0 && pick.uniform < 1.0)) {
+        return absl::InvalidArgumentError("StepAndPick: a pick's uniform draw must be in [0, 1)");
+      }
+    }
+    return absl::OkStatus();
   }
 };
 

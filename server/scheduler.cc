@@ -190,12 +190,25 @@ void Scheduler::StepBatch() {
   }
   const std::vector<size_t> counts =
       StepTokenCounts(prompt_left, options_.prefill_chunk_tokens, options_.max_step_tokens);
+  // Every entry's next token is picked where the logits are. A sequence's pick (and its random
+  // draw) is taken once per step, so the retries below draw nothing new. Prompt chunks before the
+  // last one have no token to pick: they ask for the cheapest, greedy.
   std::vector<SequenceStep> batch;
+  std::vector<TokenPick> picks;
   std::vector<Running*> stepped;  // stepped[i] feeds batch[i]
   batch.reserve(running_.size());
   for (size_t i = 0; i < running_.size(); ++i) {
     Running& sequence = *running_[i];
     if (counts[i] == 0) continue;  // a prompt chunk that did not fit this step's tokens
+    TokenPick pick;
+    if (prompt_left[i] <= counts[i]) {
+      absl::StatusOr<TokenPick> next = sequence.sampler.NextPick();
+      if (!next.ok()) {  // refused at admission in practice (request_validation)
+        Finish(sequence, next.status());
+        continue;
+      }
+      pick = *next;
+    }
     const std::vector<int32_t>& prompt = sequence.options.prompt;
     if (prompt_left[i] > 0) {
       batch.push_back({sequence.sequence_id,
@@ -203,39 +216,26 @@ void Scheduler::StepBatch() {
     } else {
       batch.push_back({sequence.sequence_id, absl::MakeConstSpan(&sequence.last_token, 1)});
     }
+    picks.push_back(pick);
     stepped.push_back(&sequence);
   }
-  if (batch.empty()) return;
-  const size_t vocab_size = engine_->info().vocab_size;
-  // (Only non-greedy entries' logits are read: a step of greedy entries may bring back none.)
-  auto logits_of = [&](size_t i) {
-    return absl::MakeConstSpan(logits_.data() + i * vocab_size, vocab_size);
-  };
-  // Greedy sequences (and prompt chunks, whose logits nobody reads) need only the argmax, which
-  // the engine may pick where the logits are instead of handing them all over.
-  absl::InlinedVector<bool, 64> greedy(batch.size());
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const Running& sequence = *stepped[i];
-    greedy[i] = sequence.sampler.greedy() ||
-                sequence.prompt_fed + batch[i].tokens.size() < sequence.options.prompt.size();
+  if (batch.empty()) {
+    RemoveFinished();
+    return;
   }
-  absl::Status status = engine_->StepWithGreedyPicks(batch, greedy, &picks_, &logits_);
+  absl::Status status = engine_->StepAndPick(batch, picks, &tokens_);
   if (status.ok()) {
-    for (size_t i = 0; i < batch.size(); ++i) {
-      Advance(*stepped[i], batch[i].tokens.size(), picks_[i],
-              greedy[i] ? absl::Span<const float>() : logits_of(i));
-    }
+    for (size_t i = 0; i < batch.size(); ++i) Advance(*stepped[i], batch[i].tokens.size(), tokens_[i]);
   } else if (batch.size() == 1) {
     Finish(*stepped[0], status);
   } else {
     // A failed step changes no cache, so each sequence can be retried alone: only the ones that
     // fail by themselves are ended, everyone else keeps going.
     for (size_t i = 0; i < batch.size(); ++i) {
-      absl::Status alone = engine_->StepWithGreedyPicks(
-          absl::MakeConstSpan(&batch[i], 1), absl::MakeConstSpan(&greedy[i], 1), &picks_, &logits_);
+      absl::Status alone =
+          engine_->StepAndPick(absl::MakeConstSpan(&batch[i], 1), absl::MakeConstSpan(&picks[i], 1), &tokens_);
       if (alone.ok()) {
-        Advance(*stepped[i], batch[i].tokens.size(), picks_[0],
-                greedy[i] ? absl::Span<const float>() : logits_of(0));
+        Advance(*stepped[i], batch[i].tokens.size(), tokens_[0]);
       } else {
         Finish(*stepped[i], alone);
       }
@@ -244,19 +244,14 @@ void Scheduler::StepBatch() {
   RemoveFinished();
 }
 
-void Scheduler::Advance(Running& sequence, size_t fed_tokens, int32_t greedy_pick,
-                        absl::Span<const float> logits) {
+void Scheduler::Advance(Running& sequence, size_t fed_tokens, int32_t token_id) {
   const GenerationOptions& options = sequence.options;
   if (sequence.prompt_fed < options.prompt.size()) {
     sequence.prompt_fed += fed_tokens;
     if (sequence.prompt_fed < options.prompt.size()) return;  // more prompt chunks to come
     metrics_->AddPromptTokens(options.prompt.size());
   }
-  absl::StatusOr<int32_t> token =
-      !sequence.sampler.greedy() ? sequence.sampler.Sample(logits)
-      : greedy_pick >= 0         ? absl::StatusOr<int32_t>(greedy_pick)
-                                 : absl::StatusOr<int32_t>(NoTokenError());
-  if (!token.ok()) return Finish(sequence, token.status());
+  if (token_id < 0) return Finish(sequence, NoTokenError());
   ++sequence.sampled_tokens;
   metrics_->AddGeneratedTokens(1);  // the engine's work, a final end-of-generation token included
   const absl::Time now = absl::Now();
@@ -270,12 +265,12 @@ void Scheduler::Advance(Running& sequence, size_t fed_tokens, int32_t greedy_pic
   bool stop_string_found = false;
   // The end-of-generation token only ends the stream: the client gets neither its id nor a chunk
   // of its own, and usage does not count it (with ignore_eos it is an ordinary token).
-  if (options.stop_at_end_of_generation && engine_->tokenizer().IsEndOfGeneration(*token)) {
+  if (options.stop_at_end_of_generation && engine_->tokenizer().IsEndOfGeneration(token_id)) {
     finish = FinishReason::kStop;
   } else {
     ++sequence.completion_tokens;
-    chunk.token_ids.push_back(*token);
-    absl::StatusOr<std::string> text = sequence.detokenizer.Append(*token);
+    chunk.token_ids.push_back(token_id);
+    absl::StatusOr<std::string> text = sequence.detokenizer.Append(token_id);
     if (!text.ok()) return Finish(sequence, text.status());
     StopMatcher::Output output = sequence.stop_matcher.Append(*text);
     chunk.text = std::move(output.text);
@@ -292,7 +287,7 @@ void Scheduler::Advance(Running& sequence, size_t fed_tokens, int32_t greedy_pic
     }
   }
   if (!finish.has_value()) {
-    sequence.last_token = *token;
+    sequence.last_token = token_id;
     sequence.stream->Emit(std::move(chunk));
     return;
   }

@@ -89,10 +89,9 @@ class Scheduler {
   void RetireAbandoned();
   // One forward step of the whole batch, then sampling and streaming for each sequence.
   void StepBatch();
-  // Consumes one sequence's step result after a step that fed it `fed_tokens` tokens: its
-  // greedy pick when its sampler is greedy (-1: no token above -inf), else its logits.
-  void Advance(Running& sequence, size_t fed_tokens, int32_t greedy_pick,
-               absl::Span<const float> logits);
+  // Consumes one sequence's step result after a step that fed it `fed_tokens` tokens: the token
+  // picked for it (-1: its logits held nothing above -inf).
+  void Advance(Running& sequence, size_t fed_tokens, int32_t token_id);
   // Ends a sequence (frees its KV cache) and delivers `result` to its stream.
   void Finish(Running& sequence, absl::StatusOr<GenerationSummary> result);
   void RemoveFinished();
@@ -108,8 +107,7 @@ class Scheduler {
 
   // Scheduler thread only.
   std::vector<std::unique_ptr<Running>> running_;
-  std::vector<float> logits_;
-  std::vector<int32_t> picks_;
+  std::vector<int32_t> tokens_;  // the last step's picks
   std::thread thread_;
 };
 

@@ -30,6 +30,7 @@
 #include "kernels/cuda/dense/dense_linear.h"
 #include "kernels/cuda/fill/random_fill.h"
 #include "kernels/cuda/ops/llama_elementwise.h"
+#include "kernels/cuda/ops/sample_rows.h"
 #include "kernels/cuda/w4a4_linear.h"
 
 namespace apex4 {
@@ -377,6 +378,7 @@ class CudaEngine : public InferenceEngine {
     if (host_steps_ != nullptr) cudaFreeHost(host_steps_);
     if (host_logits_ != nullptr) cudaFreeHost(host_logits_);
     if (host_picks_ != nullptr) cudaFreeHost(host_picks_);
+    if (host_sampling_ != nullptr) cudaFreeHost(host_sampling_);
     model_.reset();
     dense_.reset();
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -434,9 +436,13 @@ class CudaEngine : public InferenceEngine {
     RETURN_IF_ERROR(CudaCall(cudaMallocHost(&host_logits_, logit_floats * sizeof(float)),
                              "pinning host memory for logits"));
     ASSIGN_OR_RETURN(device_picks_, DeviceMemory::Allocate(steps_.max_logit_rows * sizeof(int32_t),
-                                                           "greedy picks"));
+                                                           "picked tokens"));
     RETURN_IF_ERROR(CudaCall(cudaMallocHost(&host_picks_, steps_.max_logit_rows * sizeof(int32_t)),
-                             "pinning host memory for greedy picks"));
+                             "pinning host memory for picked tokens"));
+    ASSIGN_OR_RETURN(device_sampling_,
+                     DeviceMemory::Allocate(steps_.max_sequences * sizeof(cuda::SamplingRow), "sampling settings"));
+    RETURN_IF_ERROR(CudaCall(cudaMallocHost(&host_sampling_, steps_.max_sequences * sizeof(cuda::SamplingRow)),
+                             "pinning host memory for sampling settings"));
     if (options_.timing_interval > 0) {
       ASSIGN_OR_RETURN(phases_, GpuPhaseTimer::Create(16 * config.num_layers + 8));
     }
@@ -463,16 +469,16 @@ class CudaEngine : public InferenceEngine {
 
   absl::Status Step(absl::Span<const SequenceStep> batch, std::vector<float>* logits) override {
     RETURN_IF_ERROR(CheckStep(batch));
-    return Run(batch, /*all_logits=*/false, /*greedy=*/{}, nullptr, logits);
+    return Run(batch, /*all_logits=*/false, /*picks=*/{}, nullptr, logits);
   }
 
-  // Greedy entries' tokens are picked on the GPU (ArgmaxRows, GreedyToken's rule): one id comes
-  // back per entry instead of vocab_size floats, and no logits at all when every entry is greedy.
-  absl::Status StepWithGreedyPicks(absl::Span<const SequenceStep> batch, absl::Span<const bool> greedy,
-                                   std::vector<int32_t>* picks, std::vector<float>* logits) override {
-    RETURN_IF_ERROR(CheckGreedyFlags(batch, greedy));
+  // Tokens are picked on the GPU (SampleRows, TokenPicker's rule in fixed point): one id comes
+  // back per entry instead of vocab_size floats.
+  absl::Status StepAndPick(absl::Span<const SequenceStep> batch, absl::Span<const TokenPick> picks,
+                           std::vector<int32_t>* tokens) override {
+    RETURN_IF_ERROR(CheckPicks(batch, picks));
     RETURN_IF_ERROR(CheckStep(batch));
-    return Run(batch, /*all_logits=*/false, greedy, picks, logits);
+    return Run(batch, /*all_logits=*/false, picks, tokens, nullptr);
   }
 
   absl::Status StepAllLogits(const SequenceStep& step, std::vector<float>* logits) override {
@@ -482,7 +488,7 @@ class CudaEngine : public InferenceEngine {
     const int64_t chunk = std::min(steps_.max_logit_rows, steps_.max_tokens);
     for (size_t start = 0; start < step.tokens.size(); start += chunk) {
       const SequenceStep part{step.sequence_id, step.tokens.subspan(start, chunk)};
-      RETURN_IF_ERROR(Run({&part, 1}, /*all_logits=*/true, /*greedy=*/{}, nullptr, &chunk_logits));
+      RETURN_IF_ERROR(Run({&part, 1}, /*all_logits=*/true, /*picks=*/{}, nullptr, &chunk_logits));
       logits->insert(logits->end(), chunk_logits.begin(), chunk_logits.end());
     }
     return absl::OkStatus();
@@ -698,10 +704,10 @@ class CudaEngine : public InferenceEngine {
     return absl::OkStatus();
   }
 
-  // `greedy`: empty, or one flag per entry (not with all_logits); `picks` then gets one id per
-  // entry, -1 where not greedy.
-  absl::Status Run(absl::Span<const SequenceStep> batch, bool all_logits, absl::Span<const bool> greedy,
-                   std::vector<int32_t>* picks, std::vector<float>* logits) {
+  // `picks`: empty (the logits come back), or one per entry (not with all_logits): `picked` then
+  // gets the picked ids and no logits come back.
+  absl::Status Run(absl::Span<const SequenceStep> batch, bool all_logits, absl::Span<const TokenPick> picks,
+                   std::vector<int32_t>* picked, std::vector<float>* logits) {
     const int num_seqs = static_cast<int>(batch.size());
     int64_t num_tokens = 0;
     int32_t max_query_len = 0, max_context_len = 0;
@@ -735,7 +741,7 @@ class CudaEngine : public InferenceEngine {
     query_start[num_seqs] = static_cast<int32_t>(num_tokens);
     const absl::Status status =
         Execute(num_seqs, num_tokens, num_logit_rows, max_query_len, max_context_len, all_logits,
-                greedy, picks, logits);
+                picks, picked, logits);
     if (!status.ok()) {
       // The step's keys and values may be half written: forget its tokens, so that a retry
       // appends them at the same positions again.
@@ -744,11 +750,11 @@ class CudaEngine : public InferenceEngine {
     return status;
   }
 
-  // Uploads the step written into host_steps_, runs it and copies the logits back (and the
-  // greedy picks: then a step of greedy entries only brings back no logits).
+  // Uploads the step written into host_steps_, runs it and copies back the logits, or the
+  // tokens picked from them when there are `picks`.
   absl::Status Execute(int num_seqs, int64_t num_tokens, int64_t num_logit_rows,
                        int32_t max_query_len, int32_t max_context_len, bool all_logits,
-                       absl::Span<const bool> greedy, std::vector<int32_t>* picks,
+                       absl::Span<const TokenPick> picks, std::vector<int32_t>* tokens,
                        std::vector<float>* logits) {
     RETURN_IF_ERROR(UploadStep(num_seqs, num_tokens, num_logit_rows));
 
@@ -781,18 +787,23 @@ class CudaEngine : public InferenceEngine {
     }
     RETURN_IF_ERROR(forward);
     const int64_t logit_floats = num_logit_rows * config_.vocab_size;
-    const bool any_greedy = std::find(greedy.begin(), greedy.end(), true) != greedy.end();
-    const bool all_greedy = any_greedy && std::find(greedy.begin(), greedy.end(), false) == greedy.end();
-    if (any_greedy) {  // one logit row per entry (not all_logits)
-      RETURN_IF_ERROR(FromCudaStatus(cuda::ArgmaxRows(device_logits_.as<float>(), config_.vocab_size,
+    if (!picks.empty()) {  // one logit row per entry (not all_logits)
+      for (int s = 0; s < num_seqs; ++s) {
+        host_sampling_[s] = {picks[s].temperature, picks[s].top_k, picks[s].top_p, picks[s].uniform};
+      }
+      RETURN_IF_ERROR(CudaCall(cudaMemcpyAsync(device_sampling_.get(), host_sampling_,
+                                               num_seqs * sizeof(cuda::SamplingRow), cudaMemcpyHostToDevice,
+                                               stream_),
+                               "copying sampling settings to the GPU"));
+      RETURN_IF_ERROR(FromCudaStatus(cuda::SampleRows(device_logits_.as<float>(), config_.vocab_size,
                                                       num_logit_rows, config_.vocab_size,
+                                                      device_sampling_.as<cuda::SamplingRow>(),
                                                       device_picks_.as<int32_t>(), stream_),
-                                     "picking greedy tokens"));
-      RETURN_IF_ERROR(CudaCall(cudaMemcpyAsync(host_picks_, device_picks_.get(), num_logit_rows * sizeof(int32_t),
+                                     "picking tokens"));
+      RETURN_IF_ERROR(CudaCall(cudaMemcpyAsync(host_picks_, device_picks_.get(), num_seqs * sizeof(int32_t),
                                                cudaMemcpyDeviceToHost, stream_),
-                               "copying greedy picks from the GPU"));
-    }
-    if (!all_greedy) {
+                               "copying picked tokens from the GPU"));
+    } else {
       RETURN_IF_ERROR(CudaCall(cudaMemcpyAsync(host_logits_, device_logits_.get(),
                                                logit_floats * sizeof(float),
                                                cudaMemcpyDeviceToHost, stream_),
@@ -800,12 +811,10 @@ class CudaEngine : public InferenceEngine {
     }
     RETURN_IF_ERROR(CudaCall(cudaStreamSynchronize(stream_), "running the forward step"));
     if (timed) RETURN_IF_ERROR(phases_->Report(timer_));
-    if (!all_greedy) logits->assign(host_logits_, host_logits_ + logit_floats);
-    if (picks != nullptr) {
-      picks->assign(num_seqs, -1);
-      for (int s = 0; s < num_seqs && any_greedy; ++s) {
-        if (greedy[s]) (*picks)[s] = host_picks_[s];
-      }
+    if (picks.empty()) {
+      logits->assign(host_logits_, host_logits_ + logit_floats);
+    } else {
+      tokens->assign(host_picks_, host_picks_ + num_seqs);
     }
     return absl::OkStatus();
   }
@@ -830,8 +839,10 @@ class CudaEngine : public InferenceEngine {
   int32_t* host_steps_ = nullptr;  // pinned
   DeviceMemory device_logits_;
   float* host_logits_ = nullptr;   // pinned
-  DeviceMemory device_picks_;      // int32 [max_logit_rows]: ArgmaxRows of the logit rows
+  DeviceMemory device_picks_;      // int32 [max_logit_rows]: SampleRows of the logit rows
   int32_t* host_picks_ = nullptr;  // pinned
+  DeviceMemory device_sampling_;   // cuda::SamplingRow [max_sequences]
+  cuda::SamplingRow* host_sampling_ = nullptr;  // pinned
   // Decode graphs, and the shapes decoded once eagerly, by (sequence count, context bound).
   std::map<std::pair<int, int32_t>, cudaGraphExec_t> graphs_;
   std::set<std::pair<int, int32_t>> eager_decode_shapes_;

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -359,10 +360,11 @@ TEST_F(CudaEngineTest, GraphReplayEqualsEagerExecution) {
   }
 }
 
-// Greedy picks made on the GPU equal GreedyToken over the logits Step returns for the same batch
-// (prefill with mixed flags, then graph-replayed decode steps with every entry greedy, when no
-// logits come back at all).
-TEST_F(CudaEngineTest, GreedyPicksOnTheGpuAreTheArgmaxOfTheLogits) {
+// Tokens picked on the GPU (SampleRows) are TokenPicker's picks from the logits Step returns for
+// the same batch: greedy entries exactly; sampled ones (temperature, top-k, top-p) for the same
+// uniform, or for one within 1e-6 of it (the fixed-point rule may part from the CPU's by rounding
+// at a boundary between two tokens). Prefill, then graph-replayed decode steps.
+TEST_F(CudaEngineTest, PicksOnTheGpuAreTokenPickersOnTheLogits) {
   auto engine = LoadGpu(DefaultModelPath(), "bf16");
   ASSERT_TRUE(engine);
   const size_t vocab = engine->info().vocab_size;
@@ -372,31 +374,46 @@ TEST_F(CudaEngineTest, GreedyPicksOnTheGpuAreTheArgmaxOfTheLogits) {
   for (int s = 0; s < 6; ++s) stepped.push_back(*engine->StartSequence(prompts[s % 3].size() + 8));
   picked.assign(stepped.begin() + 3, stepped.end());
   stepped.resize(3);
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  TokenPicker picker;
   std::vector<std::vector<int32_t>> next(3);
+  int parted = 0;
   for (int step = 0; step < 5; ++step) {
-    std::vector<SequenceStep> plain, greedy_batch;
+    std::vector<SequenceStep> plain, picked_batch;
     for (int s = 0; s < 3; ++s) {
       const std::vector<int32_t>& tokens = step == 0 ? prompts[s] : next[s];
       plain.push_back({stepped[s], tokens});
-      greedy_batch.push_back({picked[s], tokens});
+      picked_batch.push_back({picked[s], tokens});
     }
-    const bool mixed[] = {true, false, true}, all[] = {true, true, true};
-    std::vector<float> logits, picked_logits;
-    std::vector<int32_t> picks;
+    const TokenPick picks[] = {{0.0f, 0, 1.0f, 0.0},
+                               {0.8f, 40, 0.95f, uniform(rng)},
+                               {step % 2 == 0 ? 1.0f : 0.0f, 0, 1.0f, uniform(rng)}};
+    std::vector<float> logits;
+    std::vector<int32_t> tokens;
     ASSERT_TRUE(engine->Step(plain, &logits).ok());
-    ASSERT_TRUE(engine->StepWithGreedyPicks(greedy_batch, step == 0 ? mixed : all, &picks, &picked_logits).ok());
-    ASSERT_EQ(picks.size(), 3u);
+    ASSERT_TRUE(engine->StepAndPick(picked_batch, picks, &tokens).ok());
+    ASSERT_EQ(tokens.size(), 3u);
     for (int s = 0; s < 3; ++s) {
-      const int32_t want = GreedyToken(absl::MakeConstSpan(logits.data() + s * vocab, vocab));
-      if (step == 0 && s == 1) {
-        EXPECT_EQ(picks[s], -1);
-        EXPECT_TRUE(std::equal(logits.begin() + vocab, logits.begin() + 2 * vocab, picked_logits.begin() + vocab));
+      const absl::Span<const float> row(logits.data() + s * vocab, vocab);
+      const int32_t want = *picker.Pick(picks[s], row);
+      if (tokens[s] != want && picks[s].temperature > 0.0f) {
+        ++parted;
+        bool near = false;
+        for (double shift : {-1e-6, 1e-6}) {
+          TokenPick moved = picks[s];
+          moved.uniform = std::clamp(moved.uniform + shift, 0.0, std::nextafter(1.0, 0.0));
+          near = near || *picker.Pick(moved, row) == tokens[s];
+        }
+        EXPECT_TRUE(near) << "step " << step << " sequence " << s << ": GPU " << tokens[s] << ", CPU " << want
+                          << " (uniform " << picks[s].uniform << ")";
       } else {
-        EXPECT_EQ(picks[s], want) << "step " << step << " sequence " << s;
+        EXPECT_EQ(tokens[s], want) << "step " << step << " sequence " << s;
       }
-      next[s] = {want};
+      next[s] = {tokens[s]};
     }
   }
+  EXPECT_LE(parted, 1);
   for (int64_t id : stepped) engine->EndSequence(id);
   for (int64_t id : picked) engine->EndSequence(id);
 }

@@ -277,48 +277,6 @@ __global__ void __launch_bounds__(kMaxThreads)
   }
 }
 
-// (value, index) candidates of a row's argmax: `b` replaces `a` if it is larger, or as large
-// with a lower index; index -1 (nothing above -inf yet) never wins.
-__device__ __forceinline__ void TakeBetter(float& value, int32_t& index, float other_value, int32_t other_index) {
-  if (other_index >= 0 && (index < 0 || other_value > value || (other_value == value && other_index < index))) {
-    value = other_value;
-    index = other_index;
-  }
-}
-
-__global__ void __launch_bounds__(kMaxThreads)
-    argmax_rows_kernel(const float* x, int64_t ldx, int64_t cols, int32_t* out) {
-  StartAfterPrerequisiteGrids();
-  const float* row = x + int64_t{blockIdx.x} * ldx;
-  float value = -INFINITY;
-  int32_t index = -1;
-  // Each thread's indices ascend, so a strict > keeps its first maximum; NaN fails the compare.
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-    const float v = row[i];
-    if (v > value) {
-      value = v;
-      index = static_cast<int32_t>(i);
-    }
-  }
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    TakeBetter(value, index, __shfl_xor_sync(0xffffffffu, value, offset),
-               __shfl_xor_sync(0xffffffffu, index, offset));
-  }
-  __shared__ float warp_values[kMaxThreads / 32];
-  __shared__ int32_t warp_indices[kMaxThreads / 32];
-  const int warp = threadIdx.x / 32;
-  if (threadIdx.x % 32 == 0) {
-    warp_values[warp] = value;
-    warp_indices[warp] = index;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < static_cast<int>(blockDim.x / 32); ++w) TakeBetter(value, index, warp_values[w], warp_indices[w]);
-    out[blockIdx.x] = index;
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Launchers.
 
@@ -476,15 +434,6 @@ CudaStatus SiluMul(const __nv_bfloat16* gate_up, int64_t ld, int64_t rows, int64
   const bool vector = VectorCheck().Width(inter).Width(ld).Pointer(gate_up).Pointer(of).ok;
   return Launch(vector, silu_mul_kernel<1, float>, silu_mul_kernel<4, float>, rows, inter, stream, gate_up, ld,
                 inter, of);
-}
-
-CudaStatus ArgmaxRows(const float* x, int64_t ldx, int64_t rows, int64_t cols, int32_t* out,
-                      cudaStream_t stream) {
-  APEX4_CUDA_CHECK_ARG(rows >= 0 && rows <= kMaxRows && cols > 0 && cols <= kMaxRows && ldx >= cols);
-  if (rows == 0) return OkCudaStatus();
-  APEX4_CUDA_CHECK_ARG(x != nullptr && out != nullptr);
-  return LaunchProgrammatic(argmax_rows_kernel, dim3(static_cast<unsigned>(rows)), dim3(Threads(cols, 1)), 0, stream,
-                            x, ldx, cols, out);
 }
 
 CudaStatus GatherRows(const float* hidden, int64_t dim, const int32_t* rows, int64_t count, float* out,

@@ -98,12 +98,6 @@ CudaStatus SiluMul(const __nv_bfloat16* gate_up, int64_t ld, int64_t rows, int64
 CudaStatus GatherRows(const float* hidden, int64_t dim, const int32_t* rows, int64_t count,
                       float* out, cudaStream_t stream);
 
-// out[r] = the first index of the largest value of row r of x f32 [rows, cols] (row stride ldx ≥
-// cols), or -1 when no value is above -inf: NaN never compares greater, a +inf wins (the rule of
-// engine/sampler.h GreedyToken, so greedy sampling can run next to the logits). out device int32.
-CudaStatus ArgmaxRows(const float* x, int64_t ldx, int64_t rows, int64_t cols, int32_t* out,
-                      cudaStream_t stream);
-
 }  // namespace apex4::cuda
 
 #endif  // APEX4_KERNELS_CUDA_OPS_LLAMA_ELEMENTWISE_H_
