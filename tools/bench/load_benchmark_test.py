@@ -60,9 +60,12 @@ class LoadBenchmarkTest(unittest.TestCase):
         server = Server("--backend=cpu", "--max_batch_size=2")
         self.addCleanup(server.stop)
         server.wait_serving()
+        # Sampled requests (temperature, top-k, top-p, a seed per request).
         report, _ = self.run_benchmark(f"--address={server.address}", "--concurrency=2",
                                        "--prompt_tokens=4", "--max_tokens=2", "--duration_s=2",
-                                       "--warmup_rounds=0")
+                                       "--warmup_rounds=0", "--temperature=0.8", "--top_k=40",
+                                       "--top_p=0.9")
+        self.assertEqual(report["config"]["temperature"], 0.8)
         self.assertIsNone(report["server_exit_code"])
         level = report["levels"][0]
         self.check_level(level, 2)
@@ -72,7 +75,8 @@ class LoadBenchmarkTest(unittest.TestCase):
 
     def test_bad_arguments_are_refused(self):
         for args in (["--concurrency=0"], ["--concurrency=a,b"], ["--max_tokens=0"],
-                     ["--duration_s=0", "--requests=0"], ["--address=x:1", "--server_cmd=y"]):
+                     ["--duration_s=0", "--requests=0"], ["--address=x:1", "--server_cmd=y"],
+                     ["--temperature=-1"], ["--top_p=1.5"], ["--top_k=-1"]):
             with self.subTest(args=args), self.assertRaises(SystemExit):
                 load_benchmark.parse_args(args)
 
