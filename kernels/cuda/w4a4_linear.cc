@@ -45,6 +45,15 @@ CudaStatus W4A4Gemm(W4A4Backend backend, const W4A4GemmArgs& args, cudaStream_t 
                                        : LaunchSm80W4A4Gemm(args, stream);
 }
 
+void W4A4OutlierColumnsFor(const int32_t* channels, int32_t count, int64_t k, uint8_t* mask, int16_t* before) {
+  int32_t next = 0;  // channels[next] is the first not yet placed
+  for (int64_t chunk = 0; chunk < k / 8; ++chunk) {
+    before[chunk] = static_cast<int16_t>(next);
+    mask[chunk] = 0;
+    while (next < count && channels[next] < 8 * (chunk + 1)) mask[chunk] |= 1u << (channels[next++] - 8 * chunk);
+  }
+}
+
 CudaStatus QuantizeW4A4Activations(const W4A4QuantizeArgs& args, cudaStream_t stream) {
   return LaunchW4A4QuantizeActivations(args, stream);
 }

@@ -61,6 +61,24 @@ CudaStatus W4A4Gemm(W4A4Backend backend, const W4A4GemmArgs& args, cudaStream_t 
 
 enum class ActivationType : int32_t { kFloat32 = 0, kBFloat16 = 1 };
 
+// The most outlier channels a layer may have (the quantizer takes k · 128 / 4096: 896 at
+// k = 28672).
+inline constexpr int32_t kMaxW4A4Outliers = 1024;
+
+// Where a layer's outlier channels are, as the quantizer kernel looks them up: per 8-column chunk
+// c of the padded row, a bit mask of its outlier columns (bit j: column 8c + j) and the number of
+// outlier columns before it. Build with W4A4OutlierColumnsFor (device arrays of k / 8 entries).
+struct W4A4OutlierColumns {
+  const uint8_t* mask = nullptr;    // device: k / 8
+  const int16_t* before = nullptr;  // device: k / 8
+  int32_t count = 0;
+};
+// Bytes between rows of outlier INT8 codes, activations' and weights' alike: the channel count
+// rounded up to the mma k-step (32), zeros past it.
+constexpr int64_t W4A4OutlierCodesStride(int32_t count) { return (int64_t{count} + 31) / 32 * 32; }
+// The host arrays of W4A4OutlierColumns for sorted, distinct `channels` < k (k % 8 == 0).
+void W4A4OutlierColumnsFor(const int32_t* channels, int32_t count, int64_t k, uint8_t* mask, int16_t* before);
+
 // One pass per token: optional RMSNorm, optional 128-wide Walsh-Hadamard rotation, symmetric
 // INT4 quantization (bit for bit QuantizeInt4Reference on the transformed values) and packing.
 //
@@ -101,9 +119,35 @@ struct W4A4QuantizeArgs {
   const __nv_bfloat16* residual = nullptr;  // device: rows × residual_stride; null: no residual
   int64_t residual_stride = 0;              // elements between rows of residual; 0 means k_valid
   bool swiglu = false;                      // x is bf16 gate|up rows: quantize silu(gate) · up
+  // Atom-style INT8 outlier channels (tools/quantizer/FORMAT.md "Outlier channels"), as the CPU
+  // engine's W4A4Linear takes them: after the RMSNorm (and the zero padding), the columns of
+  // `outliers` are copied out as per-token INT8 (scale = absmax / 127, q = clamp(rint(v / scale),
+  // ±127)) and zeroed before the Hadamard and the INT4 quantization. Null: none.
+  const W4A4OutlierColumns* outliers = nullptr;
+  int8_t* outlier_q8 = nullptr;             // device: rows × W4A4OutlierCodesStride(count), zero-padded
+  float* outlier_scales = nullptr;          // device: rows floats
 };
 
 CudaStatus QuantizeW4A4Activations(const W4A4QuantizeArgs& args, cudaStream_t stream);
+
+// y[r, j] (bf16, row stride ldy) = bf16(float(y[r, j]) + (x_q8[r, :] · weights[j, :]) ·
+// (x_scales[r] · weight_scales[j])) for j < n, r < rows: the outlier channels' INT8 product added
+// to the INT4 GEMM's output (the CPU's W4A4Linear adds it before rounding; here y was rounded to
+// bf16 once already). Codes of activations and weights alike in rows of
+// codes_stride = W4A4OutlierCodesStride(count) bytes, zeros past count.
+struct W4A4OutlierProductArgs {
+  const int8_t* x_q8 = nullptr;        // device: rows × codes_stride (16-byte aligned)
+  const float* x_scales = nullptr;     // device: rows
+  int64_t rows = 0;
+  int32_t count = 0;                   // outlier channels, 1..kMaxW4A4Outliers
+  int64_t codes_stride = 0;
+  const int8_t* weights = nullptr;     // device: n × codes_stride (16-byte aligned)
+  const float* weight_scales = nullptr;  // device: n
+  int64_t n = 0;
+  __nv_bfloat16* y = nullptr;          // device: rows × ldy
+  int64_t ldy = 0;
+};
+CudaStatus AddW4A4OutlierProducts(const W4A4OutlierProductArgs& args, cudaStream_t stream);
 
 }  // namespace apex4::cuda
 

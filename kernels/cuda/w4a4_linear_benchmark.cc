@@ -3,6 +3,8 @@
 // cuBLASLt INT8, in one run on one card, on LLaMA-2-7B / LLaMA-2-70B / LLaMA-3-8B linear shapes.
 // BF16 and outer-vector FP8 are the GPU engine's baselines (DenseGemm, dense/dense_linear.h);
 // per-tensor FP8 and INT8 are timed here only. All operands are synthetic random data.
+// atom_us: what an Atom-style checkpoint adds to the per-channel GEMM, the INT8 product of its
+// K · 128 / 4096 outlier channels (AddW4A4OutlierProducts; the quantizer's share is in quant_us).
 // Usage: w4a4_linear_benchmark [--only=MODEL/LAYER,...] [M ...]
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -218,9 +220,9 @@ int Main(int argc, char** argv) {
   CHECK_OK(SelectW4A4Backend(0, &backend));
   std::printf("device %s, %d SMs, backend %s; synthetic random weights and activations\n", prop.name,
               prop.multiProcessorCount, backend == W4A4Backend::kSm90 ? "sm90" : "portable");
-  std::printf("%-10s %-7s %5s %6s | %9s %9s %9s %9s %9s | %9s %9s | %7s %7s | %6s %6s %6s %6s %6s\n", "model",
-              "layer", "M", "N,K", "bf16_us", "fp8t_us", "fp8r_us", "int8_us", "quant_us", "w4pc_us", "w4g_us",
-              "pcTOPS", "pcGB/s", "xBF16", "xFP8t", "xFP8r", "xINT8", "g/pc");
+  std::printf("%-10s %-7s %5s %6s | %9s %9s %9s %9s %9s | %9s %9s | %7s %7s | %6s %6s %6s %6s %6s | %8s %7s\n",
+              "model", "layer", "M", "N,K", "bf16_us", "fp8t_us", "fp8r_us", "int8_us", "quant_us", "w4pc_us",
+              "w4g_us", "pcTOPS", "pcGB/s", "xBF16", "xFP8t", "xFP8r", "xINT8", "g/pc", "atom_us", "atom/pc");
 
   cublasLtHandle_t lt;
   CHECK_BLAS(cublasLtCreate(&lt));
@@ -239,8 +241,12 @@ int Main(int argc, char** argv) {
     // Enough weight copies that one pass over them all exceeds L2 several times.
     const size_t w4_bytes = n * k / 2;
     const int copies = static_cast<int>(std::clamp<size_t>((size_t{4} * prop.l2CacheSize) / w4_bytes + 1, 1, 8));
-    std::vector<void*> w4(copies), w4_scales_pc(copies), w4_scales_g(copies), w8(copies), wbf(copies);
+    const int32_t outliers = static_cast<int32_t>(k * 128 / 4096);
+    const int64_t outlier_stride = W4A4OutlierCodesStride(outliers);
+    std::vector<void*> w4(copies), w4_scales_pc(copies), w4_scales_g(copies), w8(copies), wbf(copies),
+        w_outliers(copies);
     for (int c = 0; c < copies; ++c) {
+      w_outliers[c] = pool.Make(n * outlier_stride, Fill::kBytes);
       w4[c] = pool.Make(w4_bytes, Fill::kBytes);
       w4_scales_pc[c] = pool.Make(n * 4, Fill::kScale);
       w4_scales_g[c] = pool.Make(n * (k / 128) * 4, Fill::kScale);
@@ -315,18 +321,33 @@ int Main(int argc, char** argv) {
         }, copies);
         CHECK_CUDA(cudaFree(ws));
       }
+      W4A4OutlierProductArgs atom;
+      atom.x_q8 = static_cast<const int8_t*>(x8);
+      atom.x_scales = sx;
+      atom.rows = m;
+      atom.count = outliers;
+      atom.codes_stride = outlier_stride;
+      atom.weight_scales = s8;
+      atom.n = n;
+      atom.y = static_cast<__nv_bfloat16*>(y);
+      atom.ldy = n;
+      const double t_atom = TimeUs([&](int c) {
+        atom.weights = static_cast<const int8_t*>(w_outliers[c]);
+        CHECK_OK(AddW4A4OutlierProducts(atom, nullptr));
+      }, copies);
       const double ops = 2.0 * m * n * k;
       const double bytes = n * k / 2.0 + m * k / 2.0 + m * n * 2.0;
       auto ratio = [&](double base) { return base > 0 ? base / t_w4[0] : 0.0; };
-      std::printf("%-10s %-7s %5lld %6s | %9.1f %9.1f %9.1f %9.1f %9.1f | %9.1f %9.1f | %7.0f %7.0f | %6.2f %6.2f %6.2f %6.2f %6.2f\n",
+      std::printf("%-10s %-7s %5lld %6s | %9.1f %9.1f %9.1f %9.1f %9.1f | %9.1f %9.1f | %7.0f %7.0f | %6.2f %6.2f %6.2f %6.2f %6.2f | %8.1f %7.2f\n",
                   s.model, s.layer, static_cast<long long>(m),
                   (std::to_string(n / 1024) + "k," + std::to_string(k / 1024) + "k").c_str(), t_bf16, t_fp8t,
                   t_fp8r, t_int8, t_quant, t_w4[0], t_w4[1], ops / t_w4[0] * 1e-6, bytes / t_w4[0] * 1e-3,
-                  ratio(t_bf16), ratio(t_fp8t), ratio(t_fp8r), ratio(t_int8), t_w4[1] / t_w4[0]);
+                  ratio(t_bf16), ratio(t_fp8t), ratio(t_fp8r), ratio(t_int8), t_w4[1] / t_w4[0], t_atom,
+                  t_atom / t_w4[0]);
       std::fflush(stdout);
     }
     for (int c = 0; c < copies; ++c) {
-      for (void* p : {w4[c], w4_scales_pc[c], w4_scales_g[c], w8[c], wbf[c]}) CHECK_CUDA(cudaFree(p));
+      for (void* p : {w4[c], w4_scales_pc[c], w4_scales_g[c], w8[c], wbf[c], w_outliers[c]}) CHECK_CUDA(cudaFree(p));
     }
     for (void* p : {xbf, x8, x4, static_cast<void*>(sx), static_cast<void*>(s8), y}) CHECK_CUDA(cudaFree(p));
   }

@@ -379,6 +379,163 @@ void TestQuantizePadded(ActivationType type, Granularity granularity, bool rmsno
               (long long)diff_scales, ok ? "ok" : "FAIL");
 }
 
+// Atom-style outlier channels (FORMAT.md "Outlier channels") against the CPU engine's steps:
+// RmsNorm, zero padding, the outlier columns copied out as per-token INT8 (scale absmax / 127,
+// clamp(rint(v / scale), ±127)) and zeroed, Hadamard, QuantizeInt4Reference. Every output bit for
+// bit: packed codes, scales, INT8 codes and their scales. Rows 0 and 1: outlier columns all zero
+// (scale 0, codes 0) and one huge outlier.
+void TestQuantizeOutliers(ActivationType type, Granularity granularity, bool hadamard, int64_t rows,
+                          int64_t k_valid, int64_t k, int32_t count, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<int32_t> channels(k_valid);
+  for (int32_t i = 0; i < k_valid; ++i) channels[i] = i;
+  std::shuffle(channels.begin(), channels.end(), rng);
+  channels.resize(count);
+  std::sort(channels.begin(), channels.end());
+  std::vector<float> x(rows * k_valid), gamma(k_valid);
+  for (float& v : x) v = normal(rng) * (1.0f + 4.0f * (normal(rng) > 2.0f));
+  for (float& v : gamma) v = 0.5f + std::fabs(normal(rng));
+  for (int32_t c : channels) x[c] = 0.0f;
+  if (rows > 1) x[k_valid + channels[count / 2]] = 300.0f;
+  std::vector<__nv_bfloat16> xb(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    xb[i] = FloatToBf16Truncate(x[i]);
+    if (type == ActivationType::kBFloat16) x[i] = Bf16ToFloat(xb[i]);
+  }
+  const float eps = 1e-5f;
+
+  std::vector<float> normed(x);
+  RmsNorm(normed.data(), gamma.data(), rows, k_valid, eps, normed.data());
+  const int64_t codes_stride = W4A4OutlierCodesStride(count);
+  std::vector<float> padded(rows * k, 0.0f), ref_outlier_scales(rows);
+  std::vector<int8_t> ref_q8(rows * codes_stride, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = &padded[r * k];
+    std::copy(&normed[r * k_valid], &normed[(r + 1) * k_valid], row);
+    float absmax = 0.0f;
+    for (int32_t c : channels) absmax = std::max(absmax, std::fabs(row[c]));
+    const float scale = absmax / 127.0f;
+    ref_outlier_scales[r] = scale;
+    for (int32_t i = 0; i < count; ++i) {
+      const float v = row[channels[i]];
+      row[channels[i]] = 0.0f;
+      ref_q8[r * codes_stride + i] =
+          absmax > 0.0f ? static_cast<int8_t>(std::clamp(std::nearbyint(v / scale), -127.0f, 127.0f)) : 0;
+    }
+  }
+  if (hadamard) RequireOk(HadamardTransformReference(padded.data(), rows, k, 128), "hadamard");
+  const int group = GroupSizeFor(granularity, k);
+  std::vector<uint8_t> ref_packed(rows * k / 2);
+  std::vector<float> ref_scales(rows * (k / group));
+  RequireOk(QuantizeInt4Reference(padded.data(), rows, k, group, 1.0f, ref_packed.data(), ref_scales.data()),
+            "quantize");
+
+  std::vector<uint8_t> mask(k / 8);
+  std::vector<int16_t> before(k / 8);
+  W4A4OutlierColumnsFor(channels.data(), count, k, mask.data(), before.data());
+  DeviceBuffer<uint8_t> dmask(mask);
+  DeviceBuffer<int16_t> dbefore(before);
+  const W4A4OutlierColumns columns{dmask.get(), dbefore.get(), count};
+  DeviceBuffer<float> dxf(x), dgamma(gamma), doutlier_scales(rows);
+  DeviceBuffer<__nv_bfloat16> dxb(xb);
+  DeviceBuffer<int8_t> dq8(rows * codes_stride);
+  dq8.Fill(0x55);
+  doutlier_scales.Fill(0xFF);
+  W4A4QuantizeArgs args;
+  args.x = type == ActivationType::kBFloat16 ? static_cast<const void*>(dxb.get()) : dxf.get();
+  args.type = type;
+  args.rows = rows;
+  args.k = k;
+  args.x_row_stride = k_valid;
+  args.k_valid = k_valid;
+  args.rmsnorm_weight = dgamma.get();
+  args.rmsnorm_eps = eps;
+  args.hadamard = hadamard;
+  args.granularity = granularity;
+  args.outliers = &columns;
+  args.outlier_q8 = dq8.get();
+  args.outlier_scales = doutlier_scales.get();
+  const auto [packed, scales] = RunQuantizeSplit(args);
+  const std::vector<int8_t> q8 = dq8.ToHost();
+  const std::vector<float> outlier_scales = doutlier_scales.ToHost();
+  int64_t diff_elems = 0, diff_scales = 0, diff_q8 = 0, diff_outlier_scales = 0;
+  for (int64_t i = 0; i < rows * k; ++i) {
+    diff_elems += UnpackInt4(packed[i / 2], i & 1) != UnpackInt4(ref_packed[i / 2], i & 1);
+  }
+  for (size_t i = 0; i < scales.size(); ++i) diff_scales += std::memcmp(&scales[i], &ref_scales[i], 4) != 0;
+  for (size_t i = 0; i < q8.size(); ++i) diff_q8 += q8[i] != ref_q8[i];
+  for (int64_t r = 0; r < rows; ++r) {
+    diff_outlier_scales += std::memcmp(&outlier_scales[r], &ref_outlier_scales[r], 4) != 0;
+  }
+  const bool ok = diff_elems == 0 && diff_scales == 0 && diff_q8 == 0 && diff_outlier_scales == 0;
+  char line[240];
+  std::snprintf(line, sizeof(line),
+                "quantize outliers %s %s hadamard=%d rows=%lld k_valid=%lld k=%lld channels=%d: %lld codes, %lld scales, "
+                "%lld int8 codes, %lld int8 scales differ",
+                type == ActivationType::kBFloat16 ? "bf16" : "f32",
+                granularity == Granularity::kGroup128 ? "g128" : "per-token", hadamard, (long long)rows,
+                (long long)k_valid, (long long)k, count, (long long)diff_elems, (long long)diff_scales,
+                (long long)diff_q8, (long long)diff_outlier_scales);
+  EXPECT_TRUE_MSG(ok, "%s", line);
+  std::printf("%s  %s\n", line, ok ? "ok" : "FAIL");
+}
+
+// The outlier channels' INT8 product added into a bf16 output (padding columns of y untouched),
+// bit for bit against the float expression of W4A4Linear::AddOutlierProducts on the same bf16 y;
+// rows and columns not multiples of the 64 × 64 tile.
+void TestOutlierProducts(int64_t rows, int64_t n, int32_t count, std::mt19937& rng) {
+  std::uniform_int_distribution<int> code(-127, 127);
+  std::uniform_real_distribution<float> scale(1e-3f, 2e-2f);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int64_t stride = W4A4OutlierCodesStride(count), ldy = n + 7;
+  std::vector<int8_t> x_q8(rows * stride, 0), weights(n * stride, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int32_t c = 0; c < count; ++c) x_q8[r * stride + c] = static_cast<int8_t>(code(rng));
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    for (int32_t c = 0; c < count; ++c) weights[j * stride + c] = static_cast<int8_t>(code(rng));
+  }
+  std::vector<float> x_scales(rows), weight_scales(n);
+  for (float& v : x_scales) v = scale(rng);
+  for (float& v : weight_scales) v = scale(rng);
+  std::vector<__nv_bfloat16> y(rows * ldy);
+  for (auto& v : y) v = FloatToBf16Truncate(normal(rng));
+  DeviceBuffer<int8_t> dx(x_q8), dw(weights);
+  DeviceBuffer<float> dxs(x_scales), dws(weight_scales);
+  DeviceBuffer<__nv_bfloat16> dy(y);
+  W4A4OutlierProductArgs args;
+  args.x_q8 = dx.get();
+  args.x_scales = dxs.get();
+  args.rows = rows;
+  args.count = count;
+  args.codes_stride = stride;
+  args.weights = dw.get();
+  args.weight_scales = dws.get();
+  args.n = n;
+  args.y = dy.get();
+  args.ldy = ldy;
+  ASSERT_CUDA_OK(AddW4A4OutlierProducts(args, nullptr));
+  const std::vector<__nv_bfloat16> out = dy.ToHost();
+  int64_t bad = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < ldy; ++j) {
+      const __nv_bfloat16 before = y[r * ldy + j];
+      __nv_bfloat16 want = before;
+      if (j < n) {
+        int32_t dot = 0;
+        for (int32_t c = 0; c < count; ++c) dot += int32_t{x_q8[r * stride + c]} * weights[j * stride + c];
+        want = __float2bfloat16_rn(Bf16ToFloat(before) + static_cast<float>(dot) * (x_scales[r] * weight_scales[j]));
+      }
+      bad += testing::Bf16Bits(out[r * ldy + j]) != testing::Bf16Bits(want);
+    }
+  }
+  char line[160];
+  std::snprintf(line, sizeof(line), "outlier products rows=%lld n=%lld channels=%d: %lld outputs differ",
+                (long long)rows, (long long)n, count, (long long)bad);
+  EXPECT_TRUE_MSG(bad == 0, "%s", line);
+  std::printf("%s  %s\n", line, bad == 0 ? "ok" : "FAIL");
+}
+
 int64_t CountDiffering(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
   if (a.size() != b.size()) return -1;
   int64_t n = 0;
@@ -624,6 +781,21 @@ int Main() {
     TestQuantizeBatchInvariant(g, true, false, 11008, 64, rng);
   }
   TestFusedArgumentChecks();
+  // Outlier channels: SmolLM2's 18 of 576 (padded to 640), LLaMA's 128 of 4096 and 344 of 11008.
+  for (ActivationType type : {ActivationType::kFloat32, ActivationType::kBFloat16}) {
+    for (Granularity g : {Granularity::kPerChannel, Granularity::kGroup128}) {
+      for (bool had : {false, true}) {
+        TestQuantizeOutliers(type, g, had, 37, 576, 640, 18, rng);
+        TestQuantizeOutliers(type, g, had, 5, 4096, 4096, 128, rng);
+      }
+    }
+  }
+  TestQuantizeOutliers(ActivationType::kFloat32, Granularity::kGroup128, false, 3, 11008, 11008, 344, rng);
+  TestOutlierProducts(1, 640, 18, rng);
+  TestOutlierProducts(37, 1536, 48, rng);
+  TestOutlierProducts(300, 4100, 128, rng);
+  TestOutlierProducts(2, 11008, 1024, rng);
+  TestOutlierProducts(129, 4096, 344, rng);
 
   W4A4Backend best;
   ASSERT_CUDA_OK(SelectW4A4Backend(0, &best));

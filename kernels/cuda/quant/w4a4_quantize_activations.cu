@@ -22,7 +22,8 @@ CudaStatus Launch(const quant::QuantizeParams& params, int64_t rows, cudaStream_
       (kMode != quant::InputMode::kSwiGlu || (params.k_valid * sizeof(T)) % 16 == 0);
   auto* kernel = vector ? &quant::w4a4_quantize_activations_kernel<T, true, kMode>
                         : &quant::w4a4_quantize_activations_kernel<T, false, kMode>;
-  const int smem = params.per_token ? params.k * static_cast<int>(sizeof(float)) : 0;
+  const int smem = ((params.per_token ? params.k : 0) + (params.outlier_mask != nullptr ? params.outlier_count : 0)) *
+                   static_cast<int>(sizeof(float));
   APEX4_CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int threads = quant::ThreadsFor(params.per_token, params.k, rows, params.rmsnorm_weight != nullptr);
@@ -51,6 +52,12 @@ CudaStatus LaunchW4A4QuantizeActivations(const W4A4QuantizeArgs& args, cudaStrea
   if (args.swiglu) {
     APEX4_CUDA_CHECK_ARG(args.type == ActivationType::kBFloat16 && args.rmsnorm_weight == nullptr);
   }
+  const W4A4OutlierColumns none;
+  const W4A4OutlierColumns& outliers = args.outliers != nullptr ? *args.outliers : none;
+  if (args.outliers != nullptr) {
+    APEX4_CUDA_CHECK_ARG(outliers.mask && outliers.before && args.outlier_q8 && args.outlier_scales);
+    APEX4_CUDA_CHECK_ARG(outliers.count > 0 && outliers.count <= kMaxW4A4Outliers && outliers.count <= k_valid);
+  }
   const quant::QuantizeParams params{args.x,
                                      x_row_stride,
                                      static_cast<int>(k_valid),
@@ -63,7 +70,13 @@ CudaStatus LaunchW4A4QuantizeActivations(const W4A4QuantizeArgs& args, cudaStrea
                                      args.packed,
                                      args.scales,
                                      args.residual,
-                                     residual_stride};
+                                     residual_stride,
+                                     outliers.mask,
+                                     outliers.before,
+                                     outliers.count,
+                                     static_cast<int>(W4A4OutlierCodesStride(outliers.count)),
+                                     args.outlier_q8,
+                                     args.outlier_scales};
   using quant::InputMode;
   if (args.type == ActivationType::kBFloat16) {
     return args.swiglu ? Launch<__nv_bfloat16, InputMode::kSwiGlu>(params, args.rows, stream)

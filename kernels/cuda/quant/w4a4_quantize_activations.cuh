@@ -56,6 +56,13 @@ struct QuantizeParams {
   float* scales;
   const __nv_bfloat16* residual;  // kResidual only
   int64_t residual_stride;
+  // Outlier channels (w4a4_linear.h W4A4OutlierColumns): mask null: none.
+  const uint8_t* outlier_mask;
+  const int16_t* outliers_before;
+  int outlier_count;
+  int outlier_codes_stride;  // W4A4OutlierCodesStride(outlier_count)
+  int8_t* outlier_q8;
+  float* outlier_scales;
 };
 
 template <typename T>
@@ -201,8 +208,9 @@ struct Int4Quantizer {
 
 template <typename T, bool kVector, InputMode kMode>
 __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(const QuantizeParams p) {
-  extern __shared__ float row_cache[];  // per-token rows only: k floats
+  extern __shared__ float row_cache[];  // per-token rows: k floats; then the outlier values
   __shared__ float scratch[kMaxThreads / 32];
+  float* const outlier_values = row_cache + (p.per_token ? p.k : 0);
   // Launched with PDL (programmatic_launch.cuh); the decode GEMM after it may start now and
   // stream its weights while this row is quantized.
   StartAfterPrerequisiteGrids();
@@ -250,6 +258,18 @@ __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(
 #pragma unroll
       for (int j = 0; j < 8; ++j) v[j] = i + j < p.k_valid ? __fmul_rn(__fmul_rn(v[j], rstd), g[j]) : 0.0f;
     }
+    if (p.outlier_mask != nullptr) {  // copied aside and zeroed, as W4A4Linear's ExtractOutliers
+      const uint32_t outliers = p.outlier_mask[i / 8];
+      if (outliers != 0 && b < blocks) {
+        int slot = p.outliers_before[i / 8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          if (outliers >> j & 1u) outlier_values[slot++] = v[j];
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = (outliers >> j & 1u) ? 0.0f : v[j];
+    }
     if (p.hadamard) Hadamard128(v);
     float local = 0.0f;
 #pragma unroll
@@ -267,6 +287,22 @@ __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(
       reinterpret_cast<uint32_t*>(p.packed + row * (p.k / 2) + i / 2)[0] = quantizer.Pack8(v);
       if (sub == 0) p.scales[row * blocks + b] = quantizer.scale;
     }
+  }
+  if (p.outlier_mask != nullptr) {
+    // W4A4Linear's INT8 rule: scale = absmax / 127, q = clamp(rint(v / scale), ±127).
+    __syncthreads();  // every outlier value is in shared memory
+    float outlier_max = 0.0f;
+    for (int c = threadIdx.x; c < p.outlier_count; c += threads) outlier_max = fmaxf(outlier_max, fabsf(outlier_values[c]));
+    outlier_max = BlockReduce(outlier_max, scratch, [](float a, float b) { return fmaxf(a, b); });
+    const float outlier_scale = __fdiv_rn(outlier_max, 127.0f);
+    const int stride = p.outlier_codes_stride;
+    for (int c = threadIdx.x; c < stride; c += threads) {
+      const float q = c < p.outlier_count && outlier_max > 0.0f
+                          ? fminf(fmaxf(rintf(__fdiv_rn(outlier_values[c], outlier_scale)), -127.0f), 127.0f)
+                          : 0.0f;
+      p.outlier_q8[row * stride + c] = static_cast<int8_t>(q);
+    }
+    if (threadIdx.x == 0) p.outlier_scales[row] = outlier_scale;
   }
   if (!p.per_token) return;
 
