@@ -58,19 +58,7 @@ absl::StatusOr<std::unique_ptr<LinearLayer>> BuildW4A4Layer(const Apex4Checkpoin
   config.activation_granularity = granularity;
   config.activation_clip_ratio = variant->second.act_clip_ratio;
   config.online_hadamard_block = layer.online_hadamard_block;
-  W4A4OutlierChannels outliers;
-  if (layer.outliers.has_value()) {
-    const int64_t count = checkpoint.tensors().at(layer.outliers->channels).shape[0];
-    ASSIGN_OR_RETURN(absl::Span<const int32_t> channels,
-                     checkpoint.I32(layer.outliers->channels, {count}));
-    ASSIGN_OR_RETURN(absl::Span<const int8_t> weights,
-                     checkpoint.I8(layer.outliers->qweight, {layer.n, count}));
-    ASSIGN_OR_RETURN(absl::Span<const float> outlier_scales,
-                     checkpoint.F32(layer.outliers->scales, {layer.n, 1}));
-    outliers.channels.assign(channels.begin(), channels.end());
-    outliers.weights.assign(weights.begin(), weights.end());
-    outliers.scales.assign(outlier_scales.begin(), outlier_scales.end());
-  }
+  ASSIGN_OR_RETURN(W4A4OutlierChannels outliers, ReadOutlierChannels(checkpoint, layer));
   auto linear = W4A4Linear::Create(config, std::vector<uint8_t>(packed.begin(), packed.end()),
                                    std::vector<float>(scales.begin(), scales.end()), pool,
                                    std::move(outliers));
@@ -89,6 +77,23 @@ absl::StatusOr<std::vector<float>> CopyF32(const Apex4Checkpoint& checkpoint,
 }
 
 }  // namespace
+
+absl::StatusOr<W4A4OutlierChannels> ReadOutlierChannels(const Apex4Checkpoint& checkpoint,
+                                                        const Apex4Linear& layer) {
+  W4A4OutlierChannels outliers;
+  if (!layer.outliers.has_value()) return outliers;
+  const int64_t count = checkpoint.tensors().at(layer.outliers->channels).shape[0];
+  ASSIGN_OR_RETURN(absl::Span<const int32_t> channels,
+                   checkpoint.I32(layer.outliers->channels, {count}));
+  ASSIGN_OR_RETURN(absl::Span<const int8_t> weights,
+                   checkpoint.I8(layer.outliers->qweight, {layer.n, count}));
+  ASSIGN_OR_RETURN(absl::Span<const float> scales,
+                   checkpoint.F32(layer.outliers->scales, {layer.n, 1}));
+  outliers.channels.assign(channels.begin(), channels.end());
+  outliers.weights.assign(weights.begin(), weights.end());
+  outliers.scales.assign(scales.begin(), scales.end());
+  return outliers;
+}
 
 Granularity GranularityPlan::Choose(const Apex4Linear& layer) const {
   if (auto it = per_layer.find(layer.name); it != per_layer.end()) return it->second;

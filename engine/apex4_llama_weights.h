@@ -14,6 +14,7 @@
 #include "engine/llama_config.h"
 #include "engine/llama_weights.h"
 #include "engine/planner/planner.h"
+#include "engine/w4a4_linear.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace apex4 {
@@ -32,6 +33,11 @@ struct GranularityPlan {
   // INVALID_ARGUMENT for a decision whose granularity is neither "per_channel" nor "g128".
   static absl::StatusOr<GranularityPlan> FromExecutionPlan(const ExecutionPlan& plan);
 };
+
+// A layer's Atom-style INT8 outlier channels as W4A4Linear takes them (empty when it has none);
+// the CPU and CUDA engines both load them this way.
+absl::StatusOr<W4A4OutlierChannels> ReadOutlierChannels(const Apex4Checkpoint& checkpoint,
+                                                        const Apex4Linear& layer);
 
 // The engine's config from the checkpoint's `model` section (the LM head is never tied).
 absl::StatusOr<LlamaConfig> LlamaConfigFromApex4(const Apex4Metadata& metadata);

@@ -132,11 +132,6 @@ absl::StatusOr<GpuLlamaWeights> BuildFromSource(const LlamaConfig& config,
 // One stored variant of a checkpoint layer, as the GPU loads it.
 absl::StatusOr<W4A4HostWeights> ReadW4A4(const Apex4Checkpoint& checkpoint,
                                          const Apex4Linear& layer, Granularity granularity) {
-  if (layer.outliers.has_value()) {
-    return absl::UnimplementedError(absl::StrCat(
-        layer.name, " has INT8 outlier channels (Atom-style); the CUDA engine serves "
-                    "checkpoints without them (tools/quantizer without --outlier_channels)"));
-  }
   auto variant = layer.variants.find(granularity);
   if (variant == layer.variants.end()) {
     return absl::InvalidArgumentError(absl::StrCat("plan runs ", layer.name, " at ",
@@ -157,6 +152,7 @@ absl::StatusOr<W4A4HostWeights> ReadW4A4(const Apex4Checkpoint& checkpoint,
                    checkpoint.F32(variant->second.scales, {layer.n, groups}));
   weights.packed.assign(packed.begin(), packed.end());
   weights.scales.assign(scales.begin(), scales.end());
+  ASSIGN_OR_RETURN(weights.outliers, ReadOutlierChannels(checkpoint, layer));
   return weights;
 }
 

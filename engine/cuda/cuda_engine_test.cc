@@ -34,8 +34,10 @@ bool HaveGpu() {
   return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
 }
 
-std::string CheckpointPath() {
-  const char* path = std::getenv("APEX4_TEST_CHECKPOINT");
+// The apex4 checkpoints of the default model the W4A4 tests run (device_run.sh quantizes them):
+// QuaRot, and Atom-style with INT8 outlier channels.
+std::string CheckpointPath(const char* variable = "APEX4_TEST_CHECKPOINT") {
+  const char* path = std::getenv(variable);
   return path != nullptr ? path : "";
 }
 
@@ -278,26 +280,38 @@ W4A4Accuracy CompareToReference(InferenceEngine& gpu, InferenceEngine& cpu,
   return result;
 }
 
-TEST_F(CudaEngineTest, W4A4IsAsCloseToFp32AsTheCpuW4A4Path) {
-  const std::string checkpoint = CheckpointPath();
-  if (checkpoint.empty()) GTEST_SKIP() << "APEX4_TEST_CHECKPOINT not set";
+// The two W4A4 engines run the same integer weights, but their activations reach the INT4
+// quantizer through bf16 GEMM outputs on the GPU and FP32 on the CPU: a different rounding of a
+// few values per row flips INT4 levels, and over 30 layers the two drift apart as far as either
+// is from FP32 (greedy tokens agree only on clear steps). So each is held to the full-precision
+// model instead: the GPU path must be as accurate as the CPU path.
+void ExpectW4A4AsCloseToFp32AsTheCpu(const std::string& checkpoint, const std::string& label) {
   auto gpu = LoadGpu(checkpoint, "");
   auto cpu = LoadCpu(checkpoint);
   auto reference = LoadCpu(DefaultModelPath());
   ASSERT_TRUE(gpu && cpu && reference);
-  // The two W4A4 engines run the same integer weights, but their activations reach the INT4
-  // quantizer through bf16 GEMM outputs on the GPU and FP32 on the CPU: a different rounding of
-  // a few values per row flips INT4 levels, and over 30 layers the two drift apart as far as
-  // either is from FP32 (greedy tokens agree only on clear steps). So each is held to the
-  // full-precision model instead: the GPU path must be as accurate as the CPU path.
   const Comparison c = Compare(*gpu, *cpu, 0.05f);
-  Report("w4a4 gpu vs w4a4 cpu", c);
+  Report((label + " gpu vs " + label + " cpu").c_str(), c);
   const W4A4Accuracy a = CompareToReference(*gpu, *cpu, *reference);
-  std::printf("[w4a4 vs fp32] %d steps: greedy agreement gpu %d, cpu %d; mean max |logit error| "
+  std::printf("[%s vs fp32] %d steps: greedy agreement gpu %d, cpu %d; mean max |logit error| "
               "/ spread gpu %.4f, cpu %.4f\n",
-              a.steps, a.gpu_agree, a.cpu_agree, a.gpu_error, a.cpu_error);
+              label.c_str(), a.steps, a.gpu_agree, a.cpu_agree, a.gpu_error, a.cpu_error);
   EXPECT_GE(a.gpu_agree, a.cpu_agree - a.steps / 10);
   EXPECT_LE(a.gpu_error, 1.25 * a.cpu_error);
+}
+
+TEST_F(CudaEngineTest, W4A4IsAsCloseToFp32AsTheCpuW4A4Path) {
+  const std::string checkpoint = CheckpointPath();
+  if (checkpoint.empty()) GTEST_SKIP() << "APEX4_TEST_CHECKPOINT not set";
+  ExpectW4A4AsCloseToFp32AsTheCpu(checkpoint, "w4a4");
+}
+
+// Atom-style checkpoints: INT8 outlier channels beside the INT4 GEMM (FORMAT.md), on the GPU
+// through the quantizer's outlier columns and AddW4A4OutlierProducts.
+TEST_F(CudaEngineTest, AtomOutlierChannelsAreAsCloseToFp32AsOnTheCpu) {
+  const std::string checkpoint = CheckpointPath("APEX4_TEST_ATOM_CHECKPOINT");
+  if (checkpoint.empty()) GTEST_SKIP() << "APEX4_TEST_ATOM_CHECKPOINT not set";
+  ExpectW4A4AsCloseToFp32AsTheCpu(checkpoint, "atom w4a4");
 }
 
 // The 4-bit KV cache (kernels/cuda/attention, INT4 per token and KV head) against the CPU

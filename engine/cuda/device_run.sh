@@ -60,8 +60,16 @@ for mode in "$@"; do
         --calib-seqs 2 --calib-len 128 --no-eval --out "$work/models/smollm2-quarot.apex4" \
         > "$out/quantize.txt" 2>&1
       echo "quantize rc=$?" | tee -a "$out/summary.txt"
+      # The GPU runs Q/K/V and gate/up as one GEMM on one quantized input: one activation clip
+      # ratio for all parts (--act-clip 1.0), as for the QuaRot checkpoint above.
+      python3 -m tools.quantizer quantize --gguf "$model" --method atom --granularity g128 \
+        --act-clip 1.0 --no-weight-clip-search --calib "$work/wikitext2_calib.ids" \
+        --calib-seqs 2 --calib-len 128 --no-eval \
+        --out "$work/models/smollm2-atom.apex4" > "$out/quantize_atom.txt" 2>&1
+      echo "quantize atom rc=$?" | tee -a "$out/summary.txt"
       [ -x "$work/cuda_engine_test" ] || continue  # not carried this time
       APEX4_MODEL="$model" APEX4_TEST_CHECKPOINT="$work/models/smollm2-quarot.apex4" \
+        APEX4_TEST_ATOM_CHECKPOINT="$work/models/smollm2-atom.apex4" \
         timeout 400 "$work/cuda_engine_test" > "$out/cuda_engine_test.txt" 2>&1
       echo "cuda_engine_test rc=$?" | tee -a "$out/summary.txt"
       grep -E "^\[|FAIL|OK \]|PASSED" "$out/cuda_engine_test.txt" | head -40

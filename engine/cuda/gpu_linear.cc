@@ -52,15 +52,21 @@ absl::StatusOr<W4A4HostWeights> W4A4HostWeights::Concatenate(
     if (part.k != result.k || part.k_padded != result.k_padded ||
         part.granularity != result.granularity ||
         part.activation_clip_ratio != result.activation_clip_ratio ||
-        part.online_hadamard_block != result.online_hadamard_block) {
+        part.online_hadamard_block != result.online_hadamard_block ||
+        part.outliers.channels != result.outliers.channels) {
       return absl::InvalidArgumentError(absl::StrCat(
           "part ", i, " of a fused projection quantizes its input differently from part 0 "
-          "(K, granularity, activation clip ratio or online Hadamard differ); the CUDA engine "
+          "(K, granularity, activation clip ratio, online Hadamard or outlier channels differ); "
+          "the CUDA engine "
           "runs these projections as one GEMM on one quantized input"));
     }
     result.n += part.n;
     result.packed.insert(result.packed.end(), part.packed.begin(), part.packed.end());
     result.scales.insert(result.scales.end(), part.scales.begin(), part.scales.end());
+    std::vector<int8_t>& weights = result.outliers.weights;
+    weights.insert(weights.end(), part.outliers.weights.begin(), part.outliers.weights.end());
+    std::vector<float>& scales = result.outliers.scales;
+    scales.insert(scales.end(), part.outliers.scales.begin(), part.outliers.scales.end());
   }
   return result;
 }
@@ -120,6 +126,22 @@ absl::StatusOr<std::unique_ptr<GpuLinear>> GpuLinear::FromW4A4(const W4A4HostWei
         name, ": the CUDA activation quantizer rotates 128-wide blocks only, the checkpoint "
               "asks for ", weights.online_hadamard_block));
   }
+  const W4A4OutlierChannels& outliers = weights.outliers;
+  const auto count = static_cast<int64_t>(outliers.channels.size());
+  for (int64_t i = 0; i < count; ++i) {
+    if (outliers.channels[i] < 0 || outliers.channels[i] >= weights.k ||
+        (i > 0 && outliers.channels[i] <= outliers.channels[i - 1])) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": outlier channel ", outliers.channels[i], " at ", i,
+                                                     " is not ascending within K = ", weights.k));
+    }
+  }
+  if (count > cuda::kMaxW4A4Outliers ||
+      static_cast<int64_t>(outliers.weights.size()) != weights.n * count ||
+      static_cast<int64_t>(outliers.scales.size()) != (count > 0 ? weights.n : 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": ", count, " outlier channels (at most ", cuda::kMaxW4A4Outliers, ") need ", weights.n * count,
+        " INT8 weights and ", weights.n, " scales, got ", outliers.weights.size(), " and ", outliers.scales.size()));
+  }
   std::unique_ptr<GpuLinear> layer(new GpuLinear());
   layer->name_ = name;
   layer->format_ = GpuWeightFormat::kW4A4;
@@ -149,6 +171,30 @@ absl::StatusOr<std::unique_ptr<GpuLinear>> GpuLinear::FromW4A4(const W4A4HostWei
   ASSIGN_OR_RETURN(layer->weight_scales_,
                    UploadToDevice(prepacked_scales.data(), prepacked_scales.size() * sizeof(float),
                                   name + " (w4a4 scales)"));
+  if (count == 0) return layer;
+  // Outlier channels: where they are for the quantizer, and their INT8 weights in rows of
+  // W4A4OutlierCodesStride bytes (zeros past count; rows past n zero with zero scales).
+  const int64_t chunks = weights.k_padded / 8;
+  std::vector<uint8_t> mask(chunks);
+  std::vector<int16_t> before(chunks);
+  cuda::W4A4OutlierColumnsFor(outliers.channels.data(), static_cast<int32_t>(count), weights.k_padded,
+                              mask.data(), before.data());
+  layer->outlier_stride_ = cuda::W4A4OutlierCodesStride(static_cast<int32_t>(count));
+  std::vector<int8_t> outlier_weights(layer->n_stored_ * layer->outlier_stride_, 0);
+  for (int64_t j = 0; j < weights.n; ++j) {
+    std::copy_n(outliers.weights.begin() + j * count, count, outlier_weights.begin() + j * layer->outlier_stride_);
+  }
+  std::vector<float> outlier_scales(layer->n_stored_, 0.0f);
+  std::copy(outliers.scales.begin(), outliers.scales.end(), outlier_scales.begin());
+  ASSIGN_OR_RETURN(layer->outlier_mask_, UploadToDevice(mask.data(), mask.size(), name + " (outlier columns)"));
+  ASSIGN_OR_RETURN(layer->outliers_before_,
+                   UploadToDevice(before.data(), before.size() * sizeof(int16_t), name + " (outlier columns)"));
+  ASSIGN_OR_RETURN(layer->outlier_weights_,
+                   UploadToDevice(outlier_weights.data(), outlier_weights.size(), name + " (outlier weights)"));
+  ASSIGN_OR_RETURN(layer->outlier_scales_, UploadToDevice(outlier_scales.data(), outlier_scales.size() * sizeof(float),
+                                                          name + " (outlier scales)"));
+  layer->outlier_columns_ = {layer->outlier_mask_.as<uint8_t>(), layer->outliers_before_.as<int16_t>(),
+                             static_cast<int32_t>(count)};
   return layer;
 }
 
@@ -220,10 +266,19 @@ size_t GpuLinear::InputScratchBytes(int64_t rows) const {
     case GpuWeightFormat::kFp8:
       return ScalesOffset(rows * k_) + rows * sizeof(float);
     case GpuWeightFormat::kW4A4:
-      return ScalesOffset(rows * PackedRowBytes(k_stored_)) +
-             rows * (k_stored_ / kGroupSize128) * sizeof(float);
+      return OutlierScalesOffset(rows) + (outlier_columns_.count > 0 ? rows * sizeof(float) : 0);
   }
   return 0;
+}
+
+// W4A4 scratch: packed codes, their scales (room for group-128), then with outlier channels
+// their INT8 codes and scales, each at an aligned offset.
+size_t GpuLinear::OutlierCodesOffset(int64_t rows) const {
+  return ScalesOffset(ScalesOffset(rows * PackedRowBytes(k_stored_)) + rows * (k_stored_ / kGroupSize128) * sizeof(float));
+}
+
+size_t GpuLinear::OutlierScalesOffset(int64_t rows) const {
+  return ScalesOffset(OutlierCodesOffset(rows) + rows * outlier_stride_);
 }
 
 KernelKind GpuLinear::prepare_kind() const {
@@ -306,6 +361,11 @@ absl::Status GpuLinear::PrepareInput(const GpuLinearInput& input, void* scratch,
       args.packed = static_cast<uint8_t*>(scratch);
       args.scales = reinterpret_cast<float*>(
           static_cast<char*>(scratch) + ScalesOffset(input.rows * PackedRowBytes(k_stored_)));
+      if (outlier_columns_.count > 0) {
+        args.outliers = &outlier_columns_;
+        args.outlier_q8 = reinterpret_cast<int8_t*>(static_cast<char*>(scratch) + OutlierCodesOffset(input.rows));
+        args.outlier_scales = reinterpret_cast<float*>(static_cast<char*>(scratch) + OutlierScalesOffset(input.rows));
+      }
       return FromCudaStatus(cuda::QuantizeW4A4Activations(args, context.stream), what);
     }
   }
@@ -348,7 +408,22 @@ absl::Status GpuLinear::Multiply(const GpuLinearInput& input, const void* scratc
       args.granularity = granularity_;
       args.workspace = context.w4a4_workspace;
       args.workspace_bytes = context.w4a4_workspace_bytes;
-      return FromCudaStatus(cuda::W4A4Gemm(backend_, args, context.stream), what);
+      RETURN_IF_ERROR(FromCudaStatus(cuda::W4A4Gemm(backend_, args, context.stream), what));
+      if (outlier_columns_.count == 0) return absl::OkStatus();
+      cuda::W4A4OutlierProductArgs outlier_args;
+      outlier_args.x_q8 = reinterpret_cast<const int8_t*>(static_cast<const char*>(scratch) + OutlierCodesOffset(m));
+      outlier_args.x_scales =
+          reinterpret_cast<const float*>(static_cast<const char*>(scratch) + OutlierScalesOffset(m));
+      outlier_args.rows = m;
+      outlier_args.count = outlier_columns_.count;
+      outlier_args.codes_stride = outlier_stride_;
+      outlier_args.weights = outlier_weights_.as<int8_t>();
+      outlier_args.weight_scales = outlier_scales_.as<float>();
+      outlier_args.n = n_;
+      outlier_args.y = y;
+      outlier_args.ldy = n_stored_;
+      return FromCudaStatus(cuda::AddW4A4OutlierProducts(outlier_args, context.stream),
+                            name_ + ": outlier channels");
     }
   }
   return absl::InternalError(what);

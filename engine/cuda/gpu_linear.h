@@ -19,6 +19,7 @@
 #include "absl/types/span.h"
 #include "engine/cuda/device_memory.h"
 #include "engine/kernel_timer.h"
+#include "engine/w4a4_linear.h"
 #include "kernels/cuda/dense/dense_linear.h"
 #include "kernels/cuda/w4a4_linear.h"
 #include "kernels/w4a4_format.h"
@@ -71,9 +72,11 @@ struct W4A4HostWeights {
   int online_hadamard_block = 0;  // 0 or 128
   std::vector<uint8_t> packed;    // n × k_padded / 2
   std::vector<float> scales;      // n × k_padded / group
+  W4A4OutlierChannels outliers;   // Atom-style INT8 channels (engine/w4a4_linear.h); none: empty
 
-  // Stacks the rows of `parts` (same K, granularity and activation treatment: they read one
-  // input), e.g. Q, K and V into one QKV projection. INVALID_ARGUMENT naming the mismatch.
+  // Stacks the rows of `parts` (same K, granularity and activation treatment, outlier channels
+  // included: they read one input), e.g. Q, K and V into one QKV projection. INVALID_ARGUMENT
+  // naming the mismatch.
   static absl::StatusOr<W4A4HostWeights> Concatenate(std::vector<W4A4HostWeights> parts);
 };
 
@@ -102,7 +105,9 @@ class GpuLinear {
   int64_t k() const { return k_; }
   // Elements between output rows: n() rounded up to the W4A4 kernels' 128-row tile.
   int64_t output_stride() const { return n_stored_; }
-  int64_t weight_bytes() const { return weights_.bytes() + weight_scales_.bytes(); }
+  int64_t weight_bytes() const {
+    return weights_.bytes() + weight_scales_.bytes() + outlier_weights_.bytes() + outlier_scales_.bytes();
+  }
 
   // Scratch PrepareInput needs for `rows` rows, at either granularity (a plan may switch it).
   size_t InputScratchBytes(int64_t rows) const;
@@ -133,8 +138,21 @@ class GpuLinear {
   float activation_clip_ratio_ = 1.0f;
   int online_hadamard_block_ = 0;
   cuda::W4A4Backend backend_ = cuda::W4A4Backend::kSm90;
+  // Where PrepareInput leaves the outlier channels' INT8 codes and scales in the scratch.
+  size_t OutlierCodesOffset(int64_t rows) const;
+  size_t OutlierScalesOffset(int64_t rows) const;
+
   DeviceMemory weights_;        // bf16, e4m3 or backend-packed int4
   DeviceMemory weight_scales_;  // FP8: per channel; W4A4: per channel or group
+  // W4A4 with outlier channels: their columns (cuda::W4A4OutlierColumns over outlier_mask_ and
+  // outliers_before_), INT8 weights (n_stored_ rows of outlier_stride_ bytes, the codes' row
+  // stride of cuda::W4A4OutlierCodesStride) and scales.
+  cuda::W4A4OutlierColumns outlier_columns_;
+  DeviceMemory outlier_mask_;
+  DeviceMemory outliers_before_;
+  DeviceMemory outlier_weights_;
+  DeviceMemory outlier_scales_;
+  int64_t outlier_stride_ = 0;
 };
 
 }  // namespace apex4
