@@ -2,7 +2,8 @@
 // (w4a4_linear.h AddW4A4OutlierProducts): a small GEMM (K = the channel count, ≤ 1024) on
 // mma.sync m16n8k32 s8. A CTA of 4 warps covers 64 tokens × 64 columns, each warp 16 tokens ×
 // 64 columns; K runs in 128-byte chunks that the CTA copies into shared memory with 16-byte loads
-// (rows padded by 16 bytes, so a fragment's eight rows fall in different banks).
+// (rows padded by 16 bytes, so a fragment's eight rows fall in different banks). The products go
+// through shared memory so that each warp then updates whole 128-byte rows of the output.
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -39,8 +40,14 @@ __device__ __forceinline__ void LoadChunk(const int8_t* codes, int64_t stride, i
 }
 
 __global__ void __launch_bounds__(32 * kWarps) add_outlier_products_kernel(const W4A4OutlierProductArgs a) {
-  __shared__ __align__(16) uint8_t x_tile[kTokens * kRowBytes];
-  __shared__ __align__(16) uint8_t w_tile[kColumns * kRowBytes];
+  // The code tiles, then (reused) the CTA's products.
+  constexpr int kProductStride = kColumns + 1;  // floats per product row
+  constexpr int kTileBytes = (kTokens + kColumns) * kRowBytes;
+  static_assert(kTokens * kProductStride * 4 <= kTileBytes, "products fit in the tiles' space");
+  __shared__ __align__(16) uint8_t tiles[kTileBytes];
+  uint8_t* const x_tile = tiles;
+  uint8_t* const w_tile = tiles + kTokens * kRowBytes;
+  float* const products = reinterpret_cast<float*>(tiles);
   StartAfterPrerequisiteGrids();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;  // fragment row group and thread in group
@@ -66,16 +73,42 @@ __global__ void __launch_bounds__(32 * kWarps) add_outlier_products_kernel(const
       }
     }
   }
-  // W4A4Linear::AddOutlierProducts' float expression, added to the bf16 output.
+  // W4A4Linear::AddOutlierProducts' float expression: products · (x scale · weight scale); zero
+  // scales past the rows and columns (their products are never added).
+  float x_scale[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t row = token0 + warp * 16 + g + 8 * h;
+    x_scale[h] = row < a.rows ? a.x_scales[row] : 0.0f;
+  }
+  __syncthreads();  // the tiles are consumed
 #pragma unroll
   for (int f = 0; f < kColumns / 8; ++f) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t row = token0 + warp * 16 + g + 8 * (e / 2), column = column0 + 8 * f + 2 * t + (e & 1);
-      if (row >= a.rows || column >= a.n) continue;
-      __nv_bfloat16* y = a.y + row * a.ldy + column;
-      const float product = __fmul_rn(static_cast<float>(acc[f][e]), __fmul_rn(a.x_scales[row], a.weight_scales[column]));
-      *y = __float2bfloat16_rn(__fadd_rn(__bfloat162float(*y), product));
+    for (int j = 0; j < 2; ++j) {
+      const int c = 8 * f + 2 * t + j;
+      const float w_scale = column0 + c < a.n ? a.weight_scales[column0 + c] : 0.0f;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        products[(warp * 16 + g + 8 * h) * kProductStride + c] =
+            __fmul_rn(static_cast<float>(acc[f][2 * h + j]), __fmul_rn(x_scale[h], w_scale));
+      }
+    }
+  }
+  __syncthreads();
+  // Added to the bf16 output a row at a time: lane l takes columns 2l and 2l + 1.
+  const int64_t rows_here = a.rows - token0 < kTokens ? a.rows - token0 : kTokens;
+  const int64_t column = column0 + 2 * lane;
+  const bool both = column + 1 < a.n, paired = both && a.ldy % 2 == 0, first = column < a.n;
+  __nv_bfloat16* y = a.y + (token0 + warp) * a.ldy + column;
+  for (int r = warp; r < rows_here; r += kWarps, y += kWarps * a.ldy) {
+    const float* p = products + r * kProductStride + 2 * lane;
+    if (paired) {
+      const float2 old = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(y));
+      *reinterpret_cast<__nv_bfloat162*>(y) = __floats2bfloat162_rn(__fadd_rn(old.x, p[0]), __fadd_rn(old.y, p[1]));
+    } else {
+      if (first) y[0] = __float2bfloat16_rn(__fadd_rn(__bfloat162float(y[0]), p[0]));
+      if (both) y[1] = __float2bfloat16_rn(__fadd_rn(__bfloat162float(y[1]), p[1]));
     }
   }
 }
