@@ -12,7 +12,8 @@
 #   engine/cuda/device_run.sh bench     # engine throughput on synthetic shapes
 #   engine/cuda/device_run.sh model     # GPU vs CPU engine on SmolLM2 (needs both halves)
 #   engine/cuda/device_run.sh served    # SmolLM2 through gRPC on the GPU, after `model` on the
-#                                       # same machine: greedy parity with the CPU server
+#                                       # same machine (its QuaRot and Atom checkpoints): greedy
+#                                       # parity with the CPU server
 #                                       # (tools/bench/served_parity.py) and the load benchmark;
 #                                       # carries .device/bench (tools/bench/bundle_for_gpu.sh)
 #                                       # with a text excerpt (prompts.txt) beside it
@@ -78,6 +79,7 @@ for mode in "$@"; do
       bench=$PWD/.device/bench
       model="$work/models/SmolLM2-135M-Instruct.Q4_1.gguf"
       checkpoint="$work/models/smollm2-quarot.apex4"
+      atom="$work/models/smollm2-atom.apex4"
       server="$bench/apex4_server --max_batch_size=64 --max_queue_size=64"
       cpu="$server --backend=cpu --threads=16"
       gpu="$server --backend=cuda --profile=/tmp/apex4_profile.json"
@@ -85,7 +87,8 @@ for mode in "$@"; do
       # against the CPU server on the same checkpoint).
       for pair in "bf16|--model=$model|--model=$model --gpu_weights=bf16|32" \
                   "fp8|--model=$model|--model=$model --gpu_weights=fp8|0" \
-                  "w4a4|--model=$checkpoint|--model=$checkpoint|0"; do
+                  "w4a4|--model=$checkpoint|--model=$checkpoint|0" \
+                  "atom|--model=$atom|--model=$atom|0"; do
         IFS='|' read -r name ref cand need <<< "$pair"
         timeout 300 python3 tools/bench/served_parity.py --grpcurl="$bench/grpcurl" \
           --text_file="$bench/prompts.txt" --prompts=8 --max_tokens=32 --require_identical="$need" \
@@ -95,7 +98,7 @@ for mode in "$@"; do
         tail -1 "$out/parity_$name.txt"
       done
       for pair in "bf16|--model=$model --gpu_weights=bf16" "fp8|--model=$model --gpu_weights=fp8" \
-                  "w4a4|--model=$checkpoint"; do
+                  "w4a4|--model=$checkpoint" "atom|--model=$atom"; do
         IFS='|' read -r name flags <<< "$pair"
         timeout 200 python3 tools/bench/load_benchmark.py --grpcurl="$bench/grpcurl" \
           --server_cmd="$gpu $flags" --concurrency=1,16,64 --prompt_tokens=128 --max_tokens=64 \
