@@ -19,6 +19,22 @@ constexpr int64_t kMaxStagedTokens = 50 * 1024;
 // A bisection pass over the whole row reads every token; once the tokens between the bounds fit
 // in this many, they are copied out (4 bytes each, shared memory) and later passes read only them.
 constexpr int kShortlistTokens = 4096;
+// The weights' octaves (bin b < 32: weights in [2^b, 2^(b+1)); bin 32: weight 0), counted and
+// summed as the weights are written, so that each bisection starts inside the octave that holds
+// its boundary instead of halving down to it from 2^31 over the whole row. Warps add into one of
+// kHistogramCopies copies (shared-memory atomics; fewer warps per address).
+constexpr int kOctaveBins = 33;
+constexpr int kHistogramCopies = 8;
+
+struct OctaveHistogram {
+  uint32_t count[kOctaveBins];
+  uint64_t weight[kOctaveBins];
+};
+
+__device__ __forceinline__ int OctaveOf(uint32_t w) { return w == 0 ? 32 : 31 - __clz(w); }
+// The weights of bin b: [BinLow(b), BinHigh(b)).
+__device__ __forceinline__ uint32_t BinLow(int b) { return b == 32 ? 0u : 1u << b; }
+__device__ __forceinline__ uint32_t BinHigh(int b) { return b == 32 ? 1u : b == 31 ? kBestWeight + 1 : 2u << b; }
 
 // The tokens ranked at or before a boundary token: weight above `weight`, or equal to it with an
 // id up to `last_id`. Every selection is such a prefix; {0, INT_MAX} is every token.
@@ -155,9 +171,10 @@ struct Selection {
   uint64_t measure;  // its token count or weight
 };
 
-// Copies the weights in [low, high) (`count` of them, ≤ kShortlistTokens) to `shortlist`.
-__device__ void MakeShortlist(const uint32_t* weights, int64_t cols, uint32_t low, uint32_t high, BlockSums& sums,
-                              uint32_t* shortlist) {
+// Copies the weights in [low, high) (at most kShortlistTokens of them) to `shortlist`; returns
+// how many there are.
+__device__ int MakeShortlist(const uint32_t* weights, int64_t cols, uint32_t low, uint32_t high, BlockSums& sums,
+                             uint32_t* shortlist) {
   uint32_t mine = 0;
   for (int64_t i = threadIdx.x; i < cols; i += kThreads) mine += weights[i] >= low && weights[i] < high;
   uint32_t through_me = mine;  // inclusive scan over the warp's lanes
@@ -166,24 +183,42 @@ __device__ void MakeShortlist(const uint32_t* weights, int64_t cols, uint32_t lo
     const uint32_t lower = __shfl_up_sync(0xffffffffu, through_me, offset);
     if (Lane() >= offset) through_me += lower;
   }
-  uint64_t next = sums.OverEarlierWarps(__shfl_sync(0xffffffffu, through_me, 31)) + through_me - mine;
+  const uint32_t warp_count = __shfl_sync(0xffffffffu, through_me, 31);
+  uint64_t next = sums.OverEarlierWarps(warp_count) + through_me - mine;
   for (int64_t i = threadIdx.x; i < cols; i += kThreads) {
     const uint32_t w = weights[i];
     if (w >= low && w < high) shortlist[next++] = w;
   }
-  __syncthreads();
+  return static_cast<int>(sums.Sum(Lane() == 0 ? warp_count : 0));
 }
 
 // The shortest prefix of the ranking, within `within`, whose measure (token count, or weight)
 // reaches `target` (1 ≤ target ≤ the measure of `within`).
-__device__ Selection ShortestPrefixReaching(const uint32_t* weights, int64_t cols, RankPrefix within, bool by_count,
-                                            uint64_t target, BlockSums& sums, uint32_t* shortlist, int32_t* found) {
+__device__ Selection ShortestPrefixReaching(const uint32_t* weights, int64_t cols, const OctaveHistogram& octaves,
+                                            RankPrefix within, bool by_count, uint64_t target, BlockSums& sums,
+                                            uint32_t* shortlist, int32_t* found) {
   // Bisect for the boundary weight: the largest t whose tokens weighing ≥ t reach the target.
   // Every token above `within`'s boundary weight is inside it, so the passes need no id test.
   uint32_t low = within.weight;     // reaches the target
   uint32_t high = kBestWeight + 1;  // does not: nothing weighs more than the best token
   uint64_t above = 0;               // the measure of the tokens weighing ≥ high
-  int listed = -1;                  // tokens on the shortlist (all those in [low, high)); -1: none yet
+  // Start in the octave where the running measure of whole octaves (from the top) reaches the
+  // target, or the one holding `within`'s boundary, which is only partly inside it.
+  for (int j = 0; j < kOctaveBins; ++j) {  // bins from the heaviest: 31, 30, ..., 0, then 32 (zero)
+    const int b = j < 32 ? 31 - j : 32;
+    const uint64_t measure = by_count ? octaves.count[b] : octaves.weight[b];
+    if (BinLow(b) <= within.weight || above + measure >= target) {  // always by bin 32
+      low = BinLow(b) > within.weight ? BinLow(b) : within.weight;
+      high = BinHigh(b);
+      break;
+    }
+    above += measure;
+  }
+  // Tokens on the shortlist (all those in [low, high)); -1: none yet.
+  const int octave = OctaveOf(low);
+  int listed = high - low > 1 && octaves.count[octave] <= kShortlistTokens
+                   ? MakeShortlist(weights, cols, low, high, sums, shortlist)
+                   : -1;
   while (high - low > 1) {
     const uint32_t mid = low + (high - low) / 2;
     uint64_t upper = 0;   // the measure of the tokens in [mid, high)
@@ -249,6 +284,7 @@ __global__ void __launch_bounds__(kThreads)
   extern __shared__ uint32_t staged_weights[];
   __shared__ uint64_t sum_slots[kSumSlots];
   __shared__ uint32_t shortlist[kShortlistTokens];
+  __shared__ OctaveHistogram histograms[kHistogramCopies];
   __shared__ float warp_best[kWarps];
   __shared__ int32_t warp_best_id[kWarps];
   __shared__ int32_t found;
@@ -288,17 +324,36 @@ __global__ void __launch_bounds__(kThreads)
     return;
   }
 
-  // Weights: each thread rewrites only the tokens it read.
-  uint32_t* weights = staged ? staged_weights : reinterpret_cast<uint32_t*>(row);
-  for (int64_t i = threadIdx.x; i < cols; i += kThreads) {
-    const float v = row[i];
-    weights[i] = v > -INFINITY ? __float2uint_rn(expf((v - best) * inverse_temperature) * 2147483648.0f) : 0u;
+  // Weights (each thread rewrites only the tokens it read) and their octaves.
+  for (int i = threadIdx.x; i < kHistogramCopies * kOctaveBins; i += kThreads) {
+    histograms[i / kOctaveBins].count[i % kOctaveBins] = 0;
+    histograms[i / kOctaveBins].weight[i % kOctaveBins] = 0;
   }
   __syncthreads();
+  uint32_t* weights = staged ? staged_weights : reinterpret_cast<uint32_t*>(row);
+  const bool in_id_order = p.top_k == 0 && p.top_p >= 1.0f;  // plain temperature: no ranking
+  OctaveHistogram& mine = histograms[Warp() % kHistogramCopies];
+  for (int64_t i = threadIdx.x; i < cols; i += kThreads) {
+    const float v = row[i];
+    const uint32_t w = v > -INFINITY ? __float2uint_rn(expf((v - best) * inverse_temperature) * 2147483648.0f) : 0u;
+    weights[i] = w;
+    if (in_id_order) continue;
+    atomicAdd(&mine.count[OctaveOf(w)], 1u);
+    if (w != 0) atomicAdd(reinterpret_cast<unsigned long long*>(&mine.weight[OctaveOf(w)]), w);
+  }
+  __syncthreads();
+  if (threadIdx.x < kOctaveBins) {  // the copies' sums into copy 0
+    for (int c = 1; c < kHistogramCopies; ++c) {
+      histograms[0].count[threadIdx.x] += histograms[c].count[threadIdx.x];
+      histograms[0].weight[threadIdx.x] += histograms[c].weight[threadIdx.x];
+    }
+  }
+  __syncthreads();
+  const OctaveHistogram* octaves = &histograms[0];
 
   BlockSums sums(sum_slots);
   int32_t pick;
-  if (p.top_k == 0 && p.top_p >= 1.0f) {
+  if (in_id_order) {
     uint64_t part = 0;
     for (int64_t i = threadIdx.x; i < cols; i += kThreads) part += weights[i];
     const uint64_t total = sums.Sum(part);
@@ -306,7 +361,7 @@ __global__ void __launch_bounds__(kThreads)
   } else {
     RankPrefix kept{0, INT_MAX};
     if (p.top_k > 0 && p.top_k < cols) {
-      kept = ShortestPrefixReaching(weights, cols, kept, /*by_count=*/true, p.top_k, sums, shortlist, &found).prefix;
+      kept = ShortestPrefixReaching(weights, cols, *octaves, kept, /*by_count=*/true, p.top_k, sums, shortlist, &found).prefix;
     }
     uint64_t part = 0;
     for (int64_t i = threadIdx.x; i < cols; i += kThreads) {
@@ -317,11 +372,11 @@ __global__ void __launch_bounds__(kThreads)
       const auto nucleus = static_cast<uint64_t>(ceil(static_cast<double>(p.top_p) * static_cast<double>(kept_weight)));
       const uint64_t target = nucleus < 1 ? 1 : nucleus > kept_weight ? kept_weight : nucleus;
       const Selection selection =
-          ShortestPrefixReaching(weights, cols, kept, /*by_count=*/false, target, sums, shortlist, &found);
+          ShortestPrefixReaching(weights, cols, *octaves, kept, /*by_count=*/false, target, sums, shortlist, &found);
       kept = selection.prefix;
       kept_weight = selection.measure;
     }
-    pick = ShortestPrefixReaching(weights, cols, kept, /*by_count=*/false, DrawTarget(p.uniform, kept_weight), sums,
+    pick = ShortestPrefixReaching(weights, cols, *octaves, kept, /*by_count=*/false, DrawTarget(p.uniform, kept_weight), sums,
                                   shortlist, &found)
                .prefix.last_id;
   }

@@ -16,8 +16,9 @@
 //    plain temperature path).
 // Against the CPU's TokenPicker (float weights, double sums, logit order): the same distribution
 // up to weights below 2^-32 of the best token's (never drawn here) and the order of tokens whose
-// weights round equal; for the same uniform, the same token except where the uniform falls
-// within the rounding of the running sums (~1e-8 of the total) of a boundary between two tokens.
+// weights are within expf's 2 ulp of each other; for the same uniform, the same token except
+// there and where the uniform falls within the rounding of the running sums (~1e-8 of the total)
+// of a boundary between two tokens.
 #ifndef APEX4_KERNELS_CUDA_OPS_SAMPLE_ROWS_H_
 #define APEX4_KERNELS_CUDA_OPS_SAMPLE_ROWS_H_
 
@@ -41,8 +42,9 @@ struct SamplingRow {
 // out[r] = the token picked from row r of x f32 [rows, cols] (row stride ldx ≥ cols) as params[r]
 // says, or -1 when the row holds nothing above -inf. x, params and out are device arrays; rows
 // picked by sampling (temperature > 0) may be overwritten with their weights. One CTA per row:
-// greedy rows cost one pass over the row; sampled rows about 33 passes per top-k, top-p or draw
-// step, in shared memory where the row fits (≤ 50k tokens), else in place in x (L2).
+// greedy rows cost one pass over the row; sampled rows a few passes per top-k, top-p or draw
+// step plus up to 31 over a shortlist, in shared memory where the row fits (≤ 50k tokens), else
+// in place in x (L2).
 CudaStatus SampleRows(float* x, int64_t ldx, int64_t rows, int64_t cols, const SamplingRow* params,
                       int32_t* out, cudaStream_t stream);
 
