@@ -561,11 +561,7 @@ void TestGraphCapture(std::mt19937& rng) {
 
 int Main() {
   if (!testing::HaveCudaDevice()) return 0;
-  cudaDeviceProp prop;
-  ASSERT_CUDA(cudaGetDeviceProperties(&prop, 0));
-  const uint32_t seed = std::random_device{}();
-  std::printf("device: %s (sm_%d%d), seed %u\n", prop.name, prop.major, prop.minor, seed);
-  std::mt19937 rng(seed);
+  std::mt19937 rng = testing::DeviceAndSeededRng();
 
   // 4-wide paths (widths, strides multiple of 4) and element-by-element ones (odd sizes).
   for (int64_t m : {1, 37}) {

@@ -163,11 +163,7 @@ void TestArgumentChecks() {
 
 int Main() {
   if (!testing::HaveCudaDevice()) return 0;
-  cudaDeviceProp prop;
-  ASSERT_CUDA(cudaGetDeviceProperties(&prop, 0));
-  const uint32_t seed = std::random_device{}();
-  std::printf("device: %s (sm_%d%d), seed %u\n", prop.name, prop.major, prop.minor, seed);
-  std::mt19937 rng(seed);
+  std::mt19937 rng = testing::DeviceAndSeededRng();
 
   const Case exact_cases[] = {
       {"greedy", {0.0f, 0, 1.0f}, true},

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "kernels/cuda/cuda_status.h"
@@ -92,6 +93,16 @@ class DeviceBuffer {
   T* ptr_ = nullptr;
   size_t count_;
 };
+
+// Prints the device and a fresh seed (a failure can be replayed with it) and returns a generator
+// seeded with it. Call after HaveCudaDevice().
+inline std::mt19937 DeviceAndSeededRng() {
+  cudaDeviceProp prop;
+  ASSERT_CUDA(cudaGetDeviceProperties(&prop, 0));
+  const uint32_t seed = std::random_device{}();
+  std::printf("device: %s (sm_%d%d), seed %u\n", prop.name, prop.major, prop.minor, seed);
+  return std::mt19937(seed);
+}
 
 inline uint16_t Bf16Bits(__nv_bfloat16 v) {
   uint16_t bits;
