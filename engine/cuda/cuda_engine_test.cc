@@ -307,7 +307,7 @@ TEST_F(CudaEngineTest, W4A4IsAsCloseToFp32AsTheCpuW4A4Path) {
 }
 
 // Atom-style checkpoints: INT8 outlier channels beside the INT4 GEMM (FORMAT.md), on the GPU
-// through the quantizer's outlier columns and AddW4A4OutlierProducts.
+// through the quantizer's outlier columns and the W4A4 GEMM's outlier product.
 TEST_F(CudaEngineTest, AtomOutlierChannelsAreAsCloseToFp32AsOnTheCpu) {
   const std::string checkpoint = CheckpointPath("APEX4_TEST_ATOM_CHECKPOINT");
   if (checkpoint.empty()) GTEST_SKIP() << "APEX4_TEST_ATOM_CHECKPOINT not set";

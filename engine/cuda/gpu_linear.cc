@@ -408,22 +408,18 @@ absl::Status GpuLinear::Multiply(const GpuLinearInput& input, const void* scratc
       args.granularity = granularity_;
       args.workspace = context.w4a4_workspace;
       args.workspace_bytes = context.w4a4_workspace_bytes;
-      RETURN_IF_ERROR(FromCudaStatus(cuda::W4A4Gemm(backend_, args, context.stream), what));
-      if (outlier_columns_.count == 0) return absl::OkStatus();
-      cuda::W4A4OutlierProductArgs outlier_args;
-      outlier_args.x_q8 = reinterpret_cast<const int8_t*>(static_cast<const char*>(scratch) + OutlierCodesOffset(m));
-      outlier_args.x_scales =
-          reinterpret_cast<const float*>(static_cast<const char*>(scratch) + OutlierScalesOffset(m));
-      outlier_args.rows = m;
-      outlier_args.count = outlier_columns_.count;
-      outlier_args.codes_stride = outlier_stride_;
-      outlier_args.weights = outlier_weights_.as<int8_t>();
-      outlier_args.weight_scales = outlier_scales_.as<float>();
-      outlier_args.n = n_;
-      outlier_args.y = y;
-      outlier_args.ldy = n_stored_;
-      return FromCudaStatus(cuda::AddW4A4OutlierProducts(outlier_args, context.stream),
-                            name_ + ": outlier channels");
+      cuda::W4A4GemmOutliers outliers;
+      if (outlier_columns_.count > 0) {
+        outliers.x_q8 = reinterpret_cast<const int8_t*>(static_cast<const char*>(scratch) + OutlierCodesOffset(m));
+        outliers.x_scales =
+            reinterpret_cast<const float*>(static_cast<const char*>(scratch) + OutlierScalesOffset(m));
+        outliers.count = outlier_columns_.count;
+        outliers.codes_stride = outlier_stride_;
+        outliers.weights = outlier_weights_.as<int8_t>();
+        outliers.weight_scales = outlier_scales_.as<float>();
+        args.outliers = &outliers;
+      }
+      return FromCudaStatus(cuda::W4A4Gemm(backend_, args, context.stream), what);
     }
   }
   return absl::InternalError(what);

@@ -40,9 +40,32 @@ size_t W4A4GemmWorkspaceBytes(W4A4Backend backend, int64_t m, int64_t n, int64_t
   return Sm90W4A4GemmWorkspaceBytes(m, n, k, granularity, num_sms);
 }
 
+CudaStatus AddW4A4GemmOutlierProducts(const W4A4GemmArgs& args, cudaStream_t stream) {
+  const W4A4GemmOutliers& o = *args.outliers;
+  W4A4OutlierProductArgs products;
+  products.x_q8 = o.x_q8;
+  products.x_scales = o.x_scales;
+  products.rows = args.m;
+  products.count = o.count;
+  products.codes_stride = o.codes_stride;
+  products.weights = o.weights;
+  products.weight_scales = o.weight_scales;
+  products.n = args.n;
+  products.y = args.y;
+  products.ldy = args.n;
+  return AddW4A4OutlierProducts(products, stream);
+}
+
 CudaStatus W4A4Gemm(W4A4Backend backend, const W4A4GemmArgs& args, cudaStream_t stream) {
-  return backend == W4A4Backend::kSm90 ? LaunchSm90W4A4Gemm(args, stream)
-                                       : LaunchSm80W4A4Gemm(args, stream);
+  if (args.outliers != nullptr) {
+    const W4A4GemmOutliers& o = *args.outliers;
+    APEX4_CUDA_CHECK_ARG(o.x_q8 && o.x_scales && o.weights && o.weight_scales);
+    APEX4_CUDA_CHECK_ARG(o.count > 0 && o.count <= kMaxW4A4Outliers && o.codes_stride == W4A4OutlierCodesStride(o.count));
+  }
+  const bool sm90 = backend == W4A4Backend::kSm90;
+  APEX4_CUDA_RETURN_IF_NOT_OK(sm90 ? LaunchSm90W4A4Gemm(args, stream) : LaunchSm80W4A4Gemm(args, stream));
+  const bool added = sm90 && Sm90W4A4DecodeRuns(args.m, args.k);  // in the decode kernel's epilogue
+  return args.outliers != nullptr && !added ? AddW4A4GemmOutlierProducts(args, stream) : OkCudaStatus();
 }
 
 void W4A4OutlierColumnsFor(const int32_t* channels, int32_t count, int64_t k, uint8_t* mask, int16_t* before) {

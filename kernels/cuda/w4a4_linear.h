@@ -36,6 +36,17 @@ CudaStatus SelectW4A4Backend(int device, W4A4Backend* backend);
 CudaStatus PrepackW4A4Weights(W4A4Backend backend, const W4A4Operand& w, uint8_t* packed,
                               float* scales);
 
+// Atom-style INT8 outlier channels of a W4A4 GEMM (W4A4OutlierProductArgs' operands): y gets
+// (x_q8 · weights^T) · (x_scales · weight_scales) added as well.
+struct W4A4GemmOutliers {
+  const int8_t* x_q8 = nullptr;           // device: m × codes_stride (16-byte aligned)
+  const float* x_scales = nullptr;        // device: m
+  int32_t count = 0;                      // 1..kMaxW4A4Outliers
+  int64_t codes_stride = 0;               // W4A4OutlierCodesStride(count)
+  const int8_t* weights = nullptr;        // device: n × codes_stride (16-byte aligned)
+  const float* weight_scales = nullptr;   // device: n
+};
+
 struct W4A4GemmArgs {
   const uint8_t* x = nullptr;         // device: m × k/2 bytes, canonical packed activations
   const float* x_scales = nullptr;    // device: m × (k / group) floats
@@ -51,6 +62,10 @@ struct W4A4GemmArgs {
   // kernels leave the counters zeroed again). May be null when that size is 0.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  // Optional. The Hopper decode kernel (M ≤ 16) adds the outlier product in its epilogue, before
+  // the bf16 rounding, as the CPU's W4A4Linear adds it to its float output; other paths run
+  // AddW4A4OutlierProducts on the bf16 output after the GEMM.
+  const W4A4GemmOutliers* outliers = nullptr;
 };
 
 // Scratch the GEMM needs for this shape on a device with `num_sms` multiprocessors.

@@ -3,8 +3,9 @@
 // cuBLASLt INT8, in one run on one card, on LLaMA-2-7B / LLaMA-2-70B / LLaMA-3-8B linear shapes.
 // BF16 and outer-vector FP8 are the GPU engine's baselines (DenseGemm, dense/dense_linear.h);
 // per-tensor FP8 and INT8 are timed here only. All operands are synthetic random data.
-// atom_us: what an Atom-style checkpoint adds to the per-channel GEMM, the INT8 product of its
-// K · 128 / 4096 outlier channels (AddW4A4OutlierProducts; the quantizer's share is in quant_us).
+// atom_us: the per-channel GEMM with an Atom-style checkpoint's K · 128 / 4096 INT8 outlier
+// channels (W4A4GemmArgs::outliers: in the decode kernel's epilogue at M ≤ 16, a second kernel
+// otherwise); atom/pc: its time over the plain GEMM's. The quantizer's share is not in it.
 // Usage: w4a4_linear_benchmark [--only=MODEL/LAYER,...] [M ...]
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -298,7 +299,8 @@ int Main(int argc, char** argv) {
       q.scales = sx;
       const double t_quant = TimeUs([&](int) { CHECK_OK(QuantizeW4A4Activations(q, nullptr)); }, 1);
 
-      double t_w4[2];
+      double t_w4[2], t_atom = 0;
+      const W4A4GemmOutliers atom{static_cast<const int8_t*>(x8), sx, outliers, outlier_stride, nullptr, s8};
       for (Granularity g : {Granularity::kPerChannel, Granularity::kGroup128}) {
         const size_t ws_bytes = W4A4GemmWorkspaceBytes(backend, m, n, k, g, prop.multiProcessorCount);
         void* ws = Alloc(ws_bytes);
@@ -319,22 +321,19 @@ int Main(int argc, char** argv) {
           args.w_scales = static_cast<const float*>(g128 ? w4_scales_g[c] : w4_scales_pc[c]);
           CHECK_OK(W4A4Gemm(backend, args, nullptr));
         }, copies);
+        if (!g128) {
+          W4A4GemmOutliers with_weights = atom;
+          args.outliers = &with_weights;
+          t_atom = TimeUs([&](int c) {
+            args.w = static_cast<const uint8_t*>(w4[c]);
+            args.w_scales = static_cast<const float*>(w4_scales_pc[c]);
+            with_weights.weights = static_cast<const int8_t*>(w_outliers[c]);
+            CHECK_OK(W4A4Gemm(backend, args, nullptr));
+          }, copies);
+          args.outliers = nullptr;
+        }
         CHECK_CUDA(cudaFree(ws));
       }
-      W4A4OutlierProductArgs atom;
-      atom.x_q8 = static_cast<const int8_t*>(x8);
-      atom.x_scales = sx;
-      atom.rows = m;
-      atom.count = outliers;
-      atom.codes_stride = outlier_stride;
-      atom.weight_scales = s8;
-      atom.n = n;
-      atom.y = static_cast<__nv_bfloat16*>(y);
-      atom.ldy = n;
-      const double t_atom = TimeUs([&](int c) {
-        atom.weights = static_cast<const int8_t*>(w_outliers[c]);
-        CHECK_OK(AddW4A4OutlierProducts(atom, nullptr));
-      }, copies);
       const double ops = 2.0 * m * n * k;
       const double bytes = n * k / 2.0 + m * k / 2.0 + m * n * 2.0;
       auto ratio = [&](double base) { return base > 0 ? base / t_w4[0] : 0.0; };

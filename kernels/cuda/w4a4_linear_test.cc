@@ -78,7 +78,8 @@ struct Workspace {
 // Runs the GEMM twice on poisoned outputs (the second run checks that split-K counters were
 // left zeroed and that results are deterministic) and returns Y as floats.
 std::vector<float> RunGemm(W4A4Backend backend, const HostOperand& x, const HostOperand& w,
-                           Granularity granularity, Workspace workspace) {
+                           Granularity granularity, Workspace workspace,
+                           const W4A4GemmOutliers* outliers = nullptr) {
   const int64_t m = x.view.rows, n = w.view.rows, k = x.view.k;
   std::vector<uint8_t> w_packed(w.packed.size());
   std::vector<float> w_scales(w.scales.size());
@@ -98,6 +99,7 @@ std::vector<float> RunGemm(W4A4Backend backend, const HostOperand& x, const Host
   args.granularity = granularity;
   args.workspace = workspace.ptr;
   args.workspace_bytes = workspace.bytes;
+  args.outliers = outliers;
   std::vector<__nv_bfloat16> first;
   for (int run = 0; run < 2; ++run) {
     ASSERT_CUDA(cudaMemset(dy.get(), 0xFF, m * n * sizeof(__nv_bfloat16)));  // NaN poison
@@ -180,6 +182,68 @@ void TestGemm(W4A4Backend backend, const char* name, int64_t m, int64_t n, int64
   std::printf("%-8s m=%-5lld n=%-5lld k=%-5lld %-11s rel %.2e  worst %.2e  %s\n", name, (long long)m,
               (long long)n, (long long)k, granularity == Granularity::kGroup128 ? "g128" : "per-channel",
               rel, worst, ok ? "ok" : "FAIL");
+}
+
+// A GEMM with Atom-style outlier channels (W4A4GemmArgs::outliers; the decode kernel adds them in
+// its epilogue, the other paths add them to the bf16 output after the GEMM): each output within
+// bf16 rounding of its two parts, |INT4 product| + |INT8 product| (the second path rounds twice),
+// of the double-accumulated reference.
+void TestGemmOutliers(W4A4Backend backend, const char* name, int64_t m, int64_t n, int64_t k,
+                      Granularity granularity, int32_t count, Workspace workspace, std::mt19937& rng) {
+  const int group = GroupSizeFor(granularity, k);
+  const HostOperand x = RandomOperand(rng, m, k, group, false);
+  const HostOperand w = RandomOperand(rng, n, k, group, false);
+  std::vector<float> ref(m * n), magnitude(m * n);
+  RequireOk(W4A4GemmReference(x.view, w.view, ref.data()), "gemm");
+  // Outlier products of the INT4 product's size, so that an error in either shows.
+  double ref_rms = 0;
+  for (float v : ref) ref_rms += double(v) * v;
+  ref_rms = std::sqrt(ref_rms / ref.size());
+  const int64_t stride = W4A4OutlierCodesStride(count);
+  std::uniform_int_distribution<int> code(-127, 127);
+  std::uniform_real_distribution<float> unit(0.5f, 1.5f);
+  std::vector<int8_t> x_q8(m * stride, 0), w_q8(n * stride, 0);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int32_t c = 0; c < count; ++c) x_q8[r * stride + c] = static_cast<int8_t>(code(rng));
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    for (int32_t c = 0; c < count; ++c) w_q8[j * stride + c] = static_cast<int8_t>(code(rng));
+  }
+  const float typical = static_cast<float>(std::sqrt(ref_rms / (127.0 * 127.0 * std::sqrt(double(count)))));
+  std::vector<float> x_scales(m), w_scales(n);
+  for (float& v : x_scales) v = typical * unit(rng);
+  for (float& v : w_scales) v = typical * unit(rng);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t dot = 0;
+      for (int32_t c = 0; c < count; ++c) dot += int64_t{x_q8[r * stride + c]} * w_q8[j * stride + c];
+      const double product = double(dot) * x_scales[r] * w_scales[j];
+      magnitude[r * n + j] = static_cast<float>(std::fabs(ref[r * n + j]) + std::fabs(product));
+      ref[r * n + j] += static_cast<float>(product);
+    }
+  }
+  DeviceBuffer<int8_t> dx(x_q8), dw(w_q8);
+  DeviceBuffer<float> dxs(x_scales), dws(w_scales);
+  const W4A4GemmOutliers outliers{dx.get(), dxs.get(), count, stride, dw.get(), dws.get()};
+  const std::vector<float> y = RunGemm(backend, x, w, granularity, workspace, &outliers);
+  double err2 = 0, ref2 = 0, worst = 0;
+  int64_t non_finite = 0;
+  for (int64_t i = 0; i < m * n; ++i) {
+    non_finite += !std::isfinite(y[i]);
+    const double d = y[i] - ref[i];
+    err2 += d * d;
+    ref2 += double(ref[i]) * ref[i];
+    worst = std::max(worst, std::fabs(d) / (magnitude[i] + 1e-3 * ref_rms));
+  }
+  const double rel = std::sqrt(err2 / std::max(ref2, 1e-30));
+  const bool ok = non_finite == 0 && rel < 4e-3 && worst < 1e-2;
+  char line[200];
+  std::snprintf(line, sizeof(line), "%s outliers m=%lld n=%lld k=%lld %s channels=%d: rel %.2e worst %.2e non-finite %lld",
+                name, (long long)m, (long long)n, (long long)k,
+                granularity == Granularity::kGroup128 ? "g128" : "per-channel", count, rel, worst,
+                (long long)non_finite);
+  EXPECT_TRUE_MSG(ok, "%s", line);
+  std::printf("%s  %s\n", line, ok ? "ok" : "FAIL");
 }
 
 // CPU model of the optional transforms: RMSNorm in double, Sylvester H128 / sqrt(128).
@@ -822,6 +886,15 @@ int Main() {
     for (const Shape& s : shapes) {
       for (Granularity g : {Granularity::kPerChannel, Granularity::kGroup128}) {
         TestGemm(backend, name, s.m, s.n, s.k, g, Workspace{workspace.get(), workspace_bytes}, rng);
+      }
+    }
+    // Outlier channels: decode kernel (1, 13 tokens) and the wgmma kernel (77), both with the
+    // product added after it on the portable backend.
+    for (const Shape& s : {Shape{1, 256, 1024}, Shape{13, 384, 2048}, Shape{77, 512, 2048}}) {
+      for (Granularity g : {Granularity::kPerChannel, Granularity::kGroup128}) {
+        for (int32_t count : {18, 64}) {
+          TestGemmOutliers(backend, name, s.m, s.n, s.k, g, count, Workspace{workspace.get(), workspace_bytes}, rng);
+        }
       }
     }
     if (backend == W4A4Backend::kPortable) break;

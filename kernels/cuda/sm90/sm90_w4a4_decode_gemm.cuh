@@ -43,6 +43,8 @@ __device__ __forceinline__ void MmaS8(const uint32_t (&a)[4], uint32_t b0, uint3
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+__device__ __forceinline__ uint32_t LoadWord(const int8_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
 __device__ __forceinline__ uint4 LoadStreaming(const uint8_t* p) {
   return __ldcs(reinterpret_cast<const uint4*>(p));
 }
@@ -198,6 +200,25 @@ __global__ void __launch_bounds__(32 * kDecodeWarps)
   // The wgmma kernel's epilogue arithmetic (StoreOutput), so both paths give the same bits for
   // per-channel layers: 1/256 undoes the 16·16 of the nibble unpack.
   const int channel = channel_tile * kBlockM + strip_in_tile * kStripChannels + g;
+  // Atom-style outlier channels: their INT8 product on mma.sync (this strip's 16 channels as A,
+  // the tokens as B), added before the rounding, as the CPU's W4A4Linear adds it to its output.
+  int32_t outlier_acc[kAcc];
+#pragma unroll
+  for (int i = 0; i < kAcc; ++i) outlier_acc[i] = 0;
+  if (p.outlier_stride > 0) {
+    const int8_t* w_row = p.outlier_w + int64_t(channel) * p.outlier_stride + 4 * c;  // and + 8 rows
+    for (int k = 0; k < p.outlier_stride; k += 32) {
+      const uint32_t a[4] = {LoadWord(w_row + k), LoadWord(w_row + 8 * p.outlier_stride + k),
+                             LoadWord(w_row + k + 16), LoadWord(w_row + 8 * p.outlier_stride + k + 16)};
+#pragma unroll
+      for (int t = 0; t < kTiles; ++t) {
+        const int token = 8 * t + g;
+        const int8_t* x_row = p.outlier_x + int64_t(token) * p.outlier_stride + 4 * c + k;
+        MmaS8(a, token < p.m ? LoadWord(x_row) : 0u, token < p.m ? LoadWord(x_row + 16) : 0u, outlier_acc[4 * t],
+              outlier_acc[4 * t + 1], outlier_acc[4 * t + 2], outlier_acc[4 * t + 3]);
+      }
+    }
+  }
   float sw[2] = {1.0f / 256.0f, 1.0f / 256.0f};
   if constexpr (!kGroup128) {
     sw[0] *= p.w_scales[channel];
@@ -210,7 +231,11 @@ __global__ void __launch_bounds__(32 * kDecodeWarps)
       const int token = 8 * t + 2 * c + (e & 1);
       if (token >= p.m) continue;
       const float sx = kGroup128 ? 1.0f : p.x_scales[token];
-      const float v = kGroup128 ? facc[4 * t + e] * sw[e >> 1] : float(acc[4 * t + e]) * (sw[e >> 1] * sx);
+      float v = kGroup128 ? facc[4 * t + e] * sw[e >> 1] : float(acc[4 * t + e]) * (sw[e >> 1] * sx);
+      if (p.outlier_stride > 0) {
+        v = __fadd_rn(v, __fmul_rn(float(outlier_acc[4 * t + e]),
+                                   __fmul_rn(p.outlier_x_scales[token], p.outlier_w_scales[channel + 8 * (e >> 1)])));
+      }
       p.y[int64_t(token) * p.n + channel + 8 * (e >> 1)] = __float2bfloat16_rn(v);
     }
   }

@@ -109,6 +109,8 @@ bool UseDecode(int64_t m, int64_t k) {
 
 }  // namespace
 
+bool Sm90W4A4DecodeRuns(int64_t m, int64_t k) { return UseDecode(m, k); }
+
 size_t Sm90W4A4GemmWorkspaceBytes(int64_t m, int64_t n, int64_t k, Granularity granularity,
                                   int num_sms) {
   if (UseDecode(m, k)) return 0;
@@ -134,6 +136,14 @@ CudaStatus LaunchSm90W4A4Gemm(const W4A4GemmArgs& args, cudaStream_t stream) {
   APEX4_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
   if (UseDecode(args.m, args.k)) {
+    if (args.outliers != nullptr) {
+      const W4A4GemmOutliers& o = *args.outliers;
+      params.outlier_x = o.x_q8;
+      params.outlier_x_scales = o.x_scales;
+      params.outlier_w = o.weights;
+      params.outlier_w_scales = o.weight_scales;
+      params.outlier_stride = static_cast<int>(o.codes_stride);
+    }
     if (args.m <= 8) {
       return group128 ? LaunchDecode<1, true>(params, num_sms, stream) : LaunchDecode<1, false>(params, num_sms, stream);
     }

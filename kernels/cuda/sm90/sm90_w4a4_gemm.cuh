@@ -61,6 +61,12 @@ struct GemmParams {
   int token_tiles, channel_tiles, splits;
   int32_t* tile_counters;   // [tiles], split-K only
   uint32_t* partials;       // [tiles][splits][128 · kBlockN], split-K only
+  // Decode kernel only: Atom-style outlier channels (W4A4GemmOutliers); stride 0: none.
+  const int8_t* outlier_x;  // m × outlier_stride
+  const float* outlier_x_scales;
+  const int8_t* outlier_w;  // n × outlier_stride
+  const float* outlier_w_scales;
+  int outlier_stride;
 };
 
 template <int kBlockN, bool kGroup128>

@@ -11,7 +11,10 @@ namespace apex4::cuda {
 
 size_t Sm90W4A4GemmWorkspaceBytes(int64_t m, int64_t n, int64_t k, Granularity granularity,
                                   int num_sms);
-// Weights and their scales prepacked by PrepackSm90W4A4Weights.
+// Whether an M × K product runs on the decode kernel (which then adds args.outliers itself).
+bool Sm90W4A4DecodeRuns(int64_t m, int64_t k);
+// Weights and their scales prepacked by PrepackSm90W4A4Weights. args.outliers are added on the
+// decode path only (W4A4Gemm adds them after the wgmma kernel).
 CudaStatus LaunchSm90W4A4Gemm(const W4A4GemmArgs& args, cudaStream_t stream);
 
 }  // namespace apex4::cuda
