@@ -59,7 +59,9 @@ struct DecodeChunk {
   float sx[kGroup128 ? kTiles : 1][2];
 };
 
-template <int kTiles, bool kGroup128, int kDecodeWarps>
+// kOutliers: the layer has Atom-style outlier channels (p.outlier_*); a template argument, so that
+// layers without them run the kernel as it was (a run-time branch cost ~0.5 µs a call at M = 1).
+template <int kTiles, bool kGroup128, int kDecodeWarps, bool kOutliers>
 __global__ void __launch_bounds__(32 * kDecodeWarps)
     sm90_w4a4_decode_gemm_kernel(const __grid_constant__ GemmParams p) {
   using Chunk = DecodeChunk<kTiles, kGroup128>;
@@ -202,10 +204,10 @@ __global__ void __launch_bounds__(32 * kDecodeWarps)
   const int channel = channel_tile * kBlockM + strip_in_tile * kStripChannels + g;
   // Atom-style outlier channels: their INT8 product on mma.sync (this strip's 16 channels as A,
   // the tokens as B), added before the rounding, as the CPU's W4A4Linear adds it to its output.
-  int32_t outlier_acc[kAcc];
+  int32_t outlier_acc[kOutliers ? kAcc : 1];
 #pragma unroll
-  for (int i = 0; i < kAcc; ++i) outlier_acc[i] = 0;
-  if (p.outlier_stride > 0) {
+  for (int i = 0; i < (kOutliers ? kAcc : 1); ++i) outlier_acc[i] = 0;
+  if constexpr (kOutliers) {
     const int8_t* w_row = p.outlier_w + int64_t(channel) * p.outlier_stride + 4 * c;  // and + 8 rows
     for (int k = 0; k < p.outlier_stride; k += 32) {
       const uint32_t a[4] = {LoadWord(w_row + k), LoadWord(w_row + 8 * p.outlier_stride + k),
@@ -232,7 +234,7 @@ __global__ void __launch_bounds__(32 * kDecodeWarps)
       if (token >= p.m) continue;
       const float sx = kGroup128 ? 1.0f : p.x_scales[token];
       float v = kGroup128 ? facc[4 * t + e] * sw[e >> 1] : float(acc[4 * t + e]) * (sw[e >> 1] * sx);
-      if (p.outlier_stride > 0) {
+      if constexpr (kOutliers) {
         v = __fadd_rn(v, __fmul_rn(float(outlier_acc[4 * t + e]),
                                    __fmul_rn(p.outlier_x_scales[token], p.outlier_w_scales[channel + 8 * (e >> 1)])));
       }

@@ -83,8 +83,12 @@ CudaStatus Launch(const sm90::GemmParams& params, int blocks, cudaStream_t strea
 // kernel before it.
 template <int kTiles, bool kGroup128, int kWarps>
 CudaStatus LaunchDecode(const sm90::GemmParams& params, cudaStream_t stream) {
-  return LaunchProgrammatic(&sm90::sm90_w4a4_decode_gemm_kernel<kTiles, kGroup128, kWarps>,
-                            dim3(params.n / sm90::kStripChannels), dim3(32 * kWarps), 0, stream, params);
+  const dim3 grid(params.n / sm90::kStripChannels), block(32 * kWarps);
+  return params.outlier_stride > 0
+             ? LaunchProgrammatic(&sm90::sm90_w4a4_decode_gemm_kernel<kTiles, kGroup128, kWarps, true>, grid, block,
+                                  0, stream, params)
+             : LaunchProgrammatic(&sm90::sm90_w4a4_decode_gemm_kernel<kTiles, kGroup128, kWarps, false>, grid, block,
+                                  0, stream, params);
 }
 
 // NOTES: with at most two 16-channel strips per SM (N ≤ 4224 on 132 SMs: 7B/8B o and down),
