@@ -40,6 +40,10 @@ size_t W4A4GemmWorkspaceBytes(W4A4Backend backend, int64_t m, int64_t n, int64_t
   return Sm90W4A4GemmWorkspaceBytes(m, n, k, granularity, num_sms);
 }
 
+namespace {
+
+// The outlier channels' product added to the GEMM's bf16 output (the paths other than the
+// Hopper decode kernel).
 CudaStatus AddW4A4GemmOutlierProducts(const W4A4GemmArgs& args, cudaStream_t stream) {
   const W4A4GemmOutliers& o = *args.outliers;
   W4A4OutlierProductArgs products;
@@ -55,6 +59,8 @@ CudaStatus AddW4A4GemmOutlierProducts(const W4A4GemmArgs& args, cudaStream_t str
   products.ldy = args.n;
   return AddW4A4OutlierProducts(products, stream);
 }
+
+}  // namespace
 
 CudaStatus W4A4Gemm(W4A4Backend backend, const W4A4GemmArgs& args, cudaStream_t stream) {
   if (args.outliers != nullptr) {
