@@ -4,7 +4,6 @@
 #include <limits>
 #include <utility>
 
-#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
