@@ -251,8 +251,7 @@ __device__ Selection ShortestPrefixReaching(const uint32_t* weights, int64_t col
       left = static_cast<uint32_t>(halves);
     }
     if (listed < 0 && left <= kShortlistTokens && high - low > 1) {
-      MakeShortlist(weights, cols, low, high, sums, shortlist);
-      listed = static_cast<int>(left);
+      listed = MakeShortlist(weights, cols, low, high, sums, shortlist);  // = left
     }
   }
   // Tokens weighing `low` complete the target, lowest ids first.

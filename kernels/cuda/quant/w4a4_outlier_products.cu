@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/programmatic_launch.cuh"
+#include "kernels/cuda/ptx/mma_s8.cuh"
 #include "kernels/cuda/w4a4_linear.h"
 
 namespace apex4::cuda {
@@ -19,13 +20,6 @@ constexpr int kTokens = 16 * kWarps;  // per CTA
 constexpr int kColumns = 64;          // per CTA: 8 n8 fragments per warp
 constexpr int kChunk = 128;           // K bytes per shared-memory stage
 constexpr int kRowBytes = kChunk + 16;
-
-__device__ __forceinline__ void MmaS8(int32_t (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // Rows [first, first + count) of a codes matrix (rows of `stride` bytes, `limit` rows), bytes
 // [k, k + width) of each, into `tile` (kRowBytes per row; zeros past the matrix or the width).
@@ -69,7 +63,8 @@ __global__ void __launch_bounds__(32 * kWarps) add_outlier_products_kernel(const
 #pragma unroll
       for (int f = 0; f < kColumns / 8; ++f) {  // B: column g of fragment f
         const uint8_t* wb = w_tile + (8 * f + g) * kRowBytes + kk + 4 * t;
-        MmaS8(acc[f], frag, *reinterpret_cast<const uint32_t*>(wb), *reinterpret_cast<const uint32_t*>(wb + 16));
+        MmaS8(frag, *reinterpret_cast<const uint32_t*>(wb), *reinterpret_cast<const uint32_t*>(wb + 16), acc[f][0],
+              acc[f][1], acc[f][2], acc[f][3]);
       }
     }
   }

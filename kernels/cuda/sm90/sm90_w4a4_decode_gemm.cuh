@@ -26,6 +26,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/programmatic_launch.cuh"
+#include "kernels/cuda/ptx/mma_s8.cuh"
 #include "kernels/cuda/sm90/sm90_w4a4_gemm.cuh"
 #include "kernels/cuda/sm90/sm90_w4a4_layout.h"
 
@@ -33,15 +34,6 @@ namespace apex4::cuda::sm90 {
 
 inline constexpr int kStripChannels = 16;
 inline constexpr int kDecodeMaxTokens = 16;  // two n8 token tiles
-
-__device__ __forceinline__ void MmaS8(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, int32_t& d0,
-                                      int32_t& d1, int32_t& d2, int32_t& d3) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};"
-      : "+r"(d0), "+r"(d1), "+r"(d2), "+r"(d3)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 __device__ __forceinline__ uint32_t LoadWord(const int8_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
