@@ -98,6 +98,33 @@ __device__ __forceinline__ void MmaF16(float (&c)[4], const uint32_t (&a)[4], ui
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// c += a · b, m16n8k32, u8 A (row) × s8 or u8 B (col), s32 accumulators (exact).
+template <bool kSignedB>
+__device__ __forceinline__ void MmaU8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (kSignedB) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.u8.u8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+__device__ __forceinline__ void SyncWarp() { __syncwarp(); }
+__device__ __forceinline__ bool AnyInWarp(bool predicate) { return __any_sync(0xffffffffu, predicate); }
+// Byte i of the result is byte selector.nibble(i) of the pair {hi, lo} (PRMT; bytes 0-3 of lo).
+__device__ __forceinline__ uint32_t BytePerm(uint32_t lo, uint32_t hi, uint32_t selector) {
+  return __byte_perm(lo, hi, selector);
+}
+// Round to nearest even, to unsigned (values here are in [0, 65535.5)).
+__device__ __forceinline__ uint32_t FloatToUintRn(float x) { return __float2uint_rn(x); }
+
 // 2^x (MUFU.EX2, relative error ~2^-22, subnormal results flushed); 2^-inf = +0.
 __device__ __forceinline__ float Exp2(float x) {
   float y;
@@ -163,6 +190,20 @@ inline void MmaF16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t 
   ::apex4_emu::MmaF16(c, a, b0, b1);
 }
 inline float Exp2(float x) { return ::apex4_emu::Exp2(x); }
+template <bool kSignedB>
+inline void MmaU8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  ::apex4_emu::MmaU8(c, a, b0, b1, kSignedB);
+}
+inline void SyncWarp() { ::apex4_emu::SyncWarp(); }
+inline bool AnyInWarp(bool predicate) { return ::apex4_emu::AnyInWarp(predicate); }
+inline uint32_t BytePerm(uint32_t lo, uint32_t hi, uint32_t selector) {
+  const uint64_t bytes = (uint64_t{hi} << 32) | lo;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= static_cast<uint32_t>((bytes >> (8 * ((selector >> (4 * i)) & 7))) & 0xff) << (8 * i);
+  return r;
+}
+inline uint32_t FloatToUintRn(float x) { return static_cast<uint32_t>(std::nearbyint(x)); }
+
 inline float UintAsFloat(uint32_t u) {
   float f;
   std::memcpy(&f, &u, 4);

@@ -11,12 +11,16 @@ namespace apex4::cuda {
 namespace {
 
 using attention::kDecodeRowsPerCta;
+using attention::kInt4DecodeHeads;
 using attention::kPrefillRowsPerCta;
 using attention::kTileKeys;
 
 // Decode CTAs wanted before the context is split further (H100: 132 SMs × 3 resident CTAs).
 constexpr int64_t kDecodeTargetCtas = 512;
 constexpr int kMaxPartitionKeys = 512;
+// The INT4 kernel's warps stream their own 32-key steps; a partition must give each several
+// steps to fill its cp.async ring, so it splits less.
+constexpr int kInt4MaxPartitionKeys = 2048;
 constexpr int kMinPartitionKeys = 128;
 
 bool Aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
@@ -42,7 +46,14 @@ int32_t EffectiveMaxQueryLen(const AttentionBatch& batch) {
       std::min<int64_t>({int64_t{batch.max_query_len}, batch.num_tokens, int64_t{batch.max_context_len}}));
 }
 
-Plan MakePlan(const AttentionBatch& batch, const AttentionShape& shape) {
+// Query heads of one KV head that one decode CTA takes: the fp16 kernel's 16 rows, the INT4
+// kernel's 4 heads.
+int DecodeRowTiles(const AttentionShape& shape, KvCacheFormat format) {
+  const int group = shape.num_heads / shape.num_kv_heads;
+  return static_cast<int>(CeilDiv(group, format == KvCacheFormat::kInt4 ? kInt4DecodeHeads : kDecodeRowsPerCta));
+}
+
+Plan MakePlan(const AttentionBatch& batch, const AttentionShape& shape, KvCacheFormat format) {
   Plan plan;
   const int group = shape.num_heads / shape.num_kv_heads;
   const int32_t max_query_len = EffectiveMaxQueryLen(batch);
@@ -53,10 +64,10 @@ Plan MakePlan(const AttentionBatch& batch, const AttentionShape& shape) {
   plan.run_decode = max_query_len == 1 || batch.num_seqs > 1;
   plan.prefill_row_tiles =
       static_cast<int>(CeilDiv(static_cast<int64_t>(max_query_len) * group, kPrefillRowsPerCta));
-  plan.decode_row_tiles = static_cast<int>(CeilDiv(group, kDecodeRowsPerCta));
+  plan.decode_row_tiles = DecodeRowTiles(shape, format);
   if (plan.run_decode) {
     const int64_t ctas = int64_t{batch.num_seqs} * shape.num_kv_heads * plan.decode_row_tiles;
-    int keys = kMaxPartitionKeys;
+    int keys = format == KvCacheFormat::kInt4 ? kInt4MaxPartitionKeys : kMaxPartitionKeys;
     while (keys > kMinPartitionKeys && ctas * CeilDiv(batch.max_context_len, keys) < kDecodeTargetCtas) {
       keys /= 2;
     }
@@ -102,15 +113,17 @@ CudaStatus CheckCache(const KvCacheLayer& cache, const AttentionShape& shape) {
 
 // The workspace promised for these bounds: enough for the plan of any launch with at most
 // num_seqs sequences and max_context_len context, whatever partition size each picks, so that an
-// engine can size it once for its largest bounds. The plan takes the largest P of 512, 256, 128
-// with ctas·⌈ctx/P⌉ ≥ T (ctas = num_seqs·KV·row_tiles, T = kDecodeTargetCtas); below 512 the
+// engine can size it once for its largest bounds. The plan takes the largest P of 512 (INT4:
+// 2048, 1024, 512), 256, 128 with ctas·⌈ctx/P⌉ ≥ T (ctas = num_seqs·KV·row_tiles,
+// T = kDecodeTargetCtas); at P ≥ 512 its slots are at most num_seqs·⌈ctx/512⌉; below, the
 // doubled P fell short, ctas·⌈ctx/2P⌉ < T, so its slots num_seqs·⌈ctx/P⌉ ≤ 2·num_seqs·⌈ctx/2P⌉
 // < 2T / (KV·row_tiles). Hence slots ≤ num_seqs·⌈ctx/512⌉ + ⌈2T / (KV·row_tiles)⌉: monotone in
-// num_seqs and max_context_len, independent of num_tokens and max_query_len. 0 when no context
-// can be split (max_context_len ≤ 128).
+// num_seqs and max_context_len, independent of num_tokens and max_query_len; the fp16 kernel's
+// row tiles are the fewest, so its bound covers both formats. 0 when no context can be split
+// (max_context_len ≤ 128).
 size_t WorkspaceBound(const AttentionBatch& batch, const AttentionShape& shape) {
   if (batch.max_context_len <= kMinPartitionKeys) return 0;
-  const int64_t row_tiles = CeilDiv(shape.num_heads / shape.num_kv_heads, kDecodeRowsPerCta);
+  const int64_t row_tiles = DecodeRowTiles(shape, KvCacheFormat::kFp16);
   const int64_t slots = int64_t{batch.num_seqs} * CeilDiv(batch.max_context_len, kMaxPartitionKeys) +
                         CeilDiv(2 * kDecodeTargetCtas, shape.num_kv_heads * row_tiles);
   return static_cast<size_t>(slots * shape.num_heads) * (shape.head_dim * sizeof(float) + sizeof(float2));
@@ -166,7 +179,8 @@ size_t PagedAttentionWorkspaceBytes(const AttentionBatch& batch, const Attention
     return 0;
   }
   // The bound covers the plan (see WorkspaceBound); the max only guards that argument.
-  return std::max(WorkspaceBound(batch, shape), MakePlan(batch, shape).workspace_bytes);
+  return std::max(WorkspaceBound(batch, shape), std::max(MakePlan(batch, shape, KvCacheFormat::kFp16).workspace_bytes,
+                                                         MakePlan(batch, shape, KvCacheFormat::kInt4).workspace_bytes));
 }
 
 
@@ -180,7 +194,7 @@ CudaStatus PagedAttention(const __half* q, const KvCacheLayer& cache, const Atte
   APEX4_CUDA_CHECK_ARG(out != nullptr && Aligned(out, 4));
   APEX4_CUDA_CHECK_ARG(ld_out % 2 == 0 && ld_out >= int64_t{shape.num_heads} * shape.head_dim);
   APEX4_CUDA_CHECK_ARG(std::isfinite(scale));
-  const Plan plan = MakePlan(batch, shape);
+  const Plan plan = MakePlan(batch, shape, cache.format);
   if (plan.workspace_bytes > 0) APEX4_CUDA_CHECK_ARG(workspace != nullptr && Aligned(workspace, 16));
 
   attention::AttentionParams params{};

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "kernels/cuda/attention/int4_decode_attention.cuh"
 #include "kernels/cuda/attention/paged_attention_kernels.cuh"
 #include "kernels/cuda/attention/paged_attention_kernels.h"
 
@@ -14,8 +15,11 @@ namespace {
 static_assert(Int4StagingBytes(128) == 2 * kTileKeys * 128 / 32 * 16 + 2 * kTileKeys * 4 &&
                   Int4StagingBytes(64) == 2 * kTileKeys * 64 / 32 * 16 + 2 * kTileKeys * 4,
               "AttentionKernel's kStagingBytes");
+static_assert(Int4DecodeStageBytes(128) == 2 * 32 * 64 + 2 * 32 * 4 && Int4DecodeStageBytes(64) == 2 * 32 * 32 + 2 * 32 * 4 &&
+                  Int4DecodeWarpBytes(128) == kInt4DecodeStages * Int4DecodeStageBytes(128) + 256,
+              "Int4DecodeAttentionKernel's kStageBytes and kWarpBytes");
 
-// Opts the kernel into its dynamic shared memory (64 KB for D = 128, 66 KB with an INT4 cache)
+// Opts the kernel into its dynamic shared memory (64 KB for D = 128, 66 KB for INT4 prefill)
 // once per device, so that steady-state launches (and CUDA graph captures) make no attribute calls.
 template <typename Kernel>
 CudaStatus ConfigureOnce(Kernel* kernel, int smem_bytes, std::atomic<uint64_t>* configured) {
@@ -44,22 +48,28 @@ CudaStatus Launch(const AttentionParams& params, cudaStream_t stream) {
   return LaunchProgrammatic(kernel, grid, dim3(kAttentionThreads), kSmemBytes, stream, params);
 }
 
-template <bool kDecode>
-CudaStatus LaunchAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream) {
-  if (head_dim == 64) {
-    return int4 ? Launch<64, kDecode, true>(params, stream) : Launch<64, kDecode, false>(params, stream);
-  }
-  return int4 ? Launch<128, kDecode, true>(params, stream) : Launch<128, kDecode, false>(params, stream);
+template <int D>
+CudaStatus LaunchInt4Decode(const AttentionParams& params, cudaStream_t stream) {
+  auto* kernel = &Int4DecodeAttentionKernel<D>;
+  constexpr int kSmemBytes = Int4DecodeSmemBytes(D);
+  static std::atomic<uint64_t> configured{0};
+  APEX4_CUDA_RETURN_IF_NOT_OK(ConfigureOnce(kernel, kSmemBytes, &configured));
+  const dim3 grid(params.num_kv_heads * params.num_row_tiles, params.num_seqs, params.num_partitions);
+  return LaunchProgrammatic(kernel, grid, dim3(kAttentionThreads), kSmemBytes, stream, params);
 }
 
 }  // namespace
 
 CudaStatus LaunchDecodeAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream) {
-  return LaunchAttention<true>(params, head_dim, int4, stream);
+  if (int4) return head_dim == 64 ? LaunchInt4Decode<64>(params, stream) : LaunchInt4Decode<128>(params, stream);
+  return head_dim == 64 ? Launch<64, true, false>(params, stream) : Launch<128, true, false>(params, stream);
 }
 
 CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream) {
-  return LaunchAttention<false>(params, head_dim, int4, stream);
+  if (head_dim == 64) {
+    return int4 ? Launch<64, false, true>(params, stream) : Launch<64, false, false>(params, stream);
+  }
+  return int4 ? Launch<128, false, true>(params, stream) : Launch<128, false, false>(params, stream);
 }
 
 CudaStatus LaunchAttentionReduce(const AttentionParams& params, int head_dim, cudaStream_t stream) {

@@ -11,7 +11,7 @@
 // of a cache block are not even loaded). Tiles are swizzled 16-byte chunks (chunk ^ (row & 7)),
 // read with ldmatrix (K) and ldmatrix.trans (V) without bank conflicts.
 //
-// INT4 cache (kInt4): packed codes and scales land in kInt4AttentionStages staging buffers
+// INT4 cache (kInt4, prefill kernel): packed codes and scales land in kInt4AttentionStages staging buffers
 // through cp.async (a tile is a quarter of the fp16 bytes, so twice the stages keep as many bytes
 // in flight); once a tile has landed, the CTA converts its codes (exact small integers) into one
 // swizzled fp16 tile laid out as the fp16 cache's, so the tensor-core part is unchanged. The
@@ -67,11 +67,11 @@ __device__ __forceinline__ uint4 Int4WordToHalfs(uint32_t word) {
                     prim::UnbiasCodesTimes16((high & 0x00F000F0u) ^ 0x64806480u));
 }
 
-// Resident CTAs per SM: registers cap the INT4 decode kernel at three (its conversion work needs
-// more warps in flight to keep the memory busy), the others at two.
+// Two resident CTAs per SM. Decode steps on an INT4 cache run Int4DecodeAttentionKernel
+// (int4_decode_attention.cuh) instead.
 template <int D, bool kDecode, bool kInt4>
-__global__ void __launch_bounds__(kAttentionThreads, kDecode && kInt4 ? 3 : 2)
-    AttentionKernel(const AttentionParams p) {
+__global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const AttentionParams p) {
+  static_assert(!(kDecode && kInt4), "INT4 decode: Int4DecodeAttentionKernel");
   prim::StartAfterPrerequisiteGrids();
   constexpr int kRowWarps = kDecode ? 1 : 4;                 // warps along rows
   constexpr int kKeySplits = 4 / kRowWarps;                  // warps along the keys of a tile

@@ -27,6 +27,21 @@ inline constexpr int kPrefillRowsPerCta = 64;  // 4 warps × 16 rows; all warps 
 inline constexpr int kDecodeRowsPerCta = 16;   // 1 row group; the 4 warps split each key tile
 inline constexpr int kAttentionThreads = 128;
 
+// Decode kernel for an INT4 cache (int4_decode_attention.cuh): query heads per CTA (row tile),
+// keys per warp step, and cp.async stages per warp. A stage holds the step's K codes, V codes
+// (32 keys × head_dim/2 bytes each), then 32 K and 32 V scales; each warp also has a 256-byte
+// P tile, and the CTA a [4 heads][head_dim] float Q buffer plus 3 × 4 per-head floats.
+inline constexpr int kInt4DecodeHeads = 4;
+inline constexpr int kInt4DecodeKeys = 32;
+inline constexpr int kInt4DecodeStages = 3;
+constexpr int Int4DecodeStageBytes(int head_dim) { return 2 * kInt4DecodeKeys * (head_dim / 2) + 2 * kInt4DecodeKeys * 4; }
+constexpr int Int4DecodeWarpBytes(int head_dim) {
+  return kInt4DecodeStages * Int4DecodeStageBytes(head_dim) + 8 * kInt4DecodeKeys;
+}
+constexpr int Int4DecodeSmemBytes(int head_dim) {
+  return (kAttentionThreads / 32) * Int4DecodeWarpBytes(head_dim) + kInt4DecodeHeads * (head_dim + 3) * 4;
+}
+
 // An INT4 cache tile as it lands in shared memory before dequantization: K codes, V codes
 // (kTileKeys × head_dim/2 bytes each), then K and V scales (kTileKeys floats each).
 constexpr int Int4StagingBytes(int head_dim) { return 2 * kTileKeys * (head_dim / 2) + 2 * kTileKeys * 4; }
@@ -97,7 +112,9 @@ struct AttentionParams {
 };
 
 // Decode kernel: one CTA per (KV head × row tile, sequence, partition); grid (num_kv_heads *
-// num_row_tiles, num_seqs, num_partitions). int4: the cache holds INT4 codes + scales.
+// num_row_tiles, num_seqs, num_partitions). fp16 cache: AttentionKernel, row tiles of
+// kDecodeRowsPerCta rows; INT4 cache (int4): Int4DecodeAttentionKernel, row tiles of
+// kInt4DecodeHeads query heads.
 CudaStatus LaunchDecodeAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream);
 // Prefill kernel: one CTA per (KV head, sequence, row tile); grid (num_kv_heads, num_seqs,
 // num_row_tiles), the heaviest (last) row tiles first.

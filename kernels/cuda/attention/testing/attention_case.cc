@@ -505,9 +505,13 @@ CheckResult AttentionCase::Check(const std::string& label, std::mt19937& rng) co
           const double got = Bf16BitsToFloat(out[t * ld_out_ + int64_t{h} * D + d]);
           const double err = std::fabs(got - acc[d]);
           // bf16 output rounding (2^-9 relative), fp16 probabilities in P·V (2^-11 of Σ p|v|),
-          // fp16-subnormal probabilities (2^-25 absolute each), with margin.
+          // fp16-subnormal probabilities (2^-25 absolute each), with margin. INT4 cache: the decode
+          // kernel's P is 16-bit fixed point in units of max p · max value scale / 65535, so each
+          // key adds up to 2^-17 · max|v| · max p (a token's largest code is ±7), with margin.
+          const double fixed_point_p =
+              options_.format == KvCacheFormat::kInt4 ? std::ldexp(vmax * (pos + 1) / sum, -16) : 0.0;
           const double bound = std::ldexp(std::fabs(acc[d]), -8) + std::ldexp(abs_acc[d], -9) +
-                               std::ldexp(vmax * (pos + 1), -24);
+                               std::ldexp(vmax * (pos + 1), -24) + fixed_point_p;
           if (!(err <= bound)) {
             if (bound_violations++ < 4) {
               report("out token %lld (seq %d pos %d) head %d dim %d: got %.6g want %.6g (bound %.2g)",

@@ -372,6 +372,57 @@ void MmaF16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   WarpBarrier();
 }
 
+void MmaU8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool signed_b) {
+  Warp& w = MyWarp();
+  const int lane = Lane();
+  for (int i = 0; i < 4; ++i) w.slots[lane][i] = a[i];
+  w.slots[lane][4] = b0;
+  w.slots[lane][5] = b1;
+  WarpBarrier();
+  // A: 16×32 row-major u8, B: 32(k)×8(n), four 8-bit elements a register (PTX ISA, m16n8k32 .u8/.s8).
+  int32_t A[16][32], Bm[32][8];
+  auto element = [](uint32_t reg, int i, bool is_signed) {
+    const uint32_t byte = (reg >> (8 * i)) & 0xffu;
+    return is_signed ? static_cast<int32_t>(static_cast<int8_t>(byte)) : static_cast<int32_t>(byte);
+  };
+  for (int l = 0; l < 32; ++l) {
+    const int g = l / 4, t = l % 4;
+    const uint32_t* s = w.slots[l];
+    for (int i = 0; i < 4; ++i) {
+      A[g][4 * t + i] = element(s[0], i, false);
+      A[g + 8][4 * t + i] = element(s[1], i, false);
+      A[g][4 * t + 16 + i] = element(s[2], i, false);
+      A[g + 8][4 * t + 16 + i] = element(s[3], i, false);
+      Bm[4 * t + i][g] = element(s[4], i, signed_b);
+      Bm[4 * t + 16 + i][g] = element(s[5], i, signed_b);
+    }
+  }
+  const int g = lane / 4, t = lane % 4;
+  const int rows[4] = {g, g, g + 8, g + 8};
+  const int cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+  for (int i = 0; i < 4; ++i) {
+    int64_t sum = c[i];
+    for (int k = 0; k < 32; ++k) sum += int64_t{A[rows[i]][k]} * Bm[k][cols[i]];
+    if (sum > INT32_MAX || sum < INT32_MIN) Fail("mma.sync s32 accumulator overflow");
+    c[i] = static_cast<int32_t>(sum);
+  }
+  if (lane == 0) ++g_stats.mma;
+  WarpBarrier();
+}
+
+void SyncWarp() { WarpBarrier(); }
+
+bool AnyInWarp(bool predicate) {
+  Warp& w = MyWarp();
+  const int lane = Lane();
+  w.slots[lane][0] = predicate ? 1 : 0;
+  WarpBarrier();
+  bool any = false;
+  for (int l = 0; l < 32; ++l) any = any || w.slots[l][0] != 0;
+  WarpBarrier();
+  return any;
+}
+
 float Exp2(float x) {
   const float y = std::exp2(x);
   return y < FLT_MIN ? 0.0f : y;

@@ -5,7 +5,8 @@
 // - every thread is a fiber (ucontext) on one OS thread, scheduled round-robin; __syncthreads
 //   and the warp collectives are barriers (a collective that not all 32 lanes reach, or a barrier
 //   not every live thread reaches, is reported as a deadlock);
-// - ldmatrix (.x4, .trans), mma.sync m16n8k16 (f16 → f32) and shfl.xor follow their PTX fragment
+// - ldmatrix (.x4, .trans), mma.sync m16n8k16 (f16 → f32) and m16n8k32 (u8 × s8/u8 → s32),
+//   shfl.xor and vote.any follow their PTX fragment
 //   definitions lane by lane;
 // - cp.async poisons its 16 shared-memory bytes (NaN) when issued and copies them only when
 //   the issuing thread's wait_group retires its group, so reading a stage too early, or reloading
@@ -46,6 +47,10 @@ void CpAsyncCommit();
 void CpAsyncWait(int pending);
 void LdMatrixX4(uint32_t (&r)[4], const void* smem_row_address, bool trans);
 void MmaF16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+// mma.sync m16n8k32 u8 A × (s8 or u8) B → s32.
+void MmaU8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool signed_b);
+void SyncWarp();  // __syncwarp: every lane must reach it
+bool AnyInWarp(bool predicate);
 float Exp2(float x);  // ex2.approx.ftz: subnormal results flushed to 0
 void CheckGlobalAccess(const void* p, size_t bytes, const char* what);
 

@@ -6,6 +6,7 @@
 #error "compile with -DAPEX4_ATTENTION_EMULATION"
 #endif
 
+#include "kernels/cuda/attention/int4_decode_attention.cuh"
 #include "kernels/cuda/attention/paged_attention_kernels.cuh"
 #include "kernels/cuda/attention/paged_attention_kernels.h"
 #include "kernels/cuda/attention/rope_write_kv.cuh"
@@ -24,10 +25,12 @@ CudaStatus Launch(const AttentionParams& params) {
   return OkCudaStatus();
 }
 
-template <bool kDecode>
-CudaStatus LaunchAttention(const AttentionParams& params, int head_dim, bool int4) {
-  if (head_dim == 64) return int4 ? Launch<64, kDecode, true>(params) : Launch<64, kDecode, false>(params);
-  return int4 ? Launch<128, kDecode, true>(params) : Launch<128, kDecode, false>(params);
+template <int D>
+CudaStatus LaunchInt4Decode(const AttentionParams& params) {
+  const dim3 grid(params.num_kv_heads * params.num_row_tiles, params.num_seqs, params.num_partitions);
+  apex4_emu::Launch(grid, dim3(kAttentionThreads), Int4DecodeSmemBytes(D),
+                    [&] { Int4DecodeAttentionKernel<D>(params); });
+  return OkCudaStatus();
 }
 
 }  // namespace
@@ -40,11 +43,13 @@ CudaStatus LaunchRopeAndWriteKv(const RopeParams& params, cudaStream_t) {
 }
 
 CudaStatus LaunchDecodeAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t) {
-  return LaunchAttention<true>(params, head_dim, int4);
+  if (int4) return head_dim == 64 ? LaunchInt4Decode<64>(params) : LaunchInt4Decode<128>(params);
+  return head_dim == 64 ? Launch<64, true, false>(params) : Launch<128, true, false>(params);
 }
 
 CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t) {
-  return LaunchAttention<false>(params, head_dim, int4);
+  if (head_dim == 64) return int4 ? Launch<64, false, true>(params) : Launch<64, false, false>(params);
+  return int4 ? Launch<128, false, true>(params) : Launch<128, false, false>(params);
 }
 
 CudaStatus LaunchAttentionReduce(const AttentionParams& params, int head_dim, cudaStream_t) {
