@@ -19,11 +19,10 @@ using attention::kTileKeys;
 constexpr int64_t kDecodeTargetCtas = 512;
 constexpr int kMaxPartitionKeys = 512;
 // The INT4 kernel's warps stream their own 32-key steps; a partition must give each several
-// steps to fill its cp.async ring, so it splits less: partitions of 2048 down to 512 keys
-// (H200: 7B 64 × 2048 keys 160 µs with 2048, 215 with 512; 7B 1 × 4096 17.5 µs with a 512
-// minimum, 20.2 with 128).
+// steps to fill its cp.async ring, so it starts from longer partitions (H200: 7B 64 × 2048 keys
+// 160 µs with 2048, 215 with 512). Small batches still split down to 128 keys: a 512 minimum
+// sped up the kernel alone at 4096 keys but cost the 7B engine 5% at batch 1 (~576 keys).
 constexpr int kInt4MaxPartitionKeys = 2048;
-constexpr int kInt4MinPartitionKeys = 512;
 constexpr int kMinPartitionKeys = 128;
 
 bool Aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
@@ -71,8 +70,7 @@ Plan MakePlan(const AttentionBatch& batch, const AttentionShape& shape, KvCacheF
   if (plan.run_decode) {
     const int64_t ctas = int64_t{batch.num_seqs} * shape.num_kv_heads * plan.decode_row_tiles;
     int keys = format == KvCacheFormat::kInt4 ? kInt4MaxPartitionKeys : kMaxPartitionKeys;
-    const int min_keys = format == KvCacheFormat::kInt4 ? kInt4MinPartitionKeys : kMinPartitionKeys;
-    while (keys > min_keys && ctas * CeilDiv(batch.max_context_len, keys) < kDecodeTargetCtas) {
+    while (keys > kMinPartitionKeys && ctas * CeilDiv(batch.max_context_len, keys) < kDecodeTargetCtas) {
       keys /= 2;
     }
     const int64_t partitions = CeilDiv(batch.max_context_len, keys);
@@ -118,7 +116,7 @@ CudaStatus CheckCache(const KvCacheLayer& cache, const AttentionShape& shape) {
 // The workspace promised for these bounds: enough for the plan of any launch with at most
 // num_seqs sequences and max_context_len context, whatever partition size each picks, so that an
 // engine can size it once for its largest bounds. The plan takes the largest P of 512, 256, 128
-// (INT4: 2048, 1024, 512) with ctas·⌈ctx/P⌉ ≥ T, or the smallest (ctas = num_seqs·KV·row_tiles,
+// (INT4: from 2048) with ctas·⌈ctx/P⌉ ≥ T, or 128 (ctas = num_seqs·KV·row_tiles,
 // T = kDecodeTargetCtas); at P ≥ 512 its slots are at most num_seqs·⌈ctx/512⌉; below, the
 // doubled P fell short, ctas·⌈ctx/2P⌉ < T, so its slots num_seqs·⌈ctx/P⌉ ≤ 2·num_seqs·⌈ctx/2P⌉
 // < 2T / (KV·row_tiles). Hence slots ≤ num_seqs·⌈ctx/512⌉ + ⌈2T / (KV·row_tiles)⌉: monotone in

@@ -90,7 +90,7 @@ int Main() {
     for (const CaseOptions& options : {fp16, int4}) {
     // Decode: split-KV (partitions of 128 at these sizes), lengths off every multiple, 1-token context.
     RunScenario(ops(), shape, "decode", Bounds{4, 4, 1, 400}, {Decode({1, 17, 130, 300})}, options, rng);
-    // Contexts past the INT4 decode kernel's 512-key minimum partition: split-KV in both formats.
+    // Longer contexts: several partitions of 128-512 keys in both formats.
     RunScenario(ops(), shape, "decode-split", Bounds{3, 3, 1, 1100}, {Decode({1100, 513, 700})}, options, rng);
     // Decode without split (short bound): the decode kernel merges its warps and writes out.
     RunScenario(ops(), shape, "decode-short", Bounds{4, 4, 1, 128}, {Decode({1, 33, 64, 128})}, options, rng);
