@@ -17,8 +17,8 @@
 //
 // Columns (n = 8) are (head, hi/lo) pairs: column 2h + part. A CTA takes one sequence, one
 // partition of its context and up to kInt4DecodeHeads query heads of one KV head; thread
-// (gid, tig) of the mma layout owns head tig's scores and outputs. Each of the 4 warps streams its
-// own 32-key steps (warp w takes steps w, w + 4, ...) through a private cp.async ring of
+// (gid, tig) of the mma layout owns head tig's scores and outputs. Each of the W (kInt4DecodeThreads / 32) warps streams its
+// own 32-key steps (warp w takes steps w, w + W, ...) through a private cp.async ring of
 // kInt4DecodeStages, so the main loop has no CTA barrier; the warps merge at the end.
 //
 // The integer P·V accumulators keep their scale between steps; they are converted and added to
@@ -70,16 +70,17 @@ __device__ __forceinline__ int PKeyIndex(int key) {
 // Four resident CTAs per SM (55 KB of shared memory each at D = 128, <= 128 registers): 16 warps
 // hide the load latency better than 12 with a deeper ring (H200: 160 vs 172 us for 7B, 64
 // sequences × 2048 keys). Grid (num_kv_heads * num_row_tiles, num_seqs, num_partitions),
-// kAttentionThreads threads, Int4DecodeSmemBytes(D) of dynamic shared memory; row tile r takes query heads
+// kInt4DecodeThreads threads, Int4DecodeSmemBytes(D) of dynamic shared memory; row tile r takes query heads
 // r·kInt4DecodeHeads.. of the KV head's group. Output as AttentionKernel's decode mode: split-KV
 // partials (base-2 max, sum, unnormalised O) or bf16 rows.
 template <int D>
-__global__ void __launch_bounds__(kAttentionThreads, 4) Int4DecodeAttentionKernel(const AttentionParams p) {
+__global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads) Int4DecodeAttentionKernel(const AttentionParams p) {
   using namespace int4_decode;
   prim::StartAfterPrerequisiteGrids();
   static_assert(D == 64 || D == 128, "head_dim");
-  static_assert(kInt4DecodeKeys == 32 && kAttentionThreads == 128 && kInt4DecodeHeads == 4, "the fragment mapping");
-  constexpr int kWarps = kAttentionThreads / 32;
+  static_assert(kInt4DecodeKeys == 32 && kInt4DecodeHeads == 4, "the fragment mapping");
+  constexpr int kWarps = kInt4DecodeThreads / 32;
+  static_assert(kWarps >= kInt4DecodeHeads, "one warp measures each head's q");
   constexpr int kChunks = D / 32;     // 16-byte chunks of one key's codes = k32 steps of Q·K^T
   constexpr int kDimTiles = D / 16;   // m16 tiles of O^T
   constexpr int kRowBytes = D / 2;
@@ -120,7 +121,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 4) Int4DecodeAttentionKerne
   float* const q_inv_smem = q_scale_smem + kInt4DecodeHeads;   // [4] its inverse,
   float* const q_sum_smem = q_inv_smem + kInt4DecodeHeads;     // [4] Σ codes
 
-  // ---- The warp's steps: 32 keys each, steps warp, warp + 4, ... of the partition.
+  // ---- The warp's steps: 32 keys each, steps warp, warp + kWarps, ... of the partition.
   const int num_steps = (key_end - key_begin + kInt4DecodeKeys - 1) / kInt4DecodeKeys;
   const int my_steps = num_steps > warp ? (num_steps - warp + kWarps - 1) / kWarps : 0;
   const int32_t* block_table = p.block_tables + static_cast<int64_t>(seq) * p.block_table_stride;
@@ -212,13 +213,13 @@ __global__ void __launch_bounds__(kAttentionThreads, 4) Int4DecodeAttentionKerne
   // ---- Q (while the first steps load): fp16 → smem (float), per-head absmax and 16-bit codes,
   // B fragments.
   const int64_t q_row = static_cast<int64_t>(q_start) * p.num_heads + kv_head * p.group + head0;
-  for (int i = tid; i < kInt4DecodeHeads * D; i += kAttentionThreads) {
+  for (int i = tid; i < kInt4DecodeHeads * D; i += kInt4DecodeThreads) {
     const int h = i / D;
     q_smem[i] = h < heads_here ? __half2float(prim::Load(p.q + q_row * D + i)) : 0.0f;
   }
   prim::SyncThreads();
-  {
-    // Warp h measures head h (4 warps, 4 heads).
+  if (warp < kInt4DecodeHeads) {
+    // Warp h measures head h.
     const float* qh = q_smem + warp * D;
     float amax = 0.0f;
     for (int d = lane; d < D; d += 32) amax = fmaxf(amax, fabsf(qh[d]));
@@ -374,7 +375,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 4) Int4DecodeAttentionKerne
 #pragma unroll
   for (int mask = 4; mask <= 16; mask <<= 1) l += prim::ShflXor(l, mask);
 
-  // ---- Merge the warps (each saw a quarter of the keys) in shared memory.
+  // ---- Merge the warps (each saw its own steps) in shared memory.
   constexpr int kLd = D + 4;
   prim::CpAsyncWait<0>();
   prim::SyncThreads();
@@ -397,7 +398,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 4) Int4DecodeAttentionKerne
     if (gid == 0) ml_smem[warp * kInt4DecodeHeads + tig] = make_float2(m, l);
   }
   prim::SyncThreads();
-  for (int i = tid; i < heads_here * D; i += kAttentionThreads) {
+  for (int i = tid; i < heads_here * D; i += kInt4DecodeThreads) {
     const int h = i / D;
     const int d = i % D;
     float mx = -INFINITY;

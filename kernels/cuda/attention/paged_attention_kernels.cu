@@ -55,7 +55,7 @@ CudaStatus LaunchInt4Decode(const AttentionParams& params, cudaStream_t stream) 
   static std::atomic<uint64_t> configured{0};
   APEX4_CUDA_RETURN_IF_NOT_OK(ConfigureOnce(kernel, kSmemBytes, &configured));
   const dim3 grid(params.num_kv_heads * params.num_row_tiles, params.num_seqs, params.num_partitions);
-  return LaunchProgrammatic(kernel, grid, dim3(kAttentionThreads), kSmemBytes, stream, params);
+  return LaunchProgrammatic(kernel, grid, dim3(kInt4DecodeThreads), kSmemBytes, stream, params);
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ CudaStatus Launch(const AttentionParams& params) {
 template <int D>
 CudaStatus LaunchInt4Decode(const AttentionParams& params) {
   const dim3 grid(params.num_kv_heads * params.num_row_tiles, params.num_seqs, params.num_partitions);
-  apex4_emu::Launch(grid, dim3(kAttentionThreads), Int4DecodeSmemBytes(D),
+  apex4_emu::Launch(grid, dim3(kInt4DecodeThreads), Int4DecodeSmemBytes(D),
                     [&] { Int4DecodeAttentionKernel<D>(params); });
   return OkCudaStatus();
 }
