@@ -338,13 +338,21 @@ void LdMatrixX4(uint32_t (&r)[4], const void* smem_row_address, bool trans) {
   WarpBarrier();
 }
 
-void MmaF16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+// Publishes this lane's mma fragments (slots 0-3: A, 4-5: B) and waits until every lane's are
+// there. The caller reads them, then calls WarpBarrier before the slots are reused.
+Warp& ShareMmaFragments(const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   Warp& w = MyWarp();
   const int lane = Lane();
   for (int i = 0; i < 4; ++i) w.slots[lane][i] = a[i];
   w.slots[lane][4] = b0;
   w.slots[lane][5] = b1;
   WarpBarrier();
+  return w;
+}
+
+void MmaF16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  Warp& w = ShareMmaFragments(a, b0, b1);
+  const int lane = Lane();
   // A: 16×16 row-major, B: 16(k)×8(n), from every lane's fragments (PTX ISA, m16n8k16 .f16).
   float A[16][16], Bm[16][8];
   for (int l = 0; l < 32; ++l) {
@@ -373,12 +381,8 @@ void MmaF16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
 }
 
 void MmaU8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool signed_b) {
-  Warp& w = MyWarp();
+  Warp& w = ShareMmaFragments(a, b0, b1);
   const int lane = Lane();
-  for (int i = 0; i < 4; ++i) w.slots[lane][i] = a[i];
-  w.slots[lane][4] = b0;
-  w.slots[lane][5] = b1;
-  WarpBarrier();
   // A: 16×32 row-major u8, B: 32(k)×8(n), four 8-bit elements a register (PTX ISA, m16n8k32 .u8/.s8).
   int32_t A[16][32], Bm[32][8];
   auto element = [](uint32_t reg, int i, bool is_signed) {
