@@ -74,7 +74,8 @@ __device__ __forceinline__ int PKeyIndex(int key) {
 // r·kInt4DecodeHeads.. of the KV head's group. Output as AttentionKernel's decode mode: split-KV
 // partials (base-2 max, sum, unnormalised O) or bf16 rows.
 template <int D>
-__global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads) Int4DecodeAttentionKernel(const AttentionParams p) {
+__global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
+    Int4DecodeAttentionKernel(const AttentionParams p) {
   using namespace int4_decode;
   prim::StartAfterPrerequisiteGrids();
   static_assert(D == 64 || D == 128, "head_dim");
@@ -96,7 +97,7 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads) 
   const int part = prim::BlockIdx().z;
   const int q_start = prim::Ldg(p.query_start + seq);
   const int q_len = prim::Ldg(p.query_start + seq + 1) - q_start;
-  if (q_len != 1 || q_len < p.min_query_len || q_len > p.max_query_len) return;
+  if (q_len != 1) return;  // decode rows only: in a mixed batch the prefill kernel takes the others
   const int head0 = row_tile * kInt4DecodeHeads;  // first query head of the CTA within the group
   if (head0 >= p.group) return;
   const int heads_here = IMin(kInt4DecodeHeads, p.group - head0);
