@@ -116,6 +116,7 @@ __device__ __forceinline__ void MmaU8(int32_t (&c)[4], const uint32_t (&a)[4], u
   }
 }
 
+__device__ __forceinline__ int ShflIdx(int v, int src_lane) { return __shfl_sync(0xffffffffu, v, src_lane); }
 __device__ __forceinline__ void SyncWarp() { __syncwarp(); }
 __device__ __forceinline__ bool AnyInWarp(bool predicate) { return __any_sync(0xffffffffu, predicate); }
 // Byte i of the result is byte selector.nibble(i) of the pair {hi, lo} (PRMT; bytes 0-3 of lo).
@@ -194,6 +195,7 @@ template <bool kSignedB>
 inline void MmaU8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   ::apex4_emu::MmaU8(c, a, b0, b1, kSignedB);
 }
+inline int ShflIdx(int v, int src_lane) { return ::apex4_emu::ShflIdx(v, src_lane); }
 inline void SyncWarp() { ::apex4_emu::SyncWarp(); }
 inline bool AnyInWarp(bool predicate) { return ::apex4_emu::AnyInWarp(predicate); }
 inline uint32_t BytePerm(uint32_t lo, uint32_t hi, uint32_t selector) {

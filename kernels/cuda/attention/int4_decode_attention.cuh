@@ -132,17 +132,16 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
   const int64_t scales_offset = static_cast<int64_t>(p.num_kv_heads - kv_head) * kBlockTokens * kRowBytes +
                                 static_cast<int64_t>(kv_head) * kBlockTokens * 4;
   auto step_start = [&](int i) { return key_begin + (warp + i * kWarps) * kInt4DecodeKeys; };
-  // Block ids of the two cache blocks of step i (0 where no key below key_end is in it).
-  int blocks[2];
-  auto fetch_blocks = [&](int i) {
-    const int t0 = step_start(i);
-#pragma unroll
-    for (int b = 0; b < 2; ++b) {
-      const int pos = t0 + b * kBlockTokens;
-      blocks[b] = pos < key_end ? prim::Ldg(block_table + pos / kBlockTokens) : 0;
-    }
+  // Cache block ids, 16 steps at a time in one round trip: lane j holds the id of block j % 2 of
+  // step first + j / 2 (0 where no key below key_end is in it); a step takes its two by shuffle.
+  int block_ids = 0;
+  auto fetch_block_ids = [&](int first) {
+    const int pos = step_start(first + lane / 2) + (lane & 1) * kBlockTokens;
+    block_ids = pos < key_end ? prim::Ldg(block_table + pos / kBlockTokens) : 0;
   };
-  auto load_step = [&](int i, int stage) {
+  auto load_step = [&](int i, int stage) {  // warp-uniform, steps in increasing order
+    if (i % 16 == 0) fetch_block_ids(i);
+    const int blocks[2] = {prim::ShflIdx(block_ids, 2 * (i % 16)), prim::ShflIdx(block_ids, 2 * (i % 16) + 1)};
     const int t0 = step_start(i);
     char* dst = warp_smem + stage * kStageBytes;
     // Codes: unit u = key u / kChunks, chunk u % kChunks; K then V.
@@ -201,13 +200,9 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
     p_sums[0] = p_sums[1] = p_sums[2] = p_sums[3] = 0;
   };
 
-  if (my_steps > 0) fetch_blocks(0);
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < my_steps) {
-      load_step(s, s);
-      if (s + 1 < my_steps) fetch_blocks(s + 1);
-    }
+    if (s < my_steps) load_step(s, s);
     prim::CpAsyncCommit();
   }
 
@@ -267,10 +262,7 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
 
   for (int i = 0; i < my_steps; ++i) {
     const int ahead = i + kStages - 1;
-    if (ahead < my_steps) {
-      load_step(ahead, ahead % kStages);
-      if (ahead + 1 < my_steps) fetch_blocks(ahead + 1);
-    }
+    if (ahead < my_steps) load_step(ahead, ahead % kStages);
     prim::CpAsyncCommit();
     prim::CpAsyncWait<kStages - 1>();  // step i has landed (this lane's copies)
     prim::SyncWarp();                  // ... and every lane's

@@ -287,6 +287,17 @@ float ShflXor(float v, int lane_mask) {
   return r;
 }
 
+int ShflIdx(int v, int src_lane) {
+  Warp& w = MyWarp();
+  const int lane = Lane();
+  if (src_lane < 0 || src_lane > 31) Fail("shfl.idx from lane %d", src_lane);
+  w.slots[lane][0] = static_cast<uint32_t>(v);
+  WarpBarrier();
+  const int r = static_cast<int>(w.slots[src_lane][0]);
+  WarpBarrier();
+  return r;
+}
+
 void CpAsync16(void* smem_dst, const void* global_src, bool valid) {
   CheckSmem(smem_dst, 16, 16, "cp.async destination");
   if (valid) CheckGlobalAccess(global_src, 16, "cp.async source");

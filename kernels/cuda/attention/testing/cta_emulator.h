@@ -6,7 +6,7 @@
 //   and the warp collectives are barriers (a collective that not all 32 lanes reach, or a barrier
 //   not every live thread reaches, is reported as a deadlock);
 // - ldmatrix (.x4, .trans), mma.sync m16n8k16 (f16 → f32) and m16n8k32 (u8 × s8/u8 → s32),
-//   shfl.xor and vote.any follow their PTX fragment
+//   shfl (xor, idx) and vote.any follow their PTX fragment
 //   definitions lane by lane;
 // - cp.async poisons its 16 shared-memory bytes (NaN) when issued and copies them only when
 //   the issuing thread's wait_group retires its group, so reading a stage too early, or reloading
@@ -42,6 +42,7 @@ dim3 GridDim();
 void* DynamicSmem();
 void SyncThreads();
 float ShflXor(float v, int lane_mask);
+int ShflIdx(int v, int src_lane);
 void CpAsync16(void* smem_dst, const void* global_src, bool valid);
 void CpAsyncCommit();
 void CpAsyncWait(int pending);
