@@ -77,7 +77,6 @@ template <int D>
 __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
     Int4DecodeAttentionKernel(const AttentionParams p) {
   using namespace int4_decode;
-  prim::StartAfterPrerequisiteGrids();
   static_assert(D == 64 || D == 128, "head_dim");
   static_assert(kInt4DecodeKeys == 32 && kInt4DecodeHeads == 4, "the fragment mapping");
   constexpr int kWarps = kInt4DecodeThreads / 32;
@@ -97,17 +96,25 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
   const int part = prim::BlockIdx().z;
   const int q_start = prim::Ldg(p.query_start + seq);
   const int q_len = prim::Ldg(p.query_start + seq + 1) - q_start;
-  if (q_len != 1) return;  // decode rows only: in a mixed batch the prefill kernel takes the others
+  // The step description (query_start, context_len, block tables) is copied in before the step
+  // and may be read before the prerequisite wait (programmatic_launch.cuh); q and the newest key,
+  // which RopeAndWriteKv writes just before this kernel, may not. Every CTA waits before it exits,
+  // so that the grid's completion still implies its prerequisites'.
   const int head0 = row_tile * kInt4DecodeHeads;  // first query head of the CTA within the group
-  if (head0 >= p.group) return;
-  const int heads_here = IMin(kInt4DecodeHeads, p.group - head0);
+  const int ctx = prim::Ldg(p.context_len + seq);
   int key_begin = 0;
-  int key_end = prim::Ldg(p.context_len + seq);
+  int key_end = ctx;
   if (p.partition_keys > 0) {
     key_begin = part * p.partition_keys;
     key_end = IMin(key_end, key_begin + p.partition_keys);
   }
-  if (key_begin >= key_end) return;  // past this sequence's context: the reduce skips it
+  // Decode rows only (in a mixed batch the prefill kernel takes the others); a partition past the
+  // sequence's context has nothing to do (the reduce skips it).
+  if (q_len != 1 || head0 >= p.group || key_begin >= key_end) {
+    prim::StartAfterPrerequisiteGrids();
+    return;
+  }
+  const int heads_here = IMin(kInt4DecodeHeads, p.group - head0);
 
   const int tid = prim::ThreadIdx().x;
   const int lane = tid & 31;
@@ -200,8 +207,16 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
     p_sums[0] = p_sums[1] = p_sums[2] = p_sums[3] = 0;
   };
 
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
+  // The ring's first steps: those whose keys all precede the newest one (written by earlier
+  // steps) load before the wait, overlapping the kernel ahead; the rest after it.
+  int preloaded = 0;
+  while (preloaded < kStages - 1 && preloaded < my_steps && step_start(preloaded) + kInt4DecodeKeys < ctx) {
+    load_step(preloaded, preloaded);
+    prim::CpAsyncCommit();
+    ++preloaded;
+  }
+  prim::StartAfterPrerequisiteGrids();
+  for (int s = preloaded; s < kStages - 1; ++s) {
     if (s < my_steps) load_step(s, s);
     prim::CpAsyncCommit();
   }

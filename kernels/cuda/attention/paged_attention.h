@@ -116,6 +116,11 @@ CudaStatus RopeAndWriteKv(const __nv_bfloat16* qkv, int64_t ld_qkv, const Attent
 // below them. Columns of out past
 // H*D are not written. Softmax and both products accumulate in fp32; the probabilities enter
 // the P·V product as fp16 (FlashAttention-2 style).
+//
+// Launched with programmatic dependent launch, the INT4-cache decode kernel reads the batch's
+// device arrays and the cache rows of positions before each sequence's newest token before it
+// waits for the kernel launched just before it (RopeAndWriteKv in the engine): that kernel may
+// write q and the newest token's K/V, nothing else PagedAttention reads.
 size_t PagedAttentionWorkspaceBytes(const AttentionBatch& batch, const AttentionShape& shape);
 CudaStatus PagedAttention(const __half* q, const KvCacheLayer& cache, const AttentionBatch& batch,
     const AttentionShape& shape, float scale, void* workspace, __nv_bfloat16* out, int64_t ld_out,
