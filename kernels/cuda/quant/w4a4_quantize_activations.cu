@@ -9,6 +9,17 @@ namespace {
 
 bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+template <typename T, bool kVector, quant::InputMode kMode>
+auto* KernelFor(int held_passes) {
+  if constexpr (kVector) {
+    switch (held_passes) {
+      case 1: return &quant::w4a4_quantize_activations_kernel<T, true, kMode, 1>;
+      case 2: return &quant::w4a4_quantize_activations_kernel<T, true, kMode, 2>;
+    }
+  }
+  return &quant::w4a4_quantize_activations_kernel<T, kVector, kMode, 0>;
+}
+
 template <typename T, quant::InputMode kMode>
 CudaStatus Launch(const quant::QuantizeParams& params, int64_t rows, cudaStream_t stream) {
   // Whole 8-element chunks load as 16 bytes when every row start (and the RMSNorm weight, the
@@ -20,13 +31,18 @@ CudaStatus Launch(const quant::QuantizeParams& params, int64_t rows, cudaStream_
       (kMode != quant::InputMode::kResidual ||
        (Aligned16(params.residual) && (params.residual_stride * sizeof(__nv_bfloat16)) % 16 == 0)) &&
       (kMode != quant::InputMode::kSwiGlu || (params.k_valid * sizeof(T)) % 16 == 0);
-  auto* kernel = vector ? &quant::w4a4_quantize_activations_kernel<T, true, kMode>
-                        : &quant::w4a4_quantize_activations_kernel<T, false, kMode>;
-  const int smem = ((params.per_token ? params.k : 0) + (params.outlier_mask != nullptr ? params.outlier_count : 0)) *
+  const int threads = quant::ThreadsFor(params.per_token, params.k, rows, params.rmsnorm_weight != nullptr);
+  // Rows of at most two passes (every decode row of the 7B/8B shapes) stay in registers; four
+  // passes spilled under the 64 registers a 1024-thread CTA leaves.
+  const int passes = (params.k / 128 + threads / 16 - 1) / (threads / 16);
+  const int held_passes =
+      passes <= 2 && threads <= quant::kQuantizeMaxThreads<kMode, 1> ? passes : 0;
+  auto* kernel = vector ? KernelFor<T, true, kMode>(held_passes) : KernelFor<T, false, kMode>(held_passes);
+  const bool row_cached = params.per_token && (held_passes == 0 || !vector);
+  const int smem = ((row_cached ? params.k : 0) + (params.outlier_mask != nullptr ? params.outlier_count : 0)) *
                    static_cast<int>(sizeof(float));
   APEX4_CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  const int threads = quant::ThreadsFor(params.per_token, params.k, rows, params.rmsnorm_weight != nullptr);
   return LaunchProgrammatic(kernel, dim3(static_cast<unsigned>(rows)), dim3(threads), smem, stream, params);
 }
 

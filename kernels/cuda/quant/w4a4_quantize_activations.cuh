@@ -206,11 +206,24 @@ struct Int4Quantizer {
   }
 };
 
-template <typename T, bool kVector, InputMode kMode>
-__global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(const QuantizeParams p) {
-  extern __shared__ float row_cache[];  // per-token rows: k floats; then the outlier values
+// kHeldPasses > 0: the row fits in that many passes of the CTA (blocks ≤ kHeldPasses · threads / 16)
+// and stays in registers from its one load to its store: no second read of the row after the
+// RMSNorm sum, no shared-memory row cache. Each thread holds the same elements in every phase
+// (i = pass · threads · 8 + thread · 8), so both forms do the same arithmetic in the same order
+// and give the same bits. 0: the row is read twice and cached in shared memory (any k).
+// NOTES: a held residual row also carries its residual and the write-back of x; under the
+// 64 registers of a 1024-thread bound it spilled on sm_80, so held residual kernels take at most
+// 256 threads (the engine's residual rows are RMSNorm rows: 256 threads, ThreadsFor).
+template <InputMode kMode, int kHeldPasses>
+inline constexpr int kQuantizeMaxThreads = kHeldPasses > 0 && kMode == InputMode::kResidual ? 256 : kMaxThreads;
+
+template <typename T, bool kVector, InputMode kMode, int kHeldPasses>
+__global__ void __launch_bounds__(kQuantizeMaxThreads<kMode, kHeldPasses>)
+    w4a4_quantize_activations_kernel(const QuantizeParams p) {
+  constexpr bool kHeld = kHeldPasses > 0;
+  extern __shared__ float row_cache[];  // per-token rows not held: k floats; then the outlier values
   __shared__ float scratch[kMaxThreads / 32];
-  float* const outlier_values = row_cache + (p.per_token ? p.k : 0);
+  float* const outlier_values = row_cache + (p.per_token && !kHeld ? p.k : 0);
   // Launched with PDL (programmatic_launch.cuh); the decode GEMM after it may start now and
   // stream its weights while this row is quantized.
   StartAfterPrerequisiteGrids();
@@ -221,31 +234,54 @@ __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(
   const int half_warp = threadIdx.x / 16, sub = threadIdx.x % 16;
   const int blocks = p.k / 128;
 
+  float held[kHeld ? kHeldPasses : 1][8];
+  if constexpr (kHeld) {
+#pragma unroll
+    for (int q = 0; q < kHeldPasses; ++q) {
+      const int i = (q * blocks_per_pass + half_warp) * 128 + sub * 8;
+      LoadInput8<kMode, kVector>(x, residual, i < p.k ? i : 0, p.k_valid, i < p.k, held[q]);
+    }
+  }
+
   float rstd = 1.0f;
   if (p.rmsnorm_weight != nullptr) {
     // RmsNorm's arithmetic: exact squares summed in double, 1 / sqrt(sum / n + eps) in double,
     // rounded once to float.
     __shared__ double dscratch[kMaxThreads / 32];
     double sum = 0.0;
-    // With a residual this pass adds it and writes x back; thread t's chunks here are the ones it
-    // reads in the pass below (i = b0 · 128 + t · 8 there too), so it rereads its own stores.
-    for (int i = threadIdx.x * 8; i < p.k_valid; i += threads * 8) {
-      float v[8];
-      LoadInput8<kMode, kVector>(x, residual, i, p.k_valid, true, v);
+    if constexpr (kHeld) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) sum = fma(double(v[j]), double(v[j]), sum);
+      for (int q = 0; q < kHeldPasses; ++q) {
+        if (q * threads * 8 + threadIdx.x * 8 >= p.k_valid) continue;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) sum = fma(double(held[q][j]), double(held[q][j]), sum);
+      }
+    } else {
+      // With a residual this pass adds it and writes x back; thread t's chunks here are the ones
+      // it reads in the pass below (i = b0 · 128 + t · 8 there too), so it rereads its own stores.
+      for (int i = threadIdx.x * 8; i < p.k_valid; i += threads * 8) {
+        float v[8];
+        LoadInput8<kMode, kVector>(x, residual, i, p.k_valid, true, v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) sum = fma(double(v[j]), double(v[j]), sum);
+      }
     }
     sum = BlockReduce(sum, dscratch, [](double a, double b) { return a + b; });
     rstd = static_cast<float>(1.0 / sqrt(sum / p.k_valid + double(p.rmsnorm_eps)));
   }
 
   float absmax = 0.0f;
-  for (int b0 = 0; b0 < blocks; b0 += blocks_per_pass) {
+  constexpr int kUnroll = kHeld ? kHeldPasses : 1;  // held rows: registers need constant indices
+#pragma unroll kUnroll
+  for (int q = 0; kHeld ? q < kHeldPasses : q * blocks_per_pass < blocks; ++q) {
     // NOTES: all lanes take part in every pass so the Hadamard shuffles stay warp-uniform.
-    const int b = b0 + half_warp;
+    const int b = q * blocks_per_pass + half_warp;
     const int i = (b < blocks ? b : 0) * 128 + sub * 8;
     float v[8];
-    if (kMode == InputMode::kResidual && p.rmsnorm_weight != nullptr) {
+    if constexpr (kHeld) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = held[q][j];
+    } else if (kMode == InputMode::kResidual && p.rmsnorm_weight != nullptr) {
       LoadValid8<kVector>(x, i, p.k_valid, v);  // updated by the RMSNorm pass
     } else {
       LoadInput8<kMode, kVector>(x, residual, i, p.k_valid, b < blocks, v);
@@ -278,7 +314,13 @@ __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(
       if (b < blocks) {
         absmax = fmaxf(absmax, local);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) row_cache[i + j] = v[j];
+        for (int j = 0; j < 8; ++j) {
+          if constexpr (kHeld) {
+            held[q][j] = v[j];
+          } else {
+            row_cache[i + j] = v[j];
+          }
+        }
       }
       continue;
     }
@@ -308,11 +350,19 @@ __global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_activations_kernel(
 
   const Int4Quantizer quantizer(BlockReduce(absmax, scratch, [](float a, float b) { return fmaxf(a, b); }),
                                 p.clip_ratio);
-  for (int i = threadIdx.x * 8; i < p.k; i += threads * 8) {
-    float v[8];
+  if constexpr (kHeld) {
 #pragma unroll
-    for (int j = 0; j < 8; ++j) v[j] = row_cache[i + j];
-    reinterpret_cast<uint32_t*>(p.packed + row * (p.k / 2) + i / 2)[0] = quantizer.Pack8(v);
+    for (int q = 0; q < kHeldPasses; ++q) {
+      const int i = q * threads * 8 + threadIdx.x * 8;
+      if (i < p.k) reinterpret_cast<uint32_t*>(p.packed + row * (p.k / 2) + i / 2)[0] = quantizer.Pack8(held[q]);
+    }
+  } else {
+    for (int i = threadIdx.x * 8; i < p.k; i += threads * 8) {
+      float v[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = row_cache[i + j];
+      reinterpret_cast<uint32_t*>(p.packed + row * (p.k / 2) + i / 2)[0] = quantizer.Pack8(v);
+    }
   }
   if (threadIdx.x == 0) p.scales[row] = quantizer.scale;
 }
