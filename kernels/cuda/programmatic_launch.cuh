@@ -37,24 +37,39 @@ __device__ __forceinline__ void StartAfterPrerequisiteGrids() {
   AllowDependentsToLaunch();
 }
 
+// A PDL launch (plain on devices before sm_90) whose CTAs form clusters of `cluster_ctas` along x
+// (1: no clusters; more needs sm_90, and the grid's x a multiple of it).
 template <typename... KernelArgs, typename... Args>
-CudaStatus LaunchProgrammatic(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem_bytes,
-                              cudaStream_t stream, Args&&... args) {
+CudaStatus LaunchProgrammaticInClusters(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem_bytes,
+                                        cudaStream_t stream, unsigned cluster_ctas, Args&&... args) {
   int device = 0, major = 0;
   APEX4_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  cudaLaunchAttribute pdl{};
-  pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  pdl.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attrs[2]{};
+  unsigned count = 0;
+  if (major >= 9) {
+    attrs[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[count++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster_ctas > 1) {
+    attrs[count].id = cudaLaunchAttributeClusterDimension;
+    attrs[count++].val.clusterDim = {cluster_ctas, 1, 1};
+  }
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = smem_bytes;
   config.stream = stream;
-  config.attrs = &pdl;
-  config.numAttrs = major >= 9 ? 1 : 0;
+  config.attrs = attrs;
+  config.numAttrs = count;
   APEX4_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
   return OkCudaStatus();
+}
+
+template <typename... KernelArgs, typename... Args>
+CudaStatus LaunchProgrammatic(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem_bytes,
+                              cudaStream_t stream, Args&&... args) {
+  return LaunchProgrammaticInClusters(kernel, grid, block, smem_bytes, stream, 1, std::forward<Args>(args)...);
 }
 
 }  // namespace apex4::cuda

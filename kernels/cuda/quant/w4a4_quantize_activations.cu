@@ -31,6 +31,17 @@ CudaStatus Launch(const quant::QuantizeParams& params, int64_t rows, cudaStream_
       (kMode != quant::InputMode::kResidual ||
        (Aligned16(params.residual) && (params.residual_stride * sizeof(__nv_bfloat16)) % 16 == 0)) &&
       (kMode != quant::InputMode::kSwiGlu || (params.k_valid * sizeof(T)) % 16 == 0);
+  if constexpr (kMode != quant::InputMode::kResidual) {
+    int device = 0, major = 0;
+    APEX4_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    if (major >= 9 && vector && rows <= quant::kFewRows && params.rmsnorm_weight == nullptr &&
+        params.outlier_mask == nullptr) {
+      return LaunchProgrammaticInClusters(&quant::w4a4_quantize_split_rows_kernel<T, true, kMode>,
+                                          dim3(static_cast<unsigned>(rows * quant::kSplitCtas)),
+                                          dim3(quant::SplitThreads(params.k)), 0, stream, quant::kSplitCtas, params);
+    }
+  }
   const int threads = quant::ThreadsFor(params.per_token, params.k, rows, params.rmsnorm_weight != nullptr);
   // Rows of at most two passes (every decode row of the 7B/8B shapes) stay in registers; four
   // passes spilled under the 64 registers a 1024-thread CTA leaves.

@@ -12,6 +12,7 @@
 // engine's (RmsNorm, pad, HadamardTransform, QuantizeInt4) up to the order of the double sum.
 #pragma once
 
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -365,6 +366,63 @@ __global__ void __launch_bounds__(kQuantizeMaxThreads<kMode, kHeldPasses>)
     }
   }
   if (threadIdx.x == 0) p.scales[row] = quantizer.scale;
+}
+
+// Decode rows without RMSNorm, residual or outlier channels (the SwiGLU and attention outputs),
+// each split over a cluster of kSplitCtas CTAs (sm_90+): a CTA holds whole 128-wide blocks of its
+// slice in registers, one 8-element chunk a thread, and the slices' absmax meet in distributed
+// shared memory. Nothing in these rows depends on how they are split (the absmax is a max, the
+// rest is per element), so they quantize to the bits of the one-CTA kernel.
+//
+// NOTES: one CTA per row leaves a decode row's work on one SM: at batch 1 the 7B SwiGLU row
+// (11008 columns, silu's expf and division per element) is issue-bound there for ~2 µs while the
+// next GEMM waits; 256 threads instead of 1024 for these rows cost the 7B engine step 0.14 ms
+// (engine/cuda/results/2026-11-27_h200_decode_step_ablations.txt).
+inline constexpr int kSplitCtas = 4;
+__host__ __device__ constexpr int SplitBlocksPerCta(int k) { return (k / 128 + kSplitCtas - 1) / kSplitCtas; }
+constexpr int SplitThreads(int k) { return (SplitBlocksPerCta(k) * 16 + 31) / 32 * 32; }
+
+template <typename T, bool kVector, InputMode kMode>
+__global__ void __launch_bounds__(kMaxThreads) w4a4_quantize_split_rows_kernel(const QuantizeParams p) {
+  static_assert(kMode != InputMode::kResidual, "a split row cannot write its residual sum back");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  const cg::cluster_group cluster = cg::this_cluster();
+  __shared__ float scratch[kMaxThreads / 32];
+  __shared__ float slice_absmax;
+  StartAfterPrerequisiteGrids();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int64_t row = blockIdx.x / kSplitCtas;
+  const int blocks = p.k / 128, half_warp = threadIdx.x / 16, sub = threadIdx.x % 16;
+  const int b = rank * SplitBlocksPerCta(p.k) + half_warp;
+  const bool valid = half_warp < SplitBlocksPerCta(p.k) && b < blocks;
+  const int i = (valid ? b : 0) * 128 + sub * 8;
+  float v[8];
+  LoadInput8<kMode, kVector>(static_cast<const T*>(p.x) + row * p.x_row_stride, nullptr, i, p.k_valid, false, v);
+  if (p.hadamard) Hadamard128(v);  // every lane: the shuffles stay warp-uniform
+  float local = 0.0f;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) local = fmaxf(local, fabsf(v[j]));
+  uint32_t* const packed = reinterpret_cast<uint32_t*>(p.packed + row * (p.k / 2) + i / 2);
+  if (!p.per_token) {
+    const Int4Quantizer quantizer(HalfWarpMax(local), p.clip_ratio);
+    if (valid) {
+      packed[0] = quantizer.Pack8(v);
+      if (sub == 0) p.scales[row * blocks + b] = quantizer.scale;
+    }
+    return;
+  }
+  const float cta_absmax =
+      BlockReduce(valid ? local : 0.0f, scratch, [](float a, float c) { return fmaxf(a, c); });
+  if (threadIdx.x == 0) slice_absmax = cta_absmax;
+  cluster.sync();
+  float absmax = 0.0f;
+  for (int r = 0; r < kSplitCtas; ++r) absmax = fmaxf(absmax, *cluster.map_shared_rank(&slice_absmax, r));
+  cluster.sync();  // no CTA leaves while a peer may still read its slice_absmax
+  const Int4Quantizer quantizer(absmax, p.clip_ratio);
+  if (valid) packed[0] = quantizer.Pack8(v);
+  if (rank == 0 && threadIdx.x == 0) p.scales[row] = quantizer.scale;
+#endif
 }
 
 }  // namespace apex4::cuda::quant
