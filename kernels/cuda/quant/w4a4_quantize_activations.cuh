@@ -225,15 +225,29 @@ __global__ void __launch_bounds__(kQuantizeMaxThreads<kMode, kHeldPasses>)
   extern __shared__ float row_cache[];  // per-token rows not held: k floats; then the outlier values
   __shared__ float scratch[kMaxThreads / 32];
   float* const outlier_values = row_cache + (p.per_token && !kHeld ? p.k : 0);
-  // Launched with PDL (programmatic_launch.cuh); the decode GEMM after it may start now and
-  // stream its weights while this row is quantized.
-  StartAfterPrerequisiteGrids();
   const int threads = blockDim.x, blocks_per_pass = threads / 16;  // 128-wide blocks per pass
   const int64_t row = blockIdx.x;
   const T* x = static_cast<const T*>(p.x) + row * p.x_row_stride;
   const __nv_bfloat16* residual = kMode == InputMode::kResidual ? p.residual + row * p.residual_stride : nullptr;
   const int half_warp = threadIdx.x / 16, sub = threadIdx.x % 16;
   const int blocks = p.k / 128;
+
+  // Held residual rows (≤ 256 threads: registers to spare) also hold their RMSNorm weights, loaded
+  // before the PDL wait (they are constant), so that after it only the row itself is a round trip.
+  constexpr bool kHeldGamma = kHeld && kMode == InputMode::kResidual;
+  float gamma[kHeldGamma ? kHeldPasses : 1][8];
+  if constexpr (kHeldGamma) {
+    if (p.rmsnorm_weight != nullptr) {
+#pragma unroll
+      for (int q = 0; q < kHeldPasses; ++q) {
+        const int i = (q * blocks_per_pass + half_warp) * 128 + sub * 8;
+        LoadValid8<kVector>(p.rmsnorm_weight, i < p.k ? i : 0, p.k_valid, gamma[q]);
+      }
+    }
+  }
+  // Launched with PDL (programmatic_launch.cuh); the decode GEMM after it may start now and
+  // stream its weights while this row is quantized.
+  StartAfterPrerequisiteGrids();
 
   float held[kHeld ? kHeldPasses : 1][8];
   if constexpr (kHeld) {
@@ -289,7 +303,12 @@ __global__ void __launch_bounds__(kQuantizeMaxThreads<kMode, kHeldPasses>)
     }
     if (p.rmsnorm_weight != nullptr) {
       float g[8];
-      LoadValid8<kVector>(p.rmsnorm_weight, i, p.k_valid, g);
+      if constexpr (kHeldGamma) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) g[j] = gamma[q][j];
+      } else {
+        LoadValid8<kVector>(p.rmsnorm_weight, i, p.k_valid, g);
+      }
       // NOTES: __fmul_rn keeps these products out of FMA contraction with the Hadamard's adds,
       // so they round as RmsNorm's x · scale · weight does.
 #pragma unroll
