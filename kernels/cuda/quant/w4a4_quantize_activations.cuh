@@ -2,10 +2,11 @@
 // Walsh-Hadamard rotation (optional) → symmetric INT4 per token or per group-128 → canonical
 // packing, one pass over each row.
 //
-// One CTA per token row. A half-warp owns one 128-wide block (8 elements per lane), so the
-// Hadamard butterflies are 3 in-register stages and 4 shuffles, and a group-128 absmax is a
-// 16-lane reduction. Per-token rows keep the transformed values in shared memory until the
-// row's absmax is known. The quantization step is QuantizeInt4Reference's float32 arithmetic
+// One CTA per token row (decode rows without RMSNorm: a cluster of CTAs, at the end of this
+// file). A half-warp owns one 128-wide block (8 elements per lane), so the Hadamard butterflies
+// are 3 in-register stages and 4 shuffles, and a group-128 absmax is a 16-lane reduction.
+// Per-token rows keep the transformed values in registers (rows of at most two passes) or in
+// shared memory until the row's absmax is known. The quantization step is QuantizeInt4Reference's float32 arithmetic
 // with explicit rounding intrinsics, so results match it bit for bit. RMSNorm reduces in double
 // like engine/llama_ops.cc's RmsNorm (products of floats are exact in double), and the Hadamard
 // butterflies run in HadamardTransformReference's order, so the whole chain matches the CPU
@@ -207,17 +208,17 @@ struct Int4Quantizer {
   }
 };
 
+// NOTES: a held residual row (below) also carries its residual and the write-back of x; under
+// the 64 registers of a 1024-thread bound it spilled on sm_80, so held residual kernels take at
+// most 256 threads (the engine's residual rows are RMSNorm rows: 256 threads, ThreadsFor).
+template <InputMode kMode, int kHeldPasses>
+inline constexpr int kQuantizeMaxThreads = kHeldPasses > 0 && kMode == InputMode::kResidual ? 256 : kMaxThreads;
+
 // kHeldPasses > 0: the row fits in that many passes of the CTA (blocks ≤ kHeldPasses · threads / 16)
 // and stays in registers from its one load to its store: no second read of the row after the
 // RMSNorm sum, no shared-memory row cache. Each thread holds the same elements in every phase
 // (i = pass · threads · 8 + thread · 8), so both forms do the same arithmetic in the same order
 // and give the same bits. 0: the row is read twice and cached in shared memory (any k).
-// NOTES: a held residual row also carries its residual and the write-back of x; under the
-// 64 registers of a 1024-thread bound it spilled on sm_80, so held residual kernels take at most
-// 256 threads (the engine's residual rows are RMSNorm rows: 256 threads, ThreadsFor).
-template <InputMode kMode, int kHeldPasses>
-inline constexpr int kQuantizeMaxThreads = kHeldPasses > 0 && kMode == InputMode::kResidual ? 256 : kMaxThreads;
-
 template <typename T, bool kVector, InputMode kMode, int kHeldPasses>
 __global__ void __launch_bounds__(kQuantizeMaxThreads<kMode, kHeldPasses>)
     w4a4_quantize_activations_kernel(const QuantizeParams p) {
