@@ -133,6 +133,38 @@ __device__ __forceinline__ float Exp2(float x) {
   return y;
 }
 
+// Thread block clusters (sm_90+; a kernel that uses these is launched in clusters only there):
+// the CTA's rank in its cluster, a barrier over all its threads (shared-memory writes before it
+// are visible to the whole cluster after it), and a peer CTA's copy of a shared-memory object.
+__device__ __forceinline__ int ClusterRank() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint32_t rank;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+  return static_cast<int>(rank);
+#else
+  __trap();
+  return 0;
+#endif
+}
+__device__ __forceinline__ void ClusterSync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+template <typename T>
+__device__ __forceinline__ const T* PeerSmem(const T* p, int rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint64_t peer;
+  asm volatile("mapa.u64 %0, %1, %2;\n" : "=l"(peer) : "l"(reinterpret_cast<uint64_t>(p)), "r"(rank));
+  return reinterpret_cast<const T*>(peer);
+#else
+  __trap();
+  return p;
+#endif
+}
+
 __device__ __forceinline__ float UintAsFloat(uint32_t u) { return __uint_as_float(u); }
 __device__ __forceinline__ float MulRn(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ float AddRn(float a, float b) { return __fadd_rn(a, b); }
@@ -205,6 +237,13 @@ inline uint32_t BytePerm(uint32_t lo, uint32_t hi, uint32_t selector) {
   return r;
 }
 inline uint32_t FloatToUintRn(float x) { return static_cast<uint32_t>(std::nearbyint(x)); }
+
+inline int ClusterRank() { return ::apex4_emu::ClusterRank(); }
+inline void ClusterSync() { ::apex4_emu::ClusterSync(); }
+template <typename T>
+inline const T* PeerSmem(const T* p, int rank) {
+  return static_cast<const T*>(::apex4_emu::PeerSmem(p, sizeof(T), rank));
+}
 
 inline float UintAsFloat(uint32_t u) {
   float f;

@@ -45,6 +45,7 @@ struct Warp {
 
 struct Block {
   uint3 block_idx;
+  int cluster_rank = 0;
   dim3 grid;
   dim3 block;
   std::vector<unsigned char> smem;  // dynamic shared memory, then a guard
@@ -60,7 +61,16 @@ struct Block {
   const std::function<void()>* kernel = nullptr;
 };
 
-Block* g_block = nullptr;
+// The CTAs of one thread block cluster, run together; their threads share a cluster barrier.
+struct Cluster {
+  std::vector<Block> blocks;
+  int threads = 0;  // in all its blocks
+  int arrived = 0;
+  uint64_t generation = 0;
+};
+
+Block* g_block = nullptr;  // the block of the running thread
+Cluster* g_cluster = nullptr;
 std::map<uintptr_t, size_t> g_allocations;
 LaunchStats g_stats;
 std::mt19937 g_schedule_rng(12345);  // warp speeds; fixed seed, so runs are reproducible
@@ -158,52 +168,74 @@ void FiberEntry() {
   // Returning resumes the scheduler (uc_link).
 }
 
-void RunBlock(Block& b, std::vector<std::unique_ptr<char[]>>& stacks) {
-  const int threads = static_cast<int>(b.block.x * b.block.y * b.block.z);
-  b.fibers.clear();
-  b.fibers.resize(threads);
-  b.warps.assign((threads + 31) / 32, Warp{});
-  for (int i = 0; i < threads; ++i) {
-    Fiber& f = b.fibers[i];
-    f.thread_idx =
-        uint3{static_cast<unsigned>(i % b.block.x), static_cast<unsigned>(i / b.block.x % b.block.y),
-              static_cast<unsigned>(i / (b.block.x * b.block.y))};
-    getcontext(&f.context);
-    f.context.uc_stack.ss_sp = stacks[i].get();
-    f.context.uc_stack.ss_size = kStackBytes;
-    f.context.uc_link = &b.scheduler;
-    makecontext(&f.context, &FiberEntry, 0);
+void RunCluster(Cluster& cluster, std::vector<std::unique_ptr<char[]>>& stacks) {
+  int stack = 0;
+  for (Block& b : cluster.blocks) {
+    const int threads = static_cast<int>(b.block.x * b.block.y * b.block.z);
+    b.fibers.clear();
+    b.fibers.resize(threads);
+    b.warps.assign((threads + 31) / 32, Warp{});
+    for (int i = 0; i < threads; ++i) {
+      Fiber& f = b.fibers[i];
+      f.thread_idx =
+          uint3{static_cast<unsigned>(i % b.block.x), static_cast<unsigned>(i / b.block.x % b.block.y),
+                static_cast<unsigned>(i / (b.block.x * b.block.y))};
+      getcontext(&f.context);
+      f.context.uc_stack.ss_sp = stacks[stack++].get();
+      f.context.uc_stack.ss_size = kStackBytes;
+      f.context.uc_link = &b.scheduler;
+      makecontext(&f.context, &FiberEntry, 0);
+    }
+    b.alive = threads;
   }
-  b.alive = threads;
   // Warps run at different speeds (a warp of period p is resumed every p-th round), so that one
   // warp can run ahead of another up to the next barrier, as on hardware: a missing barrier
   // before a shared-memory stage is reloaded then shows up as poisoned (NaN) reads.
   static constexpr int kPeriods[] = {1, 1, 2, 3, 5};
-  std::vector<int> period(b.warps.size());
-  for (int& p : period) p = kPeriods[g_schedule_rng() % 5];
+  std::vector<std::vector<int>> period(cluster.blocks.size());
+  for (size_t c = 0; c < cluster.blocks.size(); ++c) {
+    period[c].resize(cluster.blocks[c].warps.size());
+    for (int& p : period[c]) p = kPeriods[g_schedule_rng() % 5];
+  }
+  auto alive = [&] {
+    int n = 0;
+    for (const Block& b : cluster.blocks) n += b.alive;
+    return n;
+  };
+  auto progress = [&] {
+    uint64_t n = 0;
+    for (const Block& b : cluster.blocks) n += b.progress;
+    return n;
+  };
   int idle_rounds = 0;
-  for (int64_t round = 0; b.alive > 0; ++round) {
-    const uint64_t before = b.progress;
-    for (int i = 0; i < threads; ++i) {
-      if (b.fibers[i].done || round % period[i / 32] != 0) continue;
-      b.current = i;
-      swapcontext(&b.scheduler, &b.fibers[i].context);
+  for (int64_t round = 0; alive() > 0; ++round) {
+    const uint64_t before = progress();
+    for (size_t c = 0; c < cluster.blocks.size(); ++c) {
+      Block& b = cluster.blocks[c];
+      g_block = &b;
+      for (int i = 0; i < static_cast<int>(b.fibers.size()); ++i) {
+        if (b.fibers[i].done || round % period[c][i / 32] != 0) continue;
+        b.current = i;
+        swapcontext(&b.scheduler, &b.fibers[i].context);
+      }
+      b.current = -1;
     }
-    if (b.progress == before) {
+    if (progress() == before) {
       if (++idle_rounds > 16) {
-        b.current = -1;
-        Fail("deadlock in block %u,%u,%u: a barrier or warp collective that not every thread reaches",
+        const Block& b = cluster.blocks[0];
+        Fail("deadlock in the cluster of block %u,%u,%u: a barrier or warp collective that not every thread reaches",
              b.block_idx.x, b.block_idx.y, b.block_idx.z);
       }
     } else {
       idle_rounds = 0;
     }
   }
-  b.current = -1;
-  for (size_t i = 0; i < kSmemGuardBytes; ++i) {
-    if (b.smem[b.smem_bytes + i] != kSmemGuardByte) {
-      Fail("block %u,%u,%u wrote past its %zu bytes of dynamic shared memory", b.block_idx.x, b.block_idx.y,
-           b.block_idx.z, b.smem_bytes);
+  for (Block& b : cluster.blocks) {
+    for (size_t i = 0; i < kSmemGuardBytes; ++i) {
+      if (b.smem[b.smem_bytes + i] != kSmemGuardByte) {
+        Fail("block %u,%u,%u wrote past its %zu bytes of dynamic shared memory", b.block_idx.x, b.block_idx.y,
+             b.block_idx.z, b.smem_bytes);
+      }
     }
   }
 }
@@ -226,36 +258,55 @@ void CheckGlobalAccess(const void* p, size_t bytes, const char* what) {
   Fail("%s: global address %p (+%zu) outside every allocation", what, p, bytes);
 }
 
-void Launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& kernel) {
+void LaunchInClusters(dim3 grid, dim3 cluster_dims, dim3 block, size_t dynamic_smem_bytes,
+                      const std::function<void()>& kernel) {
   const int threads = static_cast<int>(block.x * block.y * block.z);
   if (threads <= 0 || threads % 32 != 0)
     Fail("block of %d threads (the emulator wants whole warps)", threads);
-  std::vector<std::unique_ptr<char[]>> stacks(threads);
+  if (grid.x % cluster_dims.x != 0 || grid.y % cluster_dims.y != 0 || grid.z % cluster_dims.z != 0)
+    Fail("grid %u,%u,%u is not a whole number of %u,%u,%u clusters", grid.x, grid.y, grid.z, cluster_dims.x,
+         cluster_dims.y, cluster_dims.z);
+  const int cluster_size = static_cast<int>(cluster_dims.x * cluster_dims.y * cluster_dims.z);
+  std::vector<std::unique_ptr<char[]>> stacks(static_cast<size_t>(threads) * cluster_size);
   for (auto& s : stacks) s.reset(new char[kStackBytes]);
   g_stats = LaunchStats{};
-  Block b;
-  b.grid = grid;
-  b.block = block;
-  b.kernel = &kernel;
-  b.smem_bytes = dynamic_smem_bytes;
-  b.smem.resize(dynamic_smem_bytes + kSmemGuardBytes);
-  g_block = &b;
-  for (unsigned z = 0; z < grid.z; ++z) {
-    for (unsigned y = 0; y < grid.y; ++y) {
-      for (unsigned x = 0; x < grid.x; ++x) {
-        b.block_idx = uint3{x, y, z};
-        // Shared memory starts as NaN garbage; the guard after it must survive.
-        std::memset(b.smem.data(), 0xff, dynamic_smem_bytes);
-        std::memset(b.smem.data() + dynamic_smem_bytes, kSmemGuardByte, kSmemGuardBytes);
-        b.arrived = 0;
-        b.generation = 0;
-        b.progress = 0;
-        RunBlock(b, stacks);
-        ++g_stats.blocks;
+  Cluster cluster;
+  cluster.blocks.resize(cluster_size);
+  cluster.threads = threads * cluster_size;
+  g_cluster = &cluster;
+  for (unsigned z = 0; z < grid.z; z += cluster_dims.z) {
+    for (unsigned y = 0; y < grid.y; y += cluster_dims.y) {
+      for (unsigned x = 0; x < grid.x; x += cluster_dims.x) {
+        for (int rank = 0; rank < cluster_size; ++rank) {
+          Block& b = cluster.blocks[rank];
+          b.grid = grid;
+          b.block = block;
+          b.kernel = &kernel;
+          b.cluster_rank = rank;
+          b.block_idx = uint3{x + rank % cluster_dims.x, y + rank / cluster_dims.x % cluster_dims.y,
+                              z + rank / (cluster_dims.x * cluster_dims.y)};
+          // Shared memory starts as NaN garbage; the guard after it must survive.
+          b.smem_bytes = dynamic_smem_bytes;
+          b.smem.assign(dynamic_smem_bytes + kSmemGuardBytes, 0xff);
+          std::memset(b.smem.data() + dynamic_smem_bytes, kSmemGuardByte, kSmemGuardBytes);
+          b.arrived = 0;
+          b.generation = 0;
+          b.progress = 0;
+          b.current = -1;
+        }
+        cluster.arrived = 0;
+        cluster.generation = 0;
+        RunCluster(cluster, stacks);
+        g_stats.blocks += cluster_size;
       }
     }
   }
   g_block = nullptr;
+  g_cluster = nullptr;
+}
+
+void Launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& kernel) {
+  LaunchInClusters(grid, dim3(1, 1, 1), block, dynamic_smem_bytes, kernel);
 }
 
 LaunchStats LastLaunchStats() { return g_stats; }
@@ -274,6 +325,30 @@ void SyncThreads() {
   } else {
     while (b.generation == generation) Yield();
   }
+}
+
+int ClusterRank() { return B().cluster_rank; }
+
+void ClusterSync() {
+  Cluster& c = *g_cluster;
+  const uint64_t generation = c.generation;
+  ++B().progress;
+  if (++c.arrived == c.threads) {
+    c.arrived = 0;
+    ++c.generation;
+  } else {
+    while (c.generation == generation) Yield();
+  }
+}
+
+const void* PeerSmem(const void* p, size_t bytes, int rank) {
+  CheckSmem(p, bytes, bytes, "mapa");
+  Cluster& c = *g_cluster;
+  if (rank < 0 || rank >= static_cast<int>(c.blocks.size()))
+    Fail("mapa: rank %d outside the cluster of %zu blocks", rank, c.blocks.size());
+  const Block& peer = c.blocks[rank];
+  if (peer.alive == 0) Fail("mapa: block of rank %d has exited (its shared memory is gone)", rank);
+  return peer.smem.data() + (static_cast<const unsigned char*>(p) - B().smem.data());
 }
 
 float ShflXor(float v, int lane_mask) {

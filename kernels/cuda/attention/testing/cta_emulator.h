@@ -1,10 +1,12 @@
-// A CPU emulator of one CUDA thread block at a time, enough to run the attention kernels' real
+// A CPU emulator of one CUDA thread block (or thread block cluster) at a time, enough to run the attention kernels' real
 // source (kernels/cuda/attention/*.cuh compiled as host C++ with APEX4_ATTENTION_EMULATION) on a
 // machine without a GPU:
 //
 // - every thread is a fiber (ucontext) on one OS thread, scheduled round-robin; __syncthreads
 //   and the warp collectives are barriers (a collective that not all 32 lanes reach, or a barrier
 //   not every live thread reaches, is reported as a deadlock);
+// - a cluster's blocks run together: its barrier waits for every thread of every block (one that
+//   exited never arrives), and a peer's shared memory is reachable (mapa) while that block lives;
 // - ldmatrix (.x4, .trans), mma.sync m16n8k16 (f16 → f32) and m16n8k32 (u8 × s8/u8 → s32),
 //   shfl (xor, idx) and vote.any follow their PTX fragment
 //   definitions lane by lane;
@@ -15,8 +17,8 @@
 //   allocation, shared-memory accesses inside the launch's dynamic shared memory, with the
 //   alignment the instruction needs. Any violation prints the block, thread and address and exits.
 //
-// Not modelled: timing, inter-CTA concurrency (blocks run one after another), L1/L2, and
-// anything the kernels do not use.
+// Not modelled: timing, concurrency between CTAs of different clusters (clusters run one after
+// another), L1/L2, and anything the kernels do not use.
 #ifndef APEX4_KERNELS_CUDA_ATTENTION_TESTING_CTA_EMULATOR_H_
 #define APEX4_KERNELS_CUDA_ATTENTION_TESTING_CTA_EMULATOR_H_
 
@@ -34,6 +36,9 @@ void UnregisterGlobal(const void* p);
 
 // Runs `kernel` once per thread of every block of `grid`, blocks in x, y, z order.
 void Launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& kernel);
+// The same with the blocks in clusters of `cluster` (each grid dimension a multiple of its).
+void LaunchInClusters(dim3 grid, dim3 cluster, dim3 block, size_t dynamic_smem_bytes,
+                      const std::function<void()>& kernel);
 
 // Inside a kernel.
 uint3 ThreadIdx();
@@ -41,6 +46,10 @@ uint3 BlockIdx();
 dim3 GridDim();
 void* DynamicSmem();
 void SyncThreads();
+int ClusterRank();
+void ClusterSync();  // barrier.cluster arrive + wait
+// mapa: the address of the `bytes` at shared address p in the cluster's block of rank `rank`.
+const void* PeerSmem(const void* p, size_t bytes, int rank);
 float ShflXor(float v, int lane_mask);
 int ShflIdx(int v, int src_lane);
 void CpAsync16(void* smem_dst, const void* global_src, bool valid);
