@@ -37,11 +37,11 @@ __device__ __forceinline__ void StartAfterPrerequisiteGrids() {
   AllowDependentsToLaunch();
 }
 
-// A PDL launch (plain on devices before sm_90) whose CTAs form clusters of `cluster_ctas` along x
-// (1: no clusters; more needs sm_90, and the grid's x a multiple of it).
+// A PDL launch (plain on devices before sm_90) whose CTAs form clusters of `cluster` CTAs
+// ((1, 1, 1): no clusters; more needs sm_90, and each grid dimension a multiple of the cluster's).
 template <typename... KernelArgs, typename... Args>
 CudaStatus LaunchProgrammaticInClusters(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem_bytes,
-                                        cudaStream_t stream, unsigned cluster_ctas, Args&&... args) {
+                                        cudaStream_t stream, dim3 cluster, Args&&... args) {
   int device = 0, major = 0;
   APEX4_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
@@ -51,9 +51,9 @@ CudaStatus LaunchProgrammaticInClusters(void (*kernel)(KernelArgs...), dim3 grid
     attrs[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attrs[count++].val.programmaticStreamSerializationAllowed = 1;
   }
-  if (cluster_ctas > 1) {
+  if (cluster.x * cluster.y * cluster.z > 1) {
     attrs[count].id = cudaLaunchAttributeClusterDimension;
-    attrs[count++].val.clusterDim = {cluster_ctas, 1, 1};
+    attrs[count++].val.clusterDim = {cluster.x, cluster.y, cluster.z};
   }
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
@@ -69,7 +69,8 @@ CudaStatus LaunchProgrammaticInClusters(void (*kernel)(KernelArgs...), dim3 grid
 template <typename... KernelArgs, typename... Args>
 CudaStatus LaunchProgrammatic(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem_bytes,
                               cudaStream_t stream, Args&&... args) {
-  return LaunchProgrammaticInClusters(kernel, grid, block, smem_bytes, stream, 1, std::forward<Args>(args)...);
+  return LaunchProgrammaticInClusters(kernel, grid, block, smem_bytes, stream, dim3(1, 1, 1),
+                                      std::forward<Args>(args)...);
 }
 
 }  // namespace apex4::cuda

@@ -15,6 +15,12 @@
 //                  point, again split into hi / lo u8 columns. A fifth "all ones" A tile gives
 //                  Σ P per column for the +8 bias.
 //
+// Split-KV: a CTA covers one partition of the context. With kClusterMerge (sm_90) the grid's
+// partitions of one (sequence, row tile) form a thread block cluster: each CTA leaves its
+// partial result in its own shared memory and the cluster merges them through distributed
+// shared memory (MergeSplitKv, partitions in order), so no reduce kernel follows. Otherwise the
+// partials go to the workspace for AttentionReduceKernel.
+//
 // Columns (n = 8) are (head, hi/lo) pairs: column 2h + part. A CTA takes one sequence, one
 // partition of its context and up to kInt4DecodeHeads query heads of one KV head; thread
 // (gid, tig) of the mma layout owns head tig's scores and outputs. Each of the W (kInt4DecodeThreads / 32) warps streams its
@@ -33,7 +39,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/attention/attention_primitives.cuh"
-#include "kernels/cuda/attention/paged_attention_kernels.h"
+#include "kernels/cuda/attention/paged_attention_kernels.cuh"
 
 namespace apex4::cuda::attention {
 
@@ -67,13 +73,52 @@ __device__ __forceinline__ int PKeyIndex(int key) {
 
 }  // namespace int4_decode
 
+// A CTA's partial result for the cluster merge, at the end of the kernel's shared memory (past the
+// warps' merge buffer): [kInt4DecodeHeads][D] unnormalised O, then [kInt4DecodeHeads] (max, sum).
+template <int D>
+inline constexpr int kClusterPartialBytes = kInt4DecodeHeads * (D * 4 + 8);
+template <int D>
+inline constexpr int kClusterPartialOffset = (kInt4DecodeThreads / 32) * Int4DecodeWarpBytes(D) - kClusterPartialBytes<D>;
+template <int D>
+__device__ __forceinline__ float* ClusterPartialO(char* smem) {
+  return reinterpret_cast<float*>(smem + kClusterPartialOffset<D>);
+}
+template <int D>
+__device__ __forceinline__ float2* ClusterPartialMl(char* smem) {
+  return reinterpret_cast<float2*>(ClusterPartialO<D>(smem) + kInt4DecodeHeads * D);
+}
+
+// The cluster's merge of its partitions' partials (kClusterMerge): after a cluster barrier, CTA
+// rank r takes output elements r·T.., r·T + (P·T).., ... (T threads, P CTAs), reading partition
+// i's partial from CTA i's shared memory; a second barrier keeps every CTA's shared memory alive
+// until its peers are done reading it. Heads first_head.. of the CTA's row tile.
+template <int D>
+__device__ void MergeInCluster(const AttentionParams& p, int seq, int q_start, int first_head) {
+  char* const smem = reinterpret_cast<char*>(prim::DynamicSmem());
+  const float* const partial_o = ClusterPartialO<D>(smem);
+  const float2* const partial_ml = ClusterPartialMl<D>(smem);
+  const int heads_here = IMin(kInt4DecodeHeads, p.group - first_head % p.group);
+  const int used = UsedPartitions(prim::Ldg(p.context_len + seq), p);
+  prim::ClusterSync();
+  for (int i = prim::ClusterRank() * kInt4DecodeThreads + static_cast<int>(prim::ThreadIdx().x);
+       i < heads_here * D; i += p.num_partitions * kInt4DecodeThreads) {
+    const int h = i / D;
+    prim::Store(p.out + static_cast<int64_t>(q_start) * p.ld_out + static_cast<int64_t>(first_head) * D + i,
+                MergeSplitKv(
+                    used, [&](int part) { return *prim::PeerSmem(partial_ml + h, part); },
+                    [&](int part) { return *prim::PeerSmem(partial_o + i, part); }));
+  }
+  prim::ClusterSync();
+}
+
 // Four resident CTAs per SM (55 KB of shared memory each at D = 128, <= 128 registers): 16 warps
 // hide the load latency better than 12 with a deeper ring (H200: 160 vs 172 us for 7B, 64
 // sequences × 2048 keys). Grid (num_kv_heads * num_row_tiles, num_seqs, num_partitions),
 // kInt4DecodeThreads threads, Int4DecodeSmemBytes(D) of dynamic shared memory; row tile r takes query heads
-// r·kInt4DecodeHeads.. of the KV head's group. Output as AttentionKernel's decode mode: split-KV
-// partials (base-2 max, sum, unnormalised O) or bf16 rows.
-template <int D>
+// r·kInt4DecodeHeads.. of the KV head's group. Output: bf16 rows (no split, or kClusterMerge:
+// clusters of (1, 1, num_partitions)), or as AttentionKernel's decode mode, split-KV partials
+// (base-2 max, sum, unnormalised O) in the workspace.
+template <int D, bool kClusterMerge>
 __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
     Int4DecodeAttentionKernel(const AttentionParams p) {
   using namespace int4_decode;
@@ -108,10 +153,14 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
     key_begin = part * p.partition_keys;
     key_end = IMin(key_end, key_begin + p.partition_keys);
   }
-  // Decode rows only (in a mixed batch the prefill kernel takes the others); a partition past the
-  // sequence's context has nothing to do (the reduce skips it).
+  // Decode rows only (in a mixed batch the prefill kernel takes the others; the test is the same
+  // for every CTA of a cluster); a partition past the sequence's context has nothing to do (the
+  // merge skips it), except its share of the cluster's merge.
   if (q_len != 1 || head0 >= p.group || key_begin >= key_end) {
     prim::StartAfterPrerequisiteGrids();
+    if constexpr (kClusterMerge) {
+      if (q_len == 1 && head0 < p.group) MergeInCluster<D>(p, seq, q_start, kv_head * p.group + head0);
+    }
     return;
   }
   const int heads_here = IMin(kInt4DecodeHeads, p.group - head0);
@@ -389,8 +438,9 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
   prim::SyncThreads();
   float* o_smem = reinterpret_cast<float*>(smem);                                   // [warp][head][kLd]
   float2* ml_smem = reinterpret_cast<float2*>(o_smem + kWarps * kInt4DecodeHeads * kLd);  // [warp][head]
-  static_assert((kWarps * kInt4DecodeHeads * kLd + 2 * kWarps * kInt4DecodeHeads) * 4 <= kWarps * kWarpBytes,
-                "merge buffer");
+  static_assert((kWarps * kInt4DecodeHeads * kLd + 2 * kWarps * kInt4DecodeHeads) * 4 +
+                        kClusterPartialBytes<D> <= kWarps * kWarpBytes,
+                "merge buffer and the cluster partial after it");
   {
     float* row = o_smem + (warp * kInt4DecodeHeads + tig) * kLd;
 #pragma unroll
@@ -421,7 +471,10 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
       value += f * o_smem[(w * kInt4DecodeHeads + h) * kLd + d];
     }
     const int head = kv_head * p.group + head0 + h;
-    if (p.partition_keys > 0) {
+    if constexpr (kClusterMerge) {
+      ClusterPartialO<D>(smem)[h * D + d] = value;
+      if (d == 0) ClusterPartialMl<D>(smem)[h] = make_float2(mx, sum);
+    } else if (p.partition_keys > 0) {
       const int64_t slot = (static_cast<int64_t>(seq) * p.num_partitions + part) * p.num_heads + head;
       prim::Store(p.ws_o + slot * D + d, value);
       if (d == 0) prim::Store(p.ws_ml + slot, make_float2(mx, sum));
@@ -430,6 +483,7 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
                   __float2bfloat16_rn(sum > 0.0f ? value / sum : 0.0f));
     }
   }
+  if constexpr (kClusterMerge) MergeInCluster<D>(p, seq, q_start, kv_head * p.group + head0);
 }
 
 }  // namespace apex4::cuda::attention

@@ -240,9 +240,6 @@ CudaStatus PagedAttention(const __half* q, const KvCacheLayer& cache, const Atte
       decode.ws_ml = reinterpret_cast<float2*>(static_cast<char*>(workspace) + o_bytes);
     }
     APEX4_CUDA_RETURN_IF_NOT_OK(attention::LaunchDecodeAttention(decode, shape.head_dim, int4, stream));
-    if (plan.partition_keys > 0) {
-      APEX4_CUDA_RETURN_IF_NOT_OK(attention::LaunchAttentionReduce(decode, shape.head_dim, stream));
-    }
   }
   return OkCudaStatus();
 }

@@ -48,21 +48,48 @@ CudaStatus Launch(const AttentionParams& params, cudaStream_t stream) {
   return LaunchProgrammatic(kernel, grid, dim3(kAttentionThreads), kSmemBytes, stream, params);
 }
 
+CudaStatus LaunchReduce(const AttentionParams& params, int head_dim, cudaStream_t stream) {
+  const dim3 grid(params.num_heads, params.num_seqs);
+  return head_dim == 64 ? LaunchProgrammatic(&AttentionReduceKernel<64>, grid, dim3(64), 0, stream, params)
+                        : LaunchProgrammatic(&AttentionReduceKernel<128>, grid, dim3(128), 0, stream, params);
+}
+
+// Split-KV partitions merge inside their cluster on sm_90 (up to the portable cluster size of 8),
+// through the workspace and the reduce kernel elsewhere.
+bool MergesInCluster(const AttentionParams& params) {
+  if (params.partition_keys == 0 || params.num_partitions > kInt4DecodeMaxClusterPartitions) return false;
+  int device = 0, major = 0;
+  return cudaGetDevice(&device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 9;
+}
+
 template <int D>
 CudaStatus LaunchInt4Decode(const AttentionParams& params, cudaStream_t stream) {
-  auto* kernel = &Int4DecodeAttentionKernel<D>;
   constexpr int kSmemBytes = Int4DecodeSmemBytes(D);
+  const dim3 grid(params.num_kv_heads * params.num_row_tiles, params.num_seqs, params.num_partitions);
+  if (MergesInCluster(params)) {
+    auto* kernel = &Int4DecodeAttentionKernel<D, true>;
+    static std::atomic<uint64_t> configured{0};
+    APEX4_CUDA_RETURN_IF_NOT_OK(ConfigureOnce(kernel, kSmemBytes, &configured));
+    return LaunchProgrammaticInClusters(kernel, grid, dim3(kInt4DecodeThreads), kSmemBytes, stream,
+                                        dim3(1, 1, params.num_partitions), params);
+  }
+  auto* kernel = &Int4DecodeAttentionKernel<D, false>;
   static std::atomic<uint64_t> configured{0};
   APEX4_CUDA_RETURN_IF_NOT_OK(ConfigureOnce(kernel, kSmemBytes, &configured));
-  const dim3 grid(params.num_kv_heads * params.num_row_tiles, params.num_seqs, params.num_partitions);
-  return LaunchProgrammatic(kernel, grid, dim3(kInt4DecodeThreads), kSmemBytes, stream, params);
+  APEX4_CUDA_RETURN_IF_NOT_OK(
+      LaunchProgrammatic(kernel, grid, dim3(kInt4DecodeThreads), kSmemBytes, stream, params));
+  return params.partition_keys > 0 ? LaunchReduce(params, D, stream) : OkCudaStatus();
 }
 
 }  // namespace
 
 CudaStatus LaunchDecodeAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream) {
   if (int4) return head_dim == 64 ? LaunchInt4Decode<64>(params, stream) : LaunchInt4Decode<128>(params, stream);
-  return head_dim == 64 ? Launch<64, true, false>(params, stream) : Launch<128, true, false>(params, stream);
+  const CudaStatus decoded =
+      head_dim == 64 ? Launch<64, true, false>(params, stream) : Launch<128, true, false>(params, stream);
+  APEX4_CUDA_RETURN_IF_NOT_OK(decoded);
+  return params.partition_keys > 0 ? LaunchReduce(params, head_dim, stream) : OkCudaStatus();
 }
 
 CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream) {
@@ -70,12 +97,6 @@ CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, b
     return int4 ? Launch<64, false, true>(params, stream) : Launch<64, false, false>(params, stream);
   }
   return int4 ? Launch<128, false, true>(params, stream) : Launch<128, false, false>(params, stream);
-}
-
-CudaStatus LaunchAttentionReduce(const AttentionParams& params, int head_dim, cudaStream_t stream) {
-  const dim3 grid(params.num_heads, params.num_seqs);
-  return head_dim == 64 ? LaunchProgrammatic(&AttentionReduceKernel<64>, grid, dim3(64), 0, stream, params)
-                        : LaunchProgrammatic(&AttentionReduceKernel<128>, grid, dim3(128), 0, stream, params);
 }
 
 }  // namespace apex4::cuda::attention

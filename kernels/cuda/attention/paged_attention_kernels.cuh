@@ -22,7 +22,7 @@
 // Decode kernel: 16 rows (one token's G ≤ 16 heads) per CTA; the 4 warps take 16 keys each of
 // every tile and are merged through shared memory at the end. Split-KV: each CTA covers one
 // partition of the context; partials (unnormalised O, max, sum) are merged by
-// AttentionReduceKernel.
+// AttentionReduceKernel (MergeSplitKv).
 #ifndef APEX4_KERNELS_CUDA_ATTENTION_PAGED_ATTENTION_KERNELS_CUH_
 #define APEX4_KERNELS_CUDA_ATTENTION_PAGED_ATTENTION_KERNELS_CUH_
 
@@ -503,7 +503,30 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) AttentionKernel(const At
   }
 }
 
-// Merges the decode kernel's partitions of one (sequence, head): D threads, one column each.
+// One output element of split-KV decode from its partitions' partial results: partition i left
+// (base-2 max, sum) ml_of(i) and the unnormalised value value_of(i);
+// out = Σ 2^(m_i − m)·o_i / Σ 2^(m_i − m)·l_i with m = max m_i, in partition order.
+template <typename MlOf, typename ValueOf>
+__device__ __forceinline__ __nv_bfloat16 MergeSplitKv(int count, MlOf ml_of, ValueOf value_of) {
+  float mx = -INFINITY;
+  for (int i = 0; i < count; ++i) mx = fmaxf(mx, ml_of(i).x);
+  float sum = 0.0f, acc = 0.0f;
+  for (int i = 0; i < count; ++i) {
+    const float2 ml = ml_of(i);
+    const float f = mx == -INFINITY ? 0.0f : prim::Exp2(ml.x - mx);
+    sum += f * ml.y;
+    acc += f * value_of(i);
+  }
+  return __float2bfloat16_rn(sum > 0.0f ? acc / sum : 0.0f);
+}
+
+// Partitions of a sequence's context that hold keys (the rest of the grid's partitions are empty).
+__device__ __forceinline__ int UsedPartitions(int context_len, const AttentionParams& p) {
+  return context_len > 0 ? IMin((context_len + p.partition_keys - 1) / p.partition_keys, p.num_partitions) : 0;
+}
+
+// Merges the decode kernel's partitions of one (sequence, head) from the workspace: D threads,
+// one column each.
 template <int D>
 __global__ void __launch_bounds__(D) AttentionReduceKernel(const AttentionParams p) {
   prim::StartAfterPrerequisiteGrids();
@@ -511,23 +534,13 @@ __global__ void __launch_bounds__(D) AttentionReduceKernel(const AttentionParams
   const int seq = prim::BlockIdx().y;
   const int q_start = prim::Ldg(p.query_start + seq);
   if (prim::Ldg(p.query_start + seq + 1) - q_start != 1) return;  // decode rows only
-  const int ctx = prim::Ldg(p.context_len + seq);
-  const int used = ctx > 0 ? IMin((ctx + p.partition_keys - 1) / p.partition_keys, p.num_partitions) : 0;
   const int64_t first = static_cast<int64_t>(seq) * p.num_partitions * p.num_heads + head;
-  float mx = -INFINITY;
-  for (int i = 0; i < used; ++i)
-    mx = fmaxf(mx, prim::Load(p.ws_ml + first + static_cast<int64_t>(i) * p.num_heads).x);
-  float sum = 0.0f, acc = 0.0f;
-  for (int i = 0; i < used; ++i) {
-    const int64_t slot = first + static_cast<int64_t>(i) * p.num_heads;
-    const float2 ml = prim::Load(p.ws_ml + slot);
-    const float f = mx == -INFINITY ? 0.0f : prim::Exp2(ml.x - mx);
-    sum += f * ml.y;
-    acc += f * prim::Load(p.ws_o + slot * D + prim::ThreadIdx().x);
-  }
-  prim::Store(
-      p.out + static_cast<int64_t>(q_start) * p.ld_out + static_cast<int64_t>(head) * D + prim::ThreadIdx().x,
-      __float2bfloat16_rn(sum > 0.0f ? acc / sum : 0.0f));
+  const int d = prim::ThreadIdx().x;
+  prim::Store(p.out + static_cast<int64_t>(q_start) * p.ld_out + static_cast<int64_t>(head) * D + d,
+              MergeSplitKv(
+                  UsedPartitions(prim::Ldg(p.context_len + seq), p),
+                  [&](int i) { return prim::Load(p.ws_ml + first + static_cast<int64_t>(i) * p.num_heads); },
+                  [&](int i) { return prim::Load(p.ws_o + (first + static_cast<int64_t>(i) * p.num_heads) * D + d); }));
 }
 
 }  // namespace apex4::cuda::attention

@@ -37,6 +37,8 @@ inline constexpr int kInt4DecodeHeads = 4;
 inline constexpr int kInt4DecodeThreads = 128;
 inline constexpr int kInt4DecodeKeys = 32;
 inline constexpr int kInt4DecodeStages = 3;
+// Split-KV partitions one cluster merges (the portable cluster size).
+inline constexpr int kInt4DecodeMaxClusterPartitions = 8;
 constexpr int Int4DecodeStageBytes(int head_dim) { return 2 * kInt4DecodeKeys * (head_dim / 2) + 2 * kInt4DecodeKeys * 4; }
 constexpr int Int4DecodeWarpBytes(int head_dim) {
   return kInt4DecodeStages * Int4DecodeStageBytes(head_dim) + 8 * kInt4DecodeKeys;
@@ -105,7 +107,8 @@ struct AttentionParams {
   int32_t num_row_tiles;  // CTAs along the rows of one (sequence, KV head)
   // Split-KV (decode kernel only): partition_keys > 0 splits each context into partitions of
   // that many keys (a multiple of kTileKeys), num_partitions of them sized by the bound; the
-  // partial results go to ws_o / ws_ml and AttentionReduce combines them.
+  // partial results go to ws_o / ws_ml and the reduce kernel combines them (the INT4 kernel on
+  // sm_90 merges up to kInt4DecodeMaxClusterPartitions in a CTA cluster instead).
   int32_t partition_keys;
   int32_t num_partitions;
   float* ws_o;    // [num_seqs][num_partitions][num_heads][head_dim], unnormalised
@@ -117,13 +120,12 @@ struct AttentionParams {
 // Decode kernel: one CTA per (KV head × row tile, sequence, partition); grid (num_kv_heads *
 // num_row_tiles, num_seqs, num_partitions). fp16 cache: AttentionKernel, row tiles of
 // kDecodeRowsPerCta rows; INT4 cache (int4): Int4DecodeAttentionKernel, row tiles of
-// kInt4DecodeHeads query heads.
+// kInt4DecodeHeads query heads. With split-KV, then the merge of the partitions: in the INT4
+// kernel's clusters, or AttentionReduceKernel (grid (num_heads, num_seqs), head_dim threads).
 CudaStatus LaunchDecodeAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream);
 // Prefill kernel: one CTA per (KV head, sequence, row tile); grid (num_kv_heads, num_seqs,
 // num_row_tiles), the heaviest (last) row tiles first.
 CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t stream);
-// Combines the decode kernel's partitions: grid (num_heads, num_seqs), head_dim threads.
-CudaStatus LaunchAttentionReduce(const AttentionParams& params, int head_dim, cudaStream_t stream);
 
 }  // namespace apex4::cuda::attention
 

@@ -39,7 +39,8 @@ CudaStatus Launch(const quant::QuantizeParams& params, int64_t rows, cudaStream_
         params.outlier_mask == nullptr) {
       return LaunchProgrammaticInClusters(&quant::w4a4_quantize_split_rows_kernel<T, true, kMode>,
                                           dim3(static_cast<unsigned>(rows * quant::kSplitCtas)),
-                                          dim3(quant::SplitThreads(params.k)), 0, stream, quant::kSplitCtas, params);
+                                          dim3(quant::SplitThreads(params.k)), 0, stream, dim3(quant::kSplitCtas),
+                                          params);
     }
   }
   const int threads = quant::ThreadsFor(params.per_token, params.k, rows, params.rmsnorm_weight != nullptr);

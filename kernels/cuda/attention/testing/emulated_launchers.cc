@@ -25,12 +25,29 @@ CudaStatus Launch(const AttentionParams& params) {
   return OkCudaStatus();
 }
 
+CudaStatus LaunchReduce(const AttentionParams& params, int head_dim) {
+  const dim3 grid(params.num_heads, params.num_seqs);
+  if (head_dim == 64) {
+    apex4_emu::Launch(grid, dim3(64), 0, [&] { AttentionReduceKernel<64>(params); });
+  } else {
+    apex4_emu::Launch(grid, dim3(128), 0, [&] { AttentionReduceKernel<128>(params); });
+  }
+  return OkCudaStatus();
+}
+
+// As on sm_90: split-KV partitions merge in their cluster up to kInt4DecodeMaxClusterPartitions,
+// through the reduce kernel beyond (the fp16 kernel always takes the reduce).
 template <int D>
 CudaStatus LaunchInt4Decode(const AttentionParams& params) {
   const dim3 grid(params.num_kv_heads * params.num_row_tiles, params.num_seqs, params.num_partitions);
+  if (params.partition_keys > 0 && params.num_partitions <= kInt4DecodeMaxClusterPartitions) {
+    apex4_emu::LaunchInClusters(grid, dim3(1, 1, params.num_partitions), dim3(kInt4DecodeThreads),
+                                Int4DecodeSmemBytes(D), [&] { Int4DecodeAttentionKernel<D, true>(params); });
+    return OkCudaStatus();
+  }
   apex4_emu::Launch(grid, dim3(kInt4DecodeThreads), Int4DecodeSmemBytes(D),
-                    [&] { Int4DecodeAttentionKernel<D>(params); });
-  return OkCudaStatus();
+                    [&] { Int4DecodeAttentionKernel<D, false>(params); });
+  return params.partition_keys > 0 ? LaunchReduce(params, D) : OkCudaStatus();
 }
 
 }  // namespace
@@ -44,22 +61,17 @@ CudaStatus LaunchRopeAndWriteKv(const RopeParams& params, cudaStream_t) {
 
 CudaStatus LaunchDecodeAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t) {
   if (int4) return head_dim == 64 ? LaunchInt4Decode<64>(params) : LaunchInt4Decode<128>(params);
-  return head_dim == 64 ? Launch<64, true, false>(params) : Launch<128, true, false>(params);
+  if (head_dim == 64) {
+    Launch<64, true, false>(params);
+  } else {
+    Launch<128, true, false>(params);
+  }
+  return params.partition_keys > 0 ? LaunchReduce(params, head_dim) : OkCudaStatus();
 }
 
 CudaStatus LaunchPrefillAttention(const AttentionParams& params, int head_dim, bool int4, cudaStream_t) {
   if (head_dim == 64) return int4 ? Launch<64, false, true>(params) : Launch<64, false, false>(params);
   return int4 ? Launch<128, false, true>(params) : Launch<128, false, false>(params);
-}
-
-CudaStatus LaunchAttentionReduce(const AttentionParams& params, int head_dim, cudaStream_t) {
-  const dim3 grid(params.num_heads, params.num_seqs);
-  if (head_dim == 64) {
-    apex4_emu::Launch(grid, dim3(64), 0, [&] { AttentionReduceKernel<64>(params); });
-  } else {
-    apex4_emu::Launch(grid, dim3(128), 0, [&] { AttentionReduceKernel<128>(params); });
-  }
-  return OkCudaStatus();
 }
 
 }  // namespace apex4::cuda::attention
