@@ -15,8 +15,13 @@ using attention::kInt4DecodeHeads;
 using attention::kPrefillRowsPerCta;
 using attention::kTileKeys;
 
-// Decode CTAs wanted before the context is split further (H100: 132 SMs × 3 resident CTAs).
-constexpr int64_t kDecodeTargetCtas = 512;
+// Decode CTAs wanted before the context is split further: about one per SM (H100/H200: 132).
+// Beyond that the SM's CTAs share its bandwidth, so a split adds merge work and little else.
+// H200, decode attention alone at batch 1-16 × 512-4096 keys, against the 512 used before
+// (kernels/cuda/results/2026-11-28_h200_decode_split_target.txt): geomean 0.91× the time for the
+// INT4 kernel (with its cluster merge), 0.95× for fp16; a 512-CTA grid of 4-CTA clusters ran
+// 5-15% slower than with the reduce kernel.
+constexpr int64_t kDecodeTargetCtas = 128;
 constexpr int kMaxPartitionKeys = 512;
 // The INT4 kernel's warps stream their own 32-key steps; a partition must give each several
 // steps to fill its cp.async ring, so it starts from longer partitions (H200: 7B 64 × 2048 keys
