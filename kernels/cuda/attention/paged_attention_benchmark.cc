@@ -9,8 +9,8 @@
 //   1536 tokens of context: µs and TFLOPS counting the causal work only (4·D flops per
 //   (query, key) pair: Q·K^T and P·V).
 // Usage: paged_attention_benchmark [iterations (default 20) [batch context]]: with batch and
-// context, only those decode rows (e.g. under a profiler). Prints "no CUDA device" and exits 0
-// without a GPU.
+// context, only that decode row (any batch and context; e.g. under a profiler). Prints "no CUDA
+// device" and exits 0 without a GPU.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -212,10 +212,12 @@ int Main(int argc, char** argv) {
   std::printf("\ndecode (query_len 1, all sequences at the context)\n");
   std::printf("%-11s %5s %5s %7s %10s %9s %10s %10s %9s %9s\n", "shape", "cache", "batch", "context", "cold us",
               "GB/s", "hot us", "rope us", "split-KV", "fp16/int4");
+  const std::vector<int> batches = only_batch > 0 ? std::vector<int>{only_batch} : std::vector<int>{1, 16, 64};
+  const std::vector<int> contexts =
+      only_batch > 0 ? std::vector<int>{only_context} : std::vector<int>{512, 2048, 4096};
   for (const Shape& shape : shapes) {
-    for (int batch : {1, 16, 64}) {
-      for (int context : {512, 2048, 4096}) {
-        if (only_batch > 0 && (batch != only_batch || context != only_context)) continue;
+    for (int batch : batches) {
+      for (int context : contexts) {
         double fp16_cold = 0;
         for (const KvCacheFormat format : {KvCacheFormat::kFp16, KvCacheFormat::kInt4}) {
           Setup setup(shape, format, batch, 1, context, rng);
