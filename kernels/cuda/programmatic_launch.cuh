@@ -37,14 +37,21 @@ __device__ __forceinline__ void StartAfterPrerequisiteGrids() {
   AllowDependentsToLaunch();
 }
 
+// The current device's compute capability major (9 and up: PDL and thread block clusters).
+inline CudaStatus CurrentDeviceMajor(int* major) {
+  int device = 0;
+  APEX4_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(major, cudaDevAttrComputeCapabilityMajor, device));
+  return OkCudaStatus();
+}
+
 // A PDL launch (plain on devices before sm_90) whose CTAs form clusters of `cluster` CTAs
 // ((1, 1, 1): no clusters; more needs sm_90, and each grid dimension a multiple of the cluster's).
 template <typename... KernelArgs, typename... Args>
 CudaStatus LaunchProgrammaticInClusters(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem_bytes,
                                         cudaStream_t stream, dim3 cluster, Args&&... args) {
-  int device = 0, major = 0;
-  APEX4_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  int major = 0;
+  APEX4_CUDA_RETURN_IF_NOT_OK(CurrentDeviceMajor(&major));
   cudaLaunchAttribute attrs[2]{};
   unsigned count = 0;
   if (major >= 9) {

@@ -8,6 +8,7 @@
 #include "kernels/cuda/attention/int4_decode_attention.cuh"
 #include "kernels/cuda/attention/paged_attention_kernels.cuh"
 #include "kernels/cuda/attention/paged_attention_kernels.h"
+#include "kernels/cuda/programmatic_launch.cuh"
 
 namespace apex4::cuda::attention {
 namespace {
@@ -58,9 +59,8 @@ CudaStatus LaunchReduce(const AttentionParams& params, int head_dim, cudaStream_
 // through the workspace and the reduce kernel elsewhere.
 bool MergesInCluster(const AttentionParams& params) {
   if (params.partition_keys == 0 || params.num_partitions > kInt4DecodeMaxClusterPartitions) return false;
-  int device = 0, major = 0;
-  return cudaGetDevice(&device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 9;
+  int major = 0;
+  return CurrentDeviceMajor(&major).ok() && major >= 9;
 }
 
 template <int D>

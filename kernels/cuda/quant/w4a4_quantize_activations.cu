@@ -32,9 +32,8 @@ CudaStatus Launch(const quant::QuantizeParams& params, int64_t rows, cudaStream_
        (Aligned16(params.residual) && (params.residual_stride * sizeof(__nv_bfloat16)) % 16 == 0)) &&
       (kMode != quant::InputMode::kSwiGlu || (params.k_valid * sizeof(T)) % 16 == 0);
   if constexpr (kMode != quant::InputMode::kResidual) {
-    int device = 0, major = 0;
-    APEX4_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-    APEX4_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    int major = 0;
+    APEX4_CUDA_RETURN_IF_NOT_OK(CurrentDeviceMajor(&major));
     if (major >= 9 && vector && rows <= quant::kFewRows && params.rmsnorm_weight == nullptr &&
         params.outlier_mask == nullptr) {
       return LaunchProgrammaticInClusters(&quant::w4a4_quantize_split_rows_kernel<T, true, kMode>,
