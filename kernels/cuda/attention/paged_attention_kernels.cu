@@ -58,9 +58,8 @@ CudaStatus LaunchReduce(const AttentionParams& params, int head_dim, cudaStream_
 // Split-KV partitions merge inside their cluster on sm_90 (up to the portable cluster size of 8),
 // through the workspace and the reduce kernel elsewhere.
 bool MergesInCluster(const AttentionParams& params) {
-  if (params.partition_keys == 0 || params.num_partitions > kInt4DecodeMaxClusterPartitions) return false;
   int major = 0;
-  return CurrentDeviceMajor(&major).ok() && major >= 9;
+  return PartitionsFitOneCluster(params) && CurrentDeviceMajor(&major).ok() && major >= 9;
 }
 
 template <int D>

@@ -117,6 +117,12 @@ struct AttentionParams {
   int64_t ld_out;
 };
 
+// Whether a split-KV decode launch's partitions fit one thread block cluster, so that the INT4
+// kernel can merge them itself (on sm_90; the launchers add that condition).
+inline bool PartitionsFitOneCluster(const AttentionParams& params) {
+  return params.partition_keys > 0 && params.num_partitions <= kInt4DecodeMaxClusterPartitions;
+}
+
 // Decode kernel: one CTA per (KV head × row tile, sequence, partition); grid (num_kv_heads *
 // num_row_tiles, num_seqs, num_partitions). fp16 cache: AttentionKernel, row tiles of
 // kDecodeRowsPerCta rows; INT4 cache (int4): Int4DecodeAttentionKernel, row tiles of

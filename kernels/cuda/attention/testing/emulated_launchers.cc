@@ -40,7 +40,7 @@ CudaStatus LaunchReduce(const AttentionParams& params, int head_dim) {
 template <int D>
 CudaStatus LaunchInt4Decode(const AttentionParams& params) {
   const dim3 grid(params.num_kv_heads * params.num_row_tiles, params.num_seqs, params.num_partitions);
-  if (params.partition_keys > 0 && params.num_partitions <= kInt4DecodeMaxClusterPartitions) {
+  if (PartitionsFitOneCluster(params)) {
     apex4_emu::LaunchInClusters(grid, dim3(1, 1, params.num_partitions), dim3(kInt4DecodeThreads),
                                 Int4DecodeSmemBytes(D), [&] { Int4DecodeAttentionKernel<D, true>(params); });
     return OkCudaStatus();
