@@ -98,18 +98,18 @@ __device__ __forceinline__ void MmaF16(float (&c)[4], const uint32_t (&a)[4], ui
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// c += a · b, m16n8k32, u8 A (row) × s8 or u8 B (col), s32 accumulators (exact).
+// c += a · b, m16n8k32, s8 A (row) × s8 or u8 B (col), s32 accumulators (exact).
 template <bool kSignedB>
-__device__ __forceinline__ void MmaU8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+__device__ __forceinline__ void MmaS8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   if constexpr (kSignedB) {
     asm volatile(
-        "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
         "{%8, %9}, {%0, %1, %2, %3};\n"
         : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   } else {
     asm volatile(
-        "mma.sync.aligned.m16n8k32.row.col.s32.u8.u8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.u8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
         "{%8, %9}, {%0, %1, %2, %3};\n"
         : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -224,8 +224,8 @@ inline void MmaF16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t 
 }
 inline float Exp2(float x) { return ::apex4_emu::Exp2(x); }
 template <bool kSignedB>
-inline void MmaU8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  ::apex4_emu::MmaU8(c, a, b0, b1, kSignedB);
+inline void MmaS8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  ::apex4_emu::MmaS8(c, a, b0, b1, kSignedB);
 }
 inline int ShflIdx(int v, int src_lane) { return ::apex4_emu::ShflIdx(v, src_lane); }
 inline void SyncWarp() { ::apex4_emu::SyncWarp(); }

@@ -2,18 +2,19 @@
 //
 // The fp16 decode kernel (paged_attention_kernels.cuh) on an INT4 cache had to turn every code
 // into fp16 on CUDA cores (~1.1 instructions a code) and ran issue-bound at a third of the
-// memory's speed. Here the codes stay integers: a nibble becomes a byte with one LOP3 (low
-// nibbles) or SHF + LOP3 (high ones), biased to u8 = code + 8, and both products run on u8 mma:
+// memory's speed. Here the codes stay integers: a two's-complement nibble moved to the top of
+// its byte is the signed byte 16·code, one LOP3 for high nibbles (SHF + LOP3 for low ones), and
+// both products run on s8 mma with the factor 16 folded into the float scales (a power of two,
+// so the results are the bits the unscaled products would give):
 //
-//  S^T = K · Q^T   A = K codes (16 keys × 32 dims, ldmatrix rows = keys), B = Q^T as s8. q is
+//  S^T = K · Q^T   A = 16·K codes (16 keys × 32 dims, ldmatrix rows = keys), B = Q^T as s8. q is
 //                  quantised per head to 16 bits (scale absmax / 32639) and split into two s8
 //                  columns, hi and lo (q = 256·hi + lo), so the integer scores are exact:
-//                  S = 256·S_hi + S_lo − 8·Σq (the bias undoes the +8 of the codes).
-//  O^T = V^T · P^T A = V codes transposed (16 dims × 32 keys): ldmatrix.trans gives each thread
-//                  one 16-bit unit (4 dims) of 2+2 keys, PRMT gathers a byte of 4 keys, the
+//                  16·S = 256·S_hi + S_lo.
+//  O^T = V^T · P^T A = 16·V codes transposed (16 dims × 32 keys): ldmatrix.trans gives each
+//                  thread one 16-bit unit (4 dims) of 2+2 keys, PRMT gathers a byte of 4 keys, the
 //                  nibble split gives 4 keys × 1 dim. B = P^T: p · v_scale / ref as 16-bit fixed
-//                  point, again split into hi / lo u8 columns. A fifth "all ones" A tile gives
-//                  Σ P per column for the +8 bias.
+//                  point, again split into hi / lo u8 columns.
 //
 // Split-KV: a CTA covers one partition of the context. With kClusterMerge (sm_90) the grid's
 // partitions of one (sequence, row tile) form a thread block cluster: each CTA leaves its
@@ -29,7 +30,8 @@
 //
 // The integer P·V accumulators keep their scale between steps; they are converted and added to
 // the float output ("flushed") only when a head's running max or the largest value scale seen
-// (`ref`, the fixed-point unit) grows — a few times a context — and at the end.
+// (`ref`, the fixed-point unit) grows — a few times a context —, every kMaxUnflushedSteps steps
+// and at the end.
 #ifndef APEX4_KERNELS_CUDA_ATTENTION_INT4_DECODE_ATTENTION_CUH_
 #define APEX4_KERNELS_CUDA_ATTENTION_INT4_DECODE_ATTENTION_CUH_
 
@@ -50,9 +52,15 @@ using prim::IMin;
 // Element of a cache word held in nibble n (paged_attention.h: 2j in nibble j, 2j+1 in j + 4).
 __host__ __device__ constexpr int NibbleElement(int n) { return n < 4 ? 2 * n : 2 * (n - 4) + 1; }
 
-// Low / high nibbles of a word's four bytes as u8 codes + 8 (two's complement nibble ^ 8).
-__device__ __forceinline__ uint32_t LowCodes(uint32_t word) { return (word & 0x0F0F0F0Fu) ^ 0x08080808u; }
-__device__ __forceinline__ uint32_t HighCodes(uint32_t word) { return ((word >> 4) & 0x0F0F0F0Fu) ^ 0x08080808u; }
+// Low / high nibbles of a word's four bytes as s8 16·code (the nibble in the top half of its byte).
+__device__ __forceinline__ uint32_t LowCodesX16(uint32_t word) { return (word << 4) & 0xF0F0F0F0u; }
+__device__ __forceinline__ uint32_t HighCodesX16(uint32_t word) { return word & 0xF0F0F0F0u; }
+// The float factor that undoes the 16 of the codes (exact: a power of two).
+inline constexpr float kCodeUnit = 1.0f / 16.0f;
+// Steps a warp's P·V accumulators may take between flushes: each adds at most 32 keys × 128 ×
+// 255 per fixed-point byte, so 2048 steps stay below 2^31 (a flush is forced after that many;
+// 65536 keys a warp).
+inline constexpr int kMaxUnflushedSteps = 2048;
 
 // Byte offset of 16-byte chunk `chunk` of key row `key` in a stage's [32 keys][D/2] code tile:
 // chunks are XOR-swizzled so that the 8 rows an ldmatrix reads fall in distinct banks.
@@ -175,8 +183,7 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
   uint8_t* const p_tile = reinterpret_cast<uint8_t*>(warp_smem + kStages * kStageBytes);  // [8 cols][32 keys]
   float* const q_smem = reinterpret_cast<float*>(smem + kWarps * kWarpBytes);               // [4 heads][D]
   float* const q_scale_smem = q_smem + kInt4DecodeHeads * D;  // [4] per head: code unit,
-  float* const q_inv_smem = q_scale_smem + kInt4DecodeHeads;   // [4] its inverse,
-  float* const q_sum_smem = q_inv_smem + kInt4DecodeHeads;     // [4] Σ codes
+  float* const q_inv_smem = q_scale_smem + kInt4DecodeHeads;   // [4] and its inverse
 
   // ---- The warp's steps: 32 keys each, steps warp, warp + kWarps, ... of the partition.
   const int num_steps = (key_end - key_begin + kInt4DecodeKeys - 1) / kInt4DecodeKeys;
@@ -230,30 +237,25 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
   float m = -INFINITY;
   float l = 0.0f;
   float ref = 0.0f;  // P's fixed-point unit: p · v_scale / ref · 65535
+  float to_fixed = 0.0f;  // 65535 / ref (0 while ref is)
   float o[kDimTiles][2];
   int32_t acc[kDimTiles][4];
-  int32_t p_sums[4];  // Σ P per column (the ones tile)
 #pragma unroll
   for (int t = 0; t < kDimTiles; ++t) {
     o[t][0] = o[t][1] = 0.0f;
     acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0;
   }
-  p_sums[0] = p_sums[1] = p_sums[2] = p_sums[3] = 0;
   auto flush = [&]() {
-    const float unit = ref * (1.0f / 65535.0f);
-    const int32_t bias_hi = 8 * p_sums[0];
-    const int32_t bias_lo = 8 * p_sums[1];
+    const float unit = ref * (1.0f / 65535.0f) * kCodeUnit;
 #pragma unroll
     for (int t = 0; t < kDimTiles; ++t) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const float value = 256.0f * static_cast<float>(acc[t][2 * r] - bias_hi) +
-                            static_cast<float>(acc[t][2 * r + 1] - bias_lo);
+        const float value = 256.0f * static_cast<float>(acc[t][2 * r]) + static_cast<float>(acc[t][2 * r + 1]);
         o[t][r] += unit * value;
       }
       acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0;
     }
-    p_sums[0] = p_sums[1] = p_sums[2] = p_sums[3] = 0;
   };
 
   // The ring's first steps: those whose keys all precede the newest one (written by earlier
@@ -286,14 +288,9 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
 #pragma unroll
     for (int m = 16; m >= 1; m >>= 1) amax = fmaxf(amax, prim::ShflXor(amax, m));
     const float inv = amax > 0.0f ? 32639.0f / amax : 0.0f;
-    float sum = 0.0f;  // of the 16-bit codes: |Σ| < 2^24, exact in float
-    for (int d = lane; d < D; d += 32) sum += prim::Rint(qh[d] * inv);
-#pragma unroll
-    for (int m = 16; m >= 1; m >>= 1) sum += prim::ShflXor(sum, m);
     if (lane == 0) {
       q_scale_smem[warp] = amax / 32639.0f;
       q_inv_smem[warp] = inv;
-      q_sum_smem[warp] = sum;
     }
   }
   prim::SyncThreads();
@@ -320,9 +317,8 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
       }
     }
   }
-  // This thread's head (tig): scale of its integer scores, and the +8 bias of the K codes.
-  const float score_scale = q_scale_smem[tig] * p.scale_log2;
-  const int32_t q_bias = 8 * static_cast<int32_t>(q_sum_smem[tig]);
+  // This thread's head (tig): the scale of its integer scores (16·S).
+  const float score_scale = q_scale_smem[tig] * p.scale_log2 * kCodeUnit;
 
   for (int i = 0; i < my_steps; ++i) {
     const int ahead = i + kStages - 1;
@@ -347,9 +343,9 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
         prim::LdMatrixX4(r, prim::ToSmem(stage + CodeOffset<D>(key, 2 * cp + (lane >> 4))));
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const uint32_t a[4] = {LowCodes(r[2 * e]), LowCodes(r[2 * e + 1]), HighCodes(r[2 * e]),
-                                 HighCodes(r[2 * e + 1])};
-          prim::MmaU8<true>(s_acc[mt], a, q_frag[2 * cp + e][0], q_frag[2 * cp + e][1]);
+          const uint32_t a[4] = {LowCodesX16(r[2 * e]), LowCodesX16(r[2 * e + 1]), HighCodesX16(r[2 * e]),
+                                 HighCodesX16(r[2 * e + 1])};
+          prim::MmaS8<true>(s_acc[mt], a, q_frag[2 * cp + e][0], q_frag[2 * cp + e][1]);
         }
       }
     }
@@ -363,7 +359,7 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
       for (int r = 0; r < 2; ++r) {
         const int key = 16 * mt + gid + 8 * r;
         const bool valid = t0 + key < key_end;
-        const int32_t score = 256 * s_acc[mt][2 * r] + s_acc[mt][2 * r + 1] - q_bias;
+        const int32_t score = 256 * s_acc[mt][2 * r] + s_acc[mt][2 * r + 1];  // 16·S, |16·S| < 2^30
         s[mt][r] = valid ? static_cast<float>(score) * score_scale * k_scales[key] : -INFINITY;
         v_scale[mt][r] = valid ? v_scales[key] : 0.0f;
         step_max = fmaxf(step_max, s[mt][r]);
@@ -376,7 +372,7 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
       scale_max = fmaxf(scale_max, prim::ShflXor(scale_max, mask));
     }
     const float new_m = fmaxf(m, step_max);
-    if (prim::AnyInWarp(new_m > m || scale_max > ref)) {
+    if (i % kMaxUnflushedSteps == 0 || prim::AnyInWarp(new_m > m || scale_max > ref)) {
       flush();
       // A head with no key yet keeps max -inf: its (zero) state is scaled by 0, not NaN.
       const float alpha = new_m == -INFINITY ? 1.0f : prim::Exp2(m - new_m);
@@ -388,9 +384,9 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
       l *= alpha;
       m = new_m;
       ref = fmaxf(ref, scale_max);
+      to_fixed = ref > 0.0f ? 65535.0f / ref : 0.0f;
     }
     const float base = m == -INFINITY ? 0.0f : m;
-    const float to_fixed = ref > 0.0f ? 65535.0f / ref : 0.0f;
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt) {
 #pragma unroll
@@ -420,12 +416,10 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
         const uint32_t selector = e == 0 ? 0x6420u : 0x7531u;
         const uint32_t x = prim::BytePerm(r[0], r[1], selector);  // keys of the k quad tig
         const uint32_t y = prim::BytePerm(r[2], r[3], selector);  // the same, 16 keys on
-        const uint32_t a[4] = {LowCodes(x), HighCodes(x), LowCodes(y), HighCodes(y)};
-        prim::MmaU8<false>(acc[2 * c + e], a, p_b0, p_b1);
+        const uint32_t a[4] = {LowCodesX16(x), HighCodesX16(x), LowCodesX16(y), HighCodesX16(y)};
+        prim::MmaS8<false>(acc[2 * c + e], a, p_b0, p_b1);
       }
     }
-    const uint32_t ones[4] = {0x01010101u, 0x01010101u, 0x01010101u, 0x01010101u};
-    prim::MmaU8<false>(p_sums, ones, p_b0, p_b1);
     prim::SyncWarp();  // the stage and the P tile are rewritten by the next step
   }
   flush();

@@ -30,7 +30,7 @@ inline constexpr int kAttentionThreads = 128;
 // Decode kernel for an INT4 cache (int4_decode_attention.cuh): query heads per CTA (row tile),
 // keys per warp step, and cp.async stages per warp. A stage holds the step's K codes, V codes
 // (32 keys × head_dim/2 bytes each), then 32 K and 32 V scales; each warp also has a 256-byte
-// P tile, and the CTA a [4 heads][head_dim] float Q buffer plus 3 × 4 per-head floats.
+// P tile, and the CTA a [4 heads][head_dim] float Q buffer plus 2 × 4 per-head floats.
 inline constexpr int kInt4DecodeHeads = 4;
 // 4 warps, 4 CTAs (16 warps) per SM. 8 warps (2 CTAs per SM) was slower in every case (H200: 7B
 // 16 × 512 keys 27.7 vs 21.5 µs: two waves of CTAs).
@@ -44,7 +44,7 @@ constexpr int Int4DecodeWarpBytes(int head_dim) {
   return kInt4DecodeStages * Int4DecodeStageBytes(head_dim) + 8 * kInt4DecodeKeys;
 }
 constexpr int Int4DecodeSmemBytes(int head_dim) {
-  return (kInt4DecodeThreads / 32) * Int4DecodeWarpBytes(head_dim) + kInt4DecodeHeads * (head_dim + 3) * 4;
+  return (kInt4DecodeThreads / 32) * Int4DecodeWarpBytes(head_dim) + kInt4DecodeHeads * (head_dim + 2) * 4;
 }
 
 // An INT4 cache tile as it lands in shared memory before dequantization: K codes, V codes

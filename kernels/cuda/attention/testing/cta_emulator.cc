@@ -466,10 +466,10 @@ void MmaF16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   WarpBarrier();
 }
 
-void MmaU8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool signed_b) {
+void MmaS8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool signed_b) {
   Warp& w = ShareMmaFragments(a, b0, b1);
   const int lane = Lane();
-  // A: 16×32 row-major u8, B: 32(k)×8(n), four 8-bit elements a register (PTX ISA, m16n8k32 .u8/.s8).
+  // A: 16×32 row-major s8, B: 32(k)×8(n), four 8-bit elements a register (PTX ISA, m16n8k32 .u8/.s8).
   int32_t A[16][32], Bm[32][8];
   auto element = [](uint32_t reg, int i, bool is_signed) {
     const uint32_t byte = (reg >> (8 * i)) & 0xffu;
@@ -479,10 +479,10 @@ void MmaU8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bo
     const int g = l / 4, t = l % 4;
     const uint32_t* s = w.slots[l];
     for (int i = 0; i < 4; ++i) {
-      A[g][4 * t + i] = element(s[0], i, false);
-      A[g + 8][4 * t + i] = element(s[1], i, false);
-      A[g][4 * t + 16 + i] = element(s[2], i, false);
-      A[g + 8][4 * t + 16 + i] = element(s[3], i, false);
+      A[g][4 * t + i] = element(s[0], i, true);
+      A[g + 8][4 * t + i] = element(s[1], i, true);
+      A[g][4 * t + 16 + i] = element(s[2], i, true);
+      A[g + 8][4 * t + 16 + i] = element(s[3], i, true);
       Bm[4 * t + i][g] = element(s[4], i, signed_b);
       Bm[4 * t + 16 + i][g] = element(s[5], i, signed_b);
     }

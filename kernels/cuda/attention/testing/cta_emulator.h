@@ -57,8 +57,8 @@ void CpAsyncCommit();
 void CpAsyncWait(int pending);
 void LdMatrixX4(uint32_t (&r)[4], const void* smem_row_address, bool trans);
 void MmaF16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
-// mma.sync m16n8k32 u8 A × (s8 or u8) B → s32.
-void MmaU8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool signed_b);
+// mma.sync m16n8k32 s8 A × (s8 or u8) B → s32.
+void MmaS8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool signed_b);
 void SyncWarp();  // __syncwarp: every lane must reach it
 bool AnyInWarp(bool predicate);
 float Exp2(float x);  // ex2.approx.ftz: subnormal results flushed to 0
