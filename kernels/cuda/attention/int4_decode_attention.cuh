@@ -202,6 +202,8 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
     const int pos = step_start(first + lane / 2) + (lane & 1) * kBlockTokens;
     block_ids = pos < key_end ? prim::Ldg(block_table + pos / kBlockTokens) : 0;
   };
+  // A key past key_end still addresses its own block or block 0 (the id of a block with no key
+  // below key_end), so its copy needs no other source address: cp.async reads nothing of it.
   auto load_step = [&](int i, int stage) {  // warp-uniform, steps in increasing order
     if (i % 16 == 0) fetch_block_ids(i);
     const int blocks[2] = {prim::ShflIdx(block_ids, 2 * (i % 16)), prim::ShflIdx(block_ids, 2 * (i % 16) + 1)};
@@ -217,8 +219,8 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
       const int64_t offset = static_cast<int64_t>(key < kBlockTokens ? blocks[0] : blocks[1]) * p.block_stride +
                              (key % kBlockTokens) * kRowBytes + chunk * 16;
       const int at = CodeOffset<D>(key, chunk);
-      prim::CpAsync16(prim::ToSmem(dst + at), valid ? k_base + offset : k_base, valid);
-      prim::CpAsync16(prim::ToSmem(dst + kCodeBytes + at), valid ? v_base + offset : v_base, valid);
+      prim::CpAsync16(prim::ToSmem(dst + at), k_base + offset, valid);
+      prim::CpAsync16(prim::ToSmem(dst + kCodeBytes + at), v_base + offset, valid);
     }
     // Scales: lanes 0-7 K, 8-15 V; lane j % 8 takes keys 4j..4j+3.
     if (lane < 16) {
@@ -228,7 +230,7 @@ __global__ void __launch_bounds__(kInt4DecodeThreads, 512 / kInt4DecodeThreads)
       const int64_t offset =
           static_cast<int64_t>(j < 4 ? blocks[0] : blocks[1]) * p.block_stride + scales_offset + (j % 4) * 16;
       const char* base = is_v ? v_base : k_base;
-      prim::CpAsync16(prim::ToSmem(dst + 2 * kCodeBytes + lane * 16), valid ? base + offset : base, valid);
+      prim::CpAsync16(prim::ToSmem(dst + 2 * kCodeBytes + lane * 16), base + offset, valid);
     }
   };
 
