@@ -79,18 +79,30 @@ __global__ void __launch_bounds__(32 * kDecodeWarps)
       ch.sw[1] = __ldg(sw_lane + chunk * kBlockM + 8);
     }
   };
+  // This lane's activation rows (and, group-128, its two scale rows) from its first chunk on. A
+  // token past p.m reads row p.m - 1 instead: it only feeds its own output column, which is never
+  // stored, and the loads need neither a predicate nor a zero.
+  constexpr int kChunkVectors = kBlockK / 2 / 16;  // 16-byte vectors of one token's chunk
+  const uint4* x_lane[kTiles];
+  const float* sx_lane[kGroup128 ? kTiles : 1][2];
+#pragma unroll
+  for (int t = 0; t < kTiles; ++t) {
+    const int token = min(8 * t + g, p.m - 1);
+    x_lane[t] = reinterpret_cast<const uint4*>(p.x + int64_t(token) * (p.k / 2)) + warp * kChunkVectors + c;
+    if constexpr (kGroup128) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {  // the C fragment's two token columns
+        sx_lane[t][j] = p.x_scales + int64_t(min(8 * t + 2 * c + j, p.m - 1)) * k_chunks + warp;
+      }
+    }
+  }
   auto load_activations = [&](Chunk& ch, int i) {
-    const int chunk = warp + i * kDecodeWarps;
 #pragma unroll
     for (int t = 0; t < kTiles; ++t) {
-      const int token = 8 * t + g;
-      ch.x[t] = token < p.m ? __ldg(reinterpret_cast<const uint4*>(p.x + int64_t(token) * (p.k / 2) +
-                                                                   chunk * (kBlockK / 2)) + c)
-                            : make_uint4(0, 0, 0, 0);
+      ch.x[t] = __ldg(x_lane[t] + i * kDecodeWarps * kChunkVectors);
       if constexpr (kGroup128) {
-        const int t0 = 8 * t + 2 * c;  // the C fragment's two token columns
-        ch.sx[t][0] = t0 < p.m ? __ldg(p.x_scales + int64_t(t0) * k_chunks + chunk) : 0.0f;
-        ch.sx[t][1] = t0 + 1 < p.m ? __ldg(p.x_scales + int64_t(t0 + 1) * k_chunks + chunk) : 0.0f;
+        ch.sx[t][0] = __ldg(sx_lane[t][0] + i * kDecodeWarps);
+        ch.sx[t][1] = __ldg(sx_lane[t][1] + i * kDecodeWarps);
       }
     }
   };
@@ -134,8 +146,9 @@ __global__ void __launch_bounds__(32 * kDecodeWarps)
                              (u.z << shift) & kNibbleMask, (u.w << shift) & kNibbleMask};
 #pragma unroll
       for (int t = 0; t < kTiles; ++t) {
-        const uint32_t b0 = __shfl_xor_sync(0xFFFFFFFFu, send_lo[t][r >> 1], r);
-        const uint32_t b1 = __shfl_xor_sync(0xFFFFFFFFu, send_hi[t][r >> 1], r);
+        // r = 0: the lane's own words (no shuffle).
+        const uint32_t b0 = r == 0 ? send_lo[t][0] : __shfl_xor_sync(0xFFFFFFFFu, send_lo[t][r >> 1], r);
+        const uint32_t b1 = r == 0 ? send_hi[t][0] : __shfl_xor_sync(0xFFFFFFFFu, send_hi[t][r >> 1], r);
         const int b_shift = (c & 1) ? 0 : 4;  // half c % 2 of each 8-block
         const uint32_t lo = (b0 << b_shift) & kNibbleMask, hi = (b1 << b_shift) & kNibbleMask;
         if constexpr (kGroup128) {
